@@ -1,0 +1,15 @@
+"""The actor-patterns job: start Ray on Spark, run the stages, write the report.
+
+Takes the flags of `raybricks run` and works under `python`, `spark-submit` and a
+Databricks `spark_python_task`. The conf files sit beside this folder in the bundle.
+"""
+
+import sys
+from pathlib import Path
+
+from raybricks.cli import main
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+if __name__ == "__main__":
+    sys.exit(main(["run", *sys.argv[1:]], conf_dir=CONF_DIR if CONF_DIR.is_dir() else None))

@@ -1,0 +1,7 @@
+"""`python -m raybricks ...` is the `raybricks` command."""
+
+import sys
+
+from raybricks.cli import main
+
+sys.exit(main())

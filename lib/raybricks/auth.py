@@ -1,0 +1,87 @@
+"""Who may use the cluster: an explicit auth mode, and a fresh token per run.
+
+By default Ray on Spark starts with no authentication, so anyone who reaches the
+cluster's ports can run code on it. And a plain local `ray.init()` anywhere on the
+machine leaves `~/.ray/auth_token`; Ray nodes started without `RAY_AUTH_MODE` then
+turn token auth on by themselves and fail to join a head that has it off. So every
+process of a run gets the mode, and the token, explicitly: the driver through its
+environment, every Ray node through a start hook that Ray on Spark asks for the
+nodes' environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from typing import Literal
+
+from ray.util.spark.databricks_hook import DefaultDatabricksRayOnSparkStartHook
+from ray.util.spark.start_hook_base import RayOnSparkStartHook
+from ray.util.spark.utils import is_in_databricks_runtime
+
+logger = logging.getLogger(__name__)
+
+AuthMode = Literal["token", "disabled"]
+MODE_VAR = "RAY_AUTH_MODE"
+TOKEN_VAR = "RAY_AUTH_TOKEN"
+START_HOOK_VAR = "RAY_ON_SPARK_START_HOOK"
+
+
+def auth_environment() -> dict[str, str]:
+    """The auth variables of this driver, which every Ray node must share."""
+    return {name: os.environ[name] for name in (MODE_VAR, TOKEN_VAR) if name in os.environ}
+
+
+class TokenAuthStartHook(RayOnSparkStartHook):
+    """Hands the driver's auth mode and token to every Ray node it starts."""
+
+    def __init__(self, is_global: bool = False) -> None:  # Ray passes no arguments
+        super().__init__(is_global)
+
+    def custom_environment_variables(self) -> dict[str, str]:
+        return {**super().custom_environment_variables(), **auth_environment()}
+
+
+class DatabricksTokenAuthStartHook(DefaultDatabricksRayOnSparkStartHook):
+    """The same, keeping the behaviour of Ray's own Databricks hook."""
+
+    def __init__(self, is_global: bool = False) -> None:
+        super().__init__(is_global)
+
+    def custom_environment_variables(self) -> dict[str, str]:
+        return {**super().custom_environment_variables(), **auth_environment()}
+
+
+def configure_auth(mode: AuthMode) -> None:
+    """Set this process's auth mode (and a fresh token) and route it to every node."""
+    if mode == "token":
+        os.environ[MODE_VAR] = "token"
+        os.environ[TOKEN_VAR] = secrets.token_hex(32)
+    else:
+        logger.warning(
+            "cluster.auth is 'disabled': anyone who can reach the cluster's ports can run "
+            "code on it. Set cluster.auth: token unless the network is closed."
+        )
+        os.environ[MODE_VAR] = "disabled"
+        os.environ.pop(TOKEN_VAR, None)
+    hook = DatabricksTokenAuthStartHook if is_in_databricks_runtime() else TokenAuthStartHook
+    os.environ[START_HOOK_VAR] = f"{hook.__module__}.{hook.__qualname__}"
+    _refresh_ray_auth_cache()
+
+
+def clear_auth() -> None:
+    """Forget this run's token once its cluster is gone."""
+    for name in (MODE_VAR, TOKEN_VAR, START_HOOK_VAR):
+        os.environ.pop(name, None)
+    _refresh_ray_auth_cache()
+
+
+def _refresh_ray_auth_cache() -> None:
+    # Ray reads the auth mode and token once per process and caches both; `ray` is
+    # imported long before a run sets them. Ray's own `_enable_token_auth` refreshes
+    # the same way (pinned Ray 2.60).
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()

@@ -1,0 +1,152 @@
+"""The `raybricks` command: run, exec, stages, validate, report.
+
+This module and the job entrypoints are the only places that print or install log
+handlers; the library only logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from raybricks import __version__
+from raybricks.errors import BadInput, ExitCode
+from raybricks.paths import create_run_dir, new_run_id
+from raybricks.report import DRIVER_LOG, Report, format_summary, read_report
+from raybricks.settings import FLAG_SETTINGS, TARGETS, Settings, load_settings
+from raybricks.stages import STAGES
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags end in one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(f"{message}; see '{self.prog} --help'")
+
+
+def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
+    _log_to_console()
+    try:
+        args = _parser().parse_args(argv)
+        return int(args.handler(args, conf_dir))
+    except BadInput as exc:
+        print(f"raybricks: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+
+
+def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
+    from raybricks.job import run_stages  # imports Spark: only when a run starts
+
+    settings = _settings(args, conf_dir)
+    run_dir = _start_run_dir(settings)
+    return _finish(run_stages(settings, run_dir), run_dir)
+
+
+def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
+    from raybricks.job import run_command
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise BadInput("exec needs a command: raybricks exec [run flags] -- CMD ARGS...")
+    settings = _settings(args, conf_dir)
+    run_dir = _start_run_dir(settings)
+    return _finish(run_command(settings, run_dir, command), run_dir)
+
+
+def _stages(args: argparse.Namespace, conf_dir: Path | None) -> int:
+    width = max(map(len, STAGES))
+    for name, stage in STAGES.items():
+        print(f"{name.ljust(width)}  {stage.summary}")
+    return ExitCode.PASSED
+
+
+def _validate(args: argparse.Namespace, conf_dir: Path | None) -> int:
+    settings = _settings(args, conf_dir)
+    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    print(f"settings for target '{settings.target}' are valid", file=sys.stderr)
+    return ExitCode.PASSED
+
+
+def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
+    print(format_summary(read_report(Path(args.run_dir))))
+    return ExitCode.PASSED
+
+
+def _settings(args: argparse.Namespace, conf_dir: Path | None) -> Settings:
+    overrides = {key: getattr(args, _dest(flag), None) for flag, key in FLAG_SETTINGS.items()}
+    return load_settings(args.target, args.conf, overrides, conf_dir)
+
+
+def _start_run_dir(settings: Settings) -> Path:
+    run_dir = create_run_dir(settings.log_root, new_run_id())
+    handler = logging.FileHandler(run_dir / DRIVER_LOG)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("raybricks").setLevel(logging.DEBUG)
+    return run_dir
+
+
+def _finish(report: Report, run_dir: Path) -> int:
+    print(format_summary(report))
+    print(f"run folder: {run_dir}")
+    return report.exit_code if report.exit_code is not None else ExitCode.STAGE_FAILED
+
+
+def _log_to_console() -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_raybricks", False) for h in root.handlers):
+        return  # main() called again in one process (tests)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+    console.setLevel(logging.INFO)
+    console._raybricks = True  # type: ignore[attr-defined]
+    root.addHandler(console)
+    root.setLevel(logging.INFO)
+    for noisy in ("py4j", "pyspark"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="raybricks", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"raybricks {__version__}")
+    commands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+
+    settings_flags = _Parser(add_help=False)
+    settings_flags.add_argument("--target", default="local", help=f"one of {', '.join(TARGETS)}")
+    settings_flags.add_argument("--conf", type=Path, help="conf file (default conf/<target>.yml)")
+    run_flags = _Parser(add_help=False, parents=[settings_flags])
+    for flag, key in FLAG_SETTINGS.items():
+        run_flags.add_argument(flag, dest=_dest(flag), metavar="VALUE", help=f"overrides {key}")
+
+    def add(
+        name: str, handler: Any, help: str, parents: Sequence[_Parser]
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, parents=list(parents))
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("run", _run, "start Ray on Spark, run the stages, write the report", [run_flags])
+    exec_cmd = add("exec", _exec, "start the cluster as run does, run CMD against it", [run_flags])
+    exec_cmd.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    add("stages", _stages, "list the stages, one line each", [])
+    add(
+        "validate",
+        _validate,
+        "check the settings and exit, starting nothing",
+        [run_flags],
+    )
+    report = add("report", _report, "print a run's summary from its report.json", [])
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    return parser

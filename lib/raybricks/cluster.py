@@ -1,0 +1,193 @@
+"""The Ray-on-Spark lifecycle: one context manager starts the cluster inside Spark,
+connects this driver, and always shuts both down. It knows nothing of stages.
+
+    with ray_on_spark(settings.cluster, namespace="demo", log_dir=run_dir) as cluster:
+        ...  # ray.* calls go to the cluster; cluster.address is for other drivers
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
+
+from raybricks.auth import auth_environment, clear_auth, configure_auth
+from raybricks.errors import ClusterStartError
+from raybricks.settings import ClusterSettings
+from raybricks.spark_session import LOOPBACK, get_or_create_spark, put_interpreter_on_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What a run reports about its cluster (no secrets: the token stays out)."""
+
+    spark_master: str
+    address: str
+    dashboard_url: str
+    max_worker_nodes: int
+    min_worker_nodes: int
+    num_cpus_worker_node: int | None
+    namespace: str
+    auth_mode: str
+    startup_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_local_mode(master: str) -> bool:
+    """`local` / `local[N]`: one JVM, no stage scheduling (unlike `local-cluster[...]`)."""
+    return master == "local" or master.startswith("local[")
+
+
+def setup_arguments(cluster: ClusterSettings, master: str, log_dir: Path) -> dict[str, Any]:
+    """`setup_ray_cluster`'s keyword arguments for these settings on this master.
+
+    In local mode Spark has no stage scheduling, so Ray refuses CPU and GPU counts (a
+    worker node gets `spark.task.cpus`); elsewhere they must be given together."""
+    cpus, gpus = cluster.num_cpus_worker_node, cluster.num_gpus_worker_node
+    if is_local_mode(master):
+        if cpus is not None or gpus is not None:
+            logger.info(
+                "Spark master %s is local mode: CPU/GPU counts per worker node are not "
+                "settable there; each worker node gets spark.task.cpus CPUs",
+                master,
+            )
+        cpus = gpus = None
+    elif cpus is not None and gpus is None:
+        gpus = 0
+    worker_options = dict(cluster.worker_node_options)
+    if master.startswith("local"):
+        worker_options.setdefault("node_ip_address", LOOPBACK)
+    arguments: dict[str, Any] = {
+        "max_worker_nodes": cluster.max_worker_nodes,
+        "min_worker_nodes": cluster.min_worker_nodes,
+        "num_cpus_worker_node": cpus,
+        "num_gpus_worker_node": gpus,
+        "num_cpus_head_node": cluster.num_cpus_head_node,
+        "memory_worker_node": cluster.memory_worker_node,
+        "object_store_memory_worker_node": cluster.object_store_memory_worker_node,
+        "head_node_options": {
+            **cluster.head_node_options,
+            "include_dashboard": cluster.include_dashboard,
+        },
+        "worker_node_options": worker_options,
+        "collect_log_to_path": str(log_dir),
+    }
+    return {key: value for key, value in arguments.items() if value is not None}
+
+
+@contextmanager
+def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Iterator[ClusterInfo]:
+    """Start Ray inside Spark, connect this driver in `namespace`, yield what was
+    started; on exit disconnect, shut the cluster down and stop a Spark started here.
+
+    Ray's nodes copy their logs into `log_dir` as they exit. Start-up failures raise
+    `ClusterStartError`; cleanup errors are logged, never raised over the original."""
+    try:
+        spark, owns_spark = get_or_create_spark(cluster.spark_master)
+    except Exception as exc:
+        raise ClusterStartError(f"Spark could not start: {exc}") from exc
+    started = False
+    try:
+        put_interpreter_on_path(spark)
+        configure_auth(cluster.auth)
+        master = str(spark.sparkContext.master)
+        arguments = setup_arguments(cluster, master, log_dir)
+        logger.info("starting Ray on Spark: %s", arguments)
+        clock = time.monotonic()
+        try:
+            started = True  # from here a half-started cluster may need shutting down
+            address, _ = setup_ray_cluster(**arguments)
+            context = ray.init(address=address, namespace=namespace, log_to_driver=False)
+        except Exception as exc:
+            raise ClusterStartError(f"the Ray cluster could not start: {_root_cause(exc)}") from exc
+        info = ClusterInfo(
+            spark_master=master,
+            address=address,
+            dashboard_url=f"http://{context.dashboard_url}" if context.dashboard_url else "",
+            max_worker_nodes=cluster.max_worker_nodes,
+            min_worker_nodes=cluster.min_worker_nodes or cluster.max_worker_nodes,
+            num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
+            namespace=namespace,
+            auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
+            startup_seconds=round(time.monotonic() - clock, 2),
+        )
+        logger.info("Ray cluster ready at %s in %.1f s", address, info.startup_seconds)
+        yield info
+    finally:
+        if started:
+            shutdown(log_dir)
+        if owns_spark:
+            _quietly("stopping Spark", spark.stop)
+
+
+def shutdown(log_dir: Path) -> None:
+    """Disconnect and shut the cluster down; safe to call twice, never raises.
+
+    A SIGTERM or SIGINT arriving meanwhile is held and delivered afterwards, so a
+    second cancel cannot cut cleanup short and orphan Ray's processes."""
+    with _signals_held():
+        _quietly("disconnecting from Ray", ray.shutdown)
+        _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
+        clear_auth()
+    logger.info("Ray cluster shut down; its logs go to %s", log_dir)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        logger.warning(
+            "%s while shutting down: finishing cleanup first", signal.Signals(signum).name
+        )
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            os.kill(os.getpid(), held[0])
+
+
+def _shutdown_active_cluster() -> None:
+    try:
+        shutdown_ray_cluster()
+    except RuntimeError as exc:
+        if "No active ray cluster" not in str(exc):
+            raise
+        logger.debug("no active Ray cluster left to shut down")  # e.g. Ray's SIGTERM hook did it
+    os.environ.pop("RAY_ADDRESS", None)
+
+
+def _quietly(what: str, step: Any) -> None:
+    try:
+        step()
+    except Exception:
+        logger.warning("error while %s (ignored so cleanup can go on)", what, exc_info=True)
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    first_line = str(exc).strip().splitlines()[:1]
+    return f"{type(exc).__name__}: {first_line[0] if first_line else ''}"

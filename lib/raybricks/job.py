@@ -1,0 +1,145 @@
+"""One run, start to end: cluster up, the work (stages, or a command), cluster down,
+report written. Whatever happens, the report is written and an exit code returned.
+
+    report = run_stages(settings, run_dir)    # raybricks run
+    report = run_command(settings, run_dir, ["pytest", "-x"])   # raybricks exec
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import ray
+
+from raybricks.auth import auth_environment
+from raybricks.cluster import ClusterInfo, ray_on_spark
+from raybricks.errors import Cancelled, ClusterStartError, ExitCode
+from raybricks.report import Report, write_report
+from raybricks.runner import Runner
+from raybricks.settings import Settings
+from raybricks.stages.base import StageContext
+
+logger = logging.getLogger(__name__)
+
+TIMELINE_FILE = "ray-timeline.json"
+COMMAND_NOT_RUNNABLE = 127  # as a shell says it
+
+# The work done on a running cluster: fills in the report, returns the exit code.
+Work = Callable[[ClusterInfo, Report], ExitCode]
+
+
+def run_stages(settings: Settings, run_dir: Path) -> Report:
+    runner = Runner(settings.stages, settings.params_for)
+
+    def work(cluster: ClusterInfo, report: Report) -> ExitCode:
+        report.stages = runner.results
+        runner.run(lambda: StageContext(settings.namespace, run_dir, cluster.address))
+        _save_timeline(run_dir)
+        return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
+
+    report = _run(settings, run_dir, work)
+    report.stages = runner.results
+    return report
+
+
+def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
+    """Run `argv` as a driver of the cluster: it gets the address, namespace and auth."""
+
+    def work(cluster: ClusterInfo, report: Report) -> ExitCode:
+        env = {
+            **os.environ,
+            **auth_environment(),
+            "RAY_ADDRESS": cluster.address,
+            "RAY_NAMESPACE": cluster.namespace,
+        }
+        report.command = {"argv": argv, "exit_code": None}
+        logger.info("running %s against %s", argv, cluster.address)
+        try:
+            with _child(argv, env) as child:
+                code = child.wait()
+        except OSError as exc:
+            logger.error("cannot run %r: %s", argv[0], exc.strerror)
+            code = COMMAND_NOT_RUNNABLE
+        report.command["exit_code"] = code
+        return ExitCode.PASSED if code == 0 else ExitCode.STAGE_FAILED
+
+    report = _run(settings, run_dir, work)
+    # exec's own exit code is the command's, whenever the command ran to its end
+    if report.command and report.command["exit_code"] is not None and report.status != "cancelled":
+        report.exit_code = report.command["exit_code"]
+    return report
+
+
+def _run(settings: Settings, run_dir: Path, work: Work) -> Report:
+    report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
+    write_report(report, run_dir)
+    code = ExitCode.CLUSTER_FAILED
+    try:
+        with (
+            _cancel_on_signals(),
+            ray_on_spark(settings.cluster, settings.namespace, run_dir) as cluster,
+        ):
+            report.cluster = cluster.as_dict()
+            code = work(cluster, report)
+    except Cancelled as exc:
+        logger.warning("run cancelled by %s; the cluster was shut down", exc)
+        report.error = f"cancelled by {exc}"
+        report.finish("cancelled", exc.exit_code)
+    except ClusterStartError as exc:
+        logger.error("%s", exc, exc_info=True)
+        report.error = str(exc)
+        report.finish("failed", ExitCode.CLUSTER_FAILED)
+    except Exception as exc:
+        logger.exception("run failed")
+        report.error = f"{type(exc).__name__}: {exc}"
+        report.finish("failed", ExitCode.STAGE_FAILED)
+    else:
+        report.finish("passed" if code == ExitCode.PASSED else "failed", code)
+    finally:
+        write_report(report, run_dir)
+    return report
+
+
+@contextmanager
+def _cancel_on_signals() -> Iterator[None]:
+    """Turn SIGTERM (a Databricks cancel) and SIGINT into `Cancelled`, which unwinds
+    through the cluster's cleanup like any error."""
+
+    def cancel(signum: int, _frame: object) -> None:
+        raise Cancelled(signum)
+
+    previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _child(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process that is ended (TERM, then KILL) if the run stops before it does."""
+    child = subprocess.Popen(argv, env=env)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _save_timeline(run_dir: Path) -> None:
+    try:
+        ray.timeline(filename=str(run_dir / TIMELINE_FILE))
+    except Exception:
+        logger.warning("could not save Ray's timeline", exc_info=True)

@@ -1,0 +1,70 @@
+"""Where a run writes: DBFS URIs as FUSE paths, and the run folder `<log_path>/<run_id>/`.
+
+Ray on Spark copies node logs with plain file I/O, so `dbfs:/x` must become `/dbfs/x`;
+`/Volumes/...` and local paths are already FUSE or local paths.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+_URI_SCHEMES = (
+    "s3://",
+    "s3a://",
+    "abfss://",
+    "gs://",
+    "wasbs://",
+    "file://",
+    "http://",
+    "https://",
+)
+
+
+def to_local_path(path: str) -> Path:
+    """`dbfs:/x` -> `/dbfs/x`; a local, `/dbfs/...` or `/Volumes/...` path as it is.
+
+    >>> to_local_path("dbfs:/ray/logs")
+    PosixPath('/dbfs/ray/logs')
+    """
+    if path.startswith("dbfs:"):
+        return Path("/dbfs") / path.removeprefix("dbfs:").lstrip("/")
+    if path.startswith(_URI_SCHEMES):
+        raise ValueError(
+            "object-store URIs cannot take Ray's logs; use a FUSE path such as "
+            "/Volumes/<catalog>/<schema>/<volume>/..., /dbfs/... or a local folder"
+        )
+    if not path.strip():
+        raise ValueError("the path is empty; give a folder such as ./runs")
+    return Path(path).expanduser().absolute()
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why `folder` cannot be (made into) a writable folder, or None if it can.
+
+    Only looks: nothing is created, so a rejected run leaves no trace."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            return "no part of it exists"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A run id that sorts by start time (UTC) and is unique: `20261126T115126Z-3f9a1c`."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def create_run_dir(log_root: Path, run_id: str) -> Path:
+    """Create `<log_root>/<run_id>/`; call only once the settings are valid."""
+    run_dir = log_root / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir

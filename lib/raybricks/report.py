@@ -1,0 +1,136 @@
+"""The run report: `report.json` in the run folder, and its summary table.
+
+The file is replaced atomically, so a reader (or a cancelled run) never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import raybricks
+from raybricks.errors import BadInput
+
+REPORT_FILE = "report.json"
+DRIVER_LOG = "driver.log"
+
+RunStatus = Literal["running", "passed", "failed", "cancelled"]
+StageStatus = Literal["passed", "failed", "skipped"]
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: StageStatus = "skipped"
+    seconds: float = 0.0
+    evidence: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    run_id: str
+    started_at: str
+    status: RunStatus = "running"
+    seconds: float = 0.0
+    exit_code: int | None = None
+    error: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    cluster: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    stages: list[StageResult] = field(default_factory=list)
+    command: dict[str, Any] | None = None  # set by `raybricks exec`
+
+    @classmethod
+    def begin(cls, run_id: str, settings: dict[str, Any]) -> Report:
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return cls(run_id=run_id, started_at=started, versions=versions(), settings=settings)
+
+    def finish(self, status: RunStatus, exit_code: int) -> None:
+        started = datetime.fromisoformat(self.started_at)
+        self.seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 2)
+        self.status, self.exit_code = status, exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        stages = [StageResult(**stage) for stage in data.get("stages", [])]
+        return cls(**{**data, "stages": stages})
+
+
+def versions() -> dict[str, str]:
+    found = {"raybricks": raybricks.__version__, "python": platform.python_version()}
+    for package in ("ray", "pyspark"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def write_report(report: Report, run_dir: Path) -> Path:
+    """Write `report.json` atomically: a temporary file in the same folder, renamed."""
+    target = run_dir / REPORT_FILE
+    fd, temporary = tempfile.mkstemp(dir=run_dir, prefix=".report-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(report.to_dict(), out, indent=2, default=str)
+            out.write("\n")
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_report(run_dir: Path) -> Report:
+    path = run_dir / REPORT_FILE
+    try:
+        return Report.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise BadInput(f"RUN_DIR = '{run_dir}' holds no {REPORT_FILE}; give a run folder") from None
+    except (ValueError, TypeError) as exc:
+        raise BadInput(f"{path} is not a raybricks report ({exc}); give a run folder") from None
+
+
+def format_summary(report: Report) -> str:
+    """The table printed at the end of a run and by `raybricks report`."""
+    rows = [
+        (stage.name, stage.status, f"{stage.seconds:.1f}", stage.error or "")
+        for stage in report.stages
+    ]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(_HEADER)]
+    lines = [
+        f"run {report.run_id}: {report.status} in {report.seconds:.1f} s (exit {report.exit_code})"
+    ]
+    if report.cluster:
+        c = report.cluster
+        lines.append(
+            f"cluster {c.get('address')} on {c.get('spark_master')}, "
+            f"{c.get('max_worker_nodes')} worker nodes, auth {c.get('auth_mode')}, "
+            f"ready in {c.get('startup_seconds')} s"
+        )
+    if report.error:
+        lines.append(f"error: {report.error}")
+    if report.command:
+        lines.append(
+            f"command: {' '.join(report.command['argv'])} -> exit {report.command['exit_code']}"
+        )
+    if rows:
+        lines.append("  ".join(h.ljust(w) for h, w in zip(_HEADER, widths, strict=True)).rstrip())
+        lines += [
+            "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        ]
+    return "\n".join(lines)
+
+
+_HEADER = ("stage", "status", "seconds", "error")

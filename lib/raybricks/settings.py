@@ -1,0 +1,306 @@
+"""One typed settings model per run: built-in defaults < conf/<target>.yml < flags.
+
+Every way a value can be wrong ends in `BadInput` with one line that names the setting,
+the value, where it came from and the fix, before anything is started.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from raybricks.errors import BadInput
+from raybricks.paths import to_local_path, unwritable_reason
+from raybricks.stages import STAGES
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("local", "dev", "prod")
+
+# Each run flag and the setting it overrides; the CLI builds its parser from this.
+FLAG_SETTINGS: dict[str, str] = {
+    "--max-worker-nodes": "cluster.max_worker_nodes",
+    "--min-worker-nodes": "cluster.min_worker_nodes",
+    "--num-cpus-worker-node": "cluster.num_cpus_worker_node",
+    "--spark-master": "cluster.spark_master",
+    "--log-path": "log_path",
+    "--namespace": "namespace",
+    "--stages": "stages",
+}
+
+# The lesson's argument names, removed from Ray since, and what they are called today.
+LEGACY_CLUSTER_KEYS = {
+    "num_worker_nodes": "max_worker_nodes",
+    "num_cpus_per_node": "num_cpus_worker_node",
+    "num_gpus_per_node": "num_gpus_worker_node",
+}
+
+_SPARK_MASTER = re.compile(
+    r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]|spark://\S+|yarn"
+)
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
+
+NodeOptions = dict[str, str | int | float | bool | None]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterSettings(_Strict):
+    """How big a Ray cluster to start inside Spark (`setup_ray_cluster`'s arguments)."""
+
+    spark_master: str = Field(
+        "local-cluster[2,1,1024]",
+        description="master of the Spark that raybricks starts itself; ignored when a "
+        "session exists already (Databricks, spark-submit)",
+    )
+    max_worker_nodes: int = Field(2, ge=1)
+    min_worker_nodes: int | None = Field(None, ge=1, description="below max: autoscaling")
+    num_cpus_worker_node: int | None = Field(1, ge=1)
+    num_gpus_worker_node: int | None = Field(None, ge=0)
+    memory_worker_node: int | None = Field(None, ge=1, description="heap bytes per node")
+    object_store_memory_worker_node: int | None = Field(None, ge=1)
+    num_cpus_head_node: int | None = Field(None, ge=0)
+    head_node_options: NodeOptions = Field(default_factory=dict)
+    worker_node_options: NodeOptions = Field(default_factory=dict)
+    include_dashboard: bool = True
+    auth: Literal["token", "disabled"] = Field(
+        "token", description="token: a fresh token per run; disabled: anyone may connect"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _translate_legacy_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for old, new in LEGACY_CLUSTER_KEYS.items():
+            if old not in data:
+                continue
+            if new in data:
+                raise ValueError(f"'{old}' is the old name of '{new}'; keep only '{new}'")
+            logger.warning(
+                "cluster.%s is deprecated (removed from Ray's setup_ray_cluster); "
+                "read as cluster.%s. Rename it in the conf file.",
+                old,
+                new,
+            )
+            data[new] = data.pop(old)
+        return data
+
+    @field_validator("spark_master")
+    @classmethod
+    def _known_master(cls, master: str) -> str:
+        if not _SPARK_MASTER.fullmatch(master):
+            raise ValueError(
+                "Ray on Spark runs on local, local[N], local-cluster[W,C,MB], "
+                "spark://HOST:PORT or yarn"
+            )
+        return master
+
+    @model_validator(mode="after")
+    def _consistent_counts(self) -> ClusterSettings:
+        if self.num_gpus_worker_node is not None and self.num_cpus_worker_node is None:
+            raise ValueError(
+                "num_gpus_worker_node needs num_cpus_worker_node: Ray on Spark takes both "
+                "or neither; set num_cpus_worker_node too"
+            )
+        if self.min_worker_nodes is not None and self.min_worker_nodes > self.max_worker_nodes:
+            raise ValueError(
+                f"min_worker_nodes ({self.min_worker_nodes}) is above max_worker_nodes "
+                f"({self.max_worker_nodes}); lower min_worker_nodes or raise max_worker_nodes"
+            )
+        return self
+
+
+# One section per registered stage, each typed by the stage's own Params model.
+StageParamsSection: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "StageParamsSection",
+    __config__=ConfigDict(extra="forbid", frozen=True),
+    **{name: (stage.Params, stage.Params()) for name, stage in STAGES.items()},
+)
+
+
+class Settings(_Strict):
+    target: str
+    namespace: str = "raybricks"
+    log_path: str = "runs"
+    stages: list[str] = Field(default_factory=lambda: list(STAGES))
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    stage_params: StageParamsSection = Field(default_factory=StageParamsSection)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_shape(cls, namespace: str) -> str:
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ValueError("use letters, digits, '_', '-' or '.', at least one")
+        return namespace
+
+    @field_validator("log_path")
+    @classmethod
+    def _log_path_is_local(cls, log_path: str) -> str:
+        return str(to_local_path(log_path))
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _split_stage_list(cls, stages: Any) -> Any:
+        if isinstance(stages, str):
+            return [name.strip() for name in stages.split(",")]
+        return stages
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: list[str]) -> list[str]:
+        if not stages or any(not name for name in stages):
+            raise ValueError(f"name at least one stage, from: {', '.join(STAGES)}")
+        for name in stages:
+            if name not in STAGES:
+                hint = difflib.get_close_matches(name, STAGES, n=1)
+                maybe = f"did you mean '{hint[0]}'? " if hint else ""
+                raise ValueError(f"unknown stage '{name}'; {maybe}known: {', '.join(STAGES)}")
+        if len(set(stages)) != len(stages):
+            raise ValueError("a stage is named twice; name each once")
+        return stages
+
+    @property
+    def log_root(self) -> Path:
+        return Path(self.log_path)
+
+    def params_for(self, stage: str) -> Any:
+        return getattr(self.stage_params, stage)
+
+
+def packaged_conf_dir() -> Path:
+    """The conf files shipped inside the wheel (a deployed job has no repository)."""
+    return Path(str(resources.files("raybricks") / "conf"))
+
+
+def default_conf_dir() -> Path:
+    """`./conf` when run from the repository, else the copy inside the wheel."""
+    local = Path.cwd() / "conf"
+    return local if local.is_dir() else packaged_conf_dir()
+
+
+def load_settings(
+    target: str = "local",
+    conf: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    conf_dir: Path | None = None,
+) -> Settings:
+    """Settings for `target` from its conf file (or `conf`), with `overrides` on top.
+
+    `overrides` maps dotted setting names (`cluster.max_worker_nodes`) to values as
+    given on the command line; `None` values are ignored.
+    """
+    if target not in TARGETS:
+        raise BadInput(f"target = {target!r} is unknown; use one of: {', '.join(TARGETS)}")
+    conf_path = conf or (conf_dir or default_conf_dir()) / f"{target}.yml"
+    data = _read_conf(conf_path)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for dotted, value in given.items():
+        _set_dotted(data, dotted, value)
+    try:
+        settings = Settings.model_validate({**data, "target": target})
+    except ValidationError as exc:
+        raise BadInput(_one_line(exc, conf_path, given)) from None
+    reason = unwritable_reason(settings.log_root)
+    if reason:
+        origin = "--log-path" if "log_path" in given else str(conf_path)
+        raise BadInput(
+            f"log_path = {settings.log_path!r} ({origin}) cannot hold run folders: "
+            f"{reason}; choose a writable folder"
+        )
+    return settings
+
+
+def _read_conf(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise BadInput(
+            f"conf file {path} does not exist; pass --conf FILE or add {path.name} "
+            f"under {path.parent}"
+        ) from None
+    except OSError as exc:
+        raise BadInput(
+            f"conf file {path} cannot be read ({exc.strerror}); fix its permissions"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise BadInput(
+            f"conf file {path} is not valid YAML{where}: {problem}; fix the YAML"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadInput(
+            f"conf file {path} holds a {type(data).__name__}, not a mapping of settings; "
+            "start it with keys such as 'cluster:'"
+        )
+    return data
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        child = node.get(key)
+        node[key] = child = dict(child) if isinstance(child, Mapping) else {}
+        node = child
+    node[leaf] = value
+
+
+def _one_line(exc: ValidationError, conf_path: Path, given: Mapping[str, Any]) -> str:
+    """The first validation error as one line: setting, value, origin, fix."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    setting = ".".join(loc) or "settings"
+    flag = next((f for f, key in FLAG_SETTINGS.items() if key == setting), None)
+    origin = flag if flag and setting in given else str(conf_path)
+    value = _short(error.get("input"))
+    if error["type"] == "extra_forbidden":
+        fix = _unknown_key_fix(loc)
+    else:
+        fix = error["msg"].removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    tail = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+    return f"{setting} = {value} ({origin}): {fix}{tail}"
+
+
+def _unknown_key_fix(loc: list[str]) -> str:
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return "unknown setting; remove it"
+    known = [name for name in model.model_fields if name != "target"]
+    hint = difflib.get_close_matches(loc[-1], known, n=1)
+    maybe = f"did you mean '{hint[0]}'? " if hint else ""
+    return f"unknown setting; {maybe}known here: {', '.join(known)}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,151 @@
+"""`.options()` overrides what `@ray.remote` declared, per instance.
+
+The lesson declares `Foo` with `num_cpus=2, resources={"CustomResource": 1}`. No node
+of this cluster has a `CustomResource`, so as declared, Foo can never be placed: Ray
+does not fail, it leaves the actor pending forever. Wait on it with a timeout and kill
+it, or the job hangs and the pending actor leaks. `Foo.options(num_cpus=1,
+resources=None)` is the same class with the requirements replaced, and runs.
+
+`.options()` takes every `@ray.remote` argument, so the same call also names an actor,
+detaches it from its driver's lifetime and sets its restart limit:
+
+    Foo.options(name="svc", lifetime="detached", max_restarts=1).remote()
+
+Traps: a detached actor outlives the job, so kill it yourself; `ray.kill(a,
+no_restart=False)` counts as a crash and uses up one of `max_restarts`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import ray
+from pydantic import Field
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+from ray.util import state
+
+from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+
+
+@ray.remote(num_cpus=2, resources={"CustomResource": 1})
+class Foo:
+    def method(self) -> int:
+        return 1
+
+    def placement(self) -> dict[str, Any]:
+        """Where this instance runs and what Ray assigned to it."""
+        context = ray.get_runtime_context()
+        return {"pid": os.getpid(), "assigned": context.get_assigned_resources()}
+
+
+class OptionsOverrideParams(StageParams):
+    override_num_cpus: int = Field(1, ge=0, description="num_cpus given through .options()")
+    placement_timeout_seconds: float = Field(
+        3.0, gt=0, description="how long an actor may take to be placed"
+    )
+
+
+class OptionsOverride(Stage[OptionsOverrideParams]):
+    name = "options_override"
+    summary = "Foo as declared stays pending; .options() overrides resources, name, lifetime"
+    Params = OptionsOverrideParams
+
+    def run(self, ctx: StageContext, params: OptionsOverrideParams) -> None:
+        made: list[Any] = []
+        try:
+            self._declared_stays_pending(ctx, params, made)
+            self._resources_overridden(ctx, params, made)
+            self._name_lifetime_restarts_overridden(ctx, params, made)
+        finally:
+            for actor in made:
+                ray.kill(actor, no_restart=True)
+
+    def _declared_stays_pending(
+        self, ctx: StageContext, params: OptionsOverrideParams, made: list[Any]
+    ) -> None:
+        foo = Foo.remote()  # type: ignore[attr-defined]
+        made.append(foo)
+        ready, _ = ray.wait([foo.method.remote()], timeout=params.placement_timeout_seconds)
+        ctx.record(
+            declared={"num_cpus": 2, "resources": {"CustomResource": 1}},
+            declared_pending_after_seconds=params.placement_timeout_seconds,
+            cluster_custom_resource=ray.cluster_resources().get("CustomResource", 0),
+        )
+        expect(not ready, "Foo as declared was placed, but no node should have CustomResource")
+
+    def _resources_overridden(
+        self, ctx: StageContext, params: OptionsOverrideParams, made: list[Any]
+    ) -> None:
+        bar = Foo.options(num_cpus=params.override_num_cpus, resources=None).remote()  # type: ignore[attr-defined]
+        made.append(bar)
+        placed = _placement(bar, params.placement_timeout_seconds, "Foo.options(...)")
+        assigned = placed["assigned"]
+        ctx.record(overridden_assigned=assigned)
+        expect(
+            "CustomResource" not in assigned, f"resources=None kept the custom resource: {assigned}"
+        )
+        expect(
+            assigned.get("CPU", 0) == params.override_num_cpus,
+            f"asked num_cpus={params.override_num_cpus}, assigned {assigned}",
+        )
+
+    def _name_lifetime_restarts_overridden(
+        self, ctx: StageContext, params: OptionsOverrideParams, made: list[Any]
+    ) -> None:
+        name = f"Foo-{ctx.run_dir.name}"
+        service = Foo.options(  # type: ignore[attr-defined]
+            num_cpus=params.override_num_cpus,
+            resources=None,
+            name=name,
+            lifetime="detached",
+            max_restarts=1,
+        ).remote()
+        made.append(service)
+        first = _placement(ray.get_actor(name), params.placement_timeout_seconds, name)
+        info = state.get_actor(service._actor_id.hex())
+        ctx.record(service_name=name, service_is_detached=bool(info and info.is_detached))
+        expect(bool(info and info.is_detached), f"{name} is not detached: {info}")
+
+        ray.kill(service, no_restart=False)  # a crash: the one allowed restart
+        second = _wait_restarted(service, first["pid"], params.placement_timeout_seconds * 5)
+        ray.kill(service, no_restart=False)  # restarts used up: now it stays dead
+        dead = _is_dead(service, params.placement_timeout_seconds * 5)
+        ctx.record(service_pids=[first["pid"], second["pid"]], service_dead_after_second_kill=dead)
+        expect(dead, f"{name} came back a second time despite max_restarts=1")
+
+
+def _placement(actor: Any, timeout: float, what: str) -> dict[str, Any]:
+    try:
+        return ray.get(actor.placement.remote(), timeout=timeout)
+    except GetTimeoutError:
+        raise StageFailed(f"{what} was not placed within {timeout} s") from None
+
+
+def _wait_restarted(actor: Any, old_pid: int, timeout: float) -> dict[str, Any]:
+    """The placement of `actor` once it answers from a new process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            placed = ray.get(actor.placement.remote(), timeout=timeout)
+        except RayActorError:
+            time.sleep(0.1)  # restarting: calls fail until the new process is up
+            continue
+        if placed["pid"] != old_pid:
+            return placed
+        time.sleep(0.1)
+    raise StageFailed(f"the actor did not restart within {timeout} s")
+
+
+def _is_dead(actor: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.method.remote(), timeout=timeout)
+        except ActorDiedError:
+            return True
+        except RayActorError:
+            pass  # unavailable for a moment, e.g. restarting
+        time.sleep(0.1)
+    return False
