@@ -23,6 +23,7 @@ from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 
 from raybricks.auth import auth_environment, clear_auth, configure_auth
 from raybricks.errors import ClusterStartError
+from raybricks.fast_start import faster_setup
 from raybricks.settings import ClusterSettings
 from raybricks.spark_session import LOOPBACK, get_or_create_spark, put_interpreter_on_path
 
@@ -41,6 +42,7 @@ class ClusterInfo:
     num_cpus_worker_node: int | None
     namespace: str
     auth_mode: str
+    fast_start: bool
     startup_seconds: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,7 +112,8 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
         clock = time.monotonic()
         try:
             started = True  # from here a half-started cluster may need shutting down
-            address, _ = setup_ray_cluster(**arguments)
+            with faster_setup(spark.sparkContext.environment, cluster.fast_start) as fast:
+                address, _ = setup_ray_cluster(**arguments)
             context = ray.init(address=address, namespace=namespace, log_to_driver=False)
         except Exception as exc:
             raise ClusterStartError(f"the Ray cluster could not start: {_root_cause(exc)}") from exc
@@ -123,6 +126,7 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
             num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
             namespace=namespace,
             auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
+            fast_start=fast,
             startup_seconds=round(time.monotonic() - clock, 2),
         )
         logger.info("Ray cluster ready at %s in %.1f s", address, info.startup_seconds)

@@ -81,6 +81,7 @@ class ClusterSettings(_Strict):
     head_node_options: NodeOptions = Field(default_factory=dict)
     worker_node_options: NodeOptions = Field(default_factory=dict)
     include_dashboard: bool = True
+    fast_start: bool = Field(True, description="skip Ray's fixed start-up waits (Ray 2.60)")
     auth: Literal["token", "disabled"] = Field(
         "token", description="token: a fresh token per run; disabled: anyone may connect"
     )

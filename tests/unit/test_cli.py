@@ -1,0 +1,103 @@
+"""The command line: parsing, exit codes, one-line errors, and nothing started on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raybricks.cli import main
+from raybricks.report import Report, StageResult, write_report
+from raybricks.stages import STAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def log_root(tmp_path):
+    return tmp_path / "runs"
+
+
+BAD_FLAGS = [
+    ["run", "--target", "qa"],
+    ["run", "--max-worker-nodes", "0"],
+    ["run", "--max-worker-nodes", "many"],
+    ["run", "--min-worker-nodes", "3", "--max-worker-nodes", "2"],
+    ["run", "--num-cpus-worker-node", "0"],
+    ["run", "--stages", "nope"],
+    ["run", "--stages", ""],
+    ["run", "--namespace", ""],
+    ["run", "--spark-master", "k8s://x"],
+    ["run", "--conf", "/nonexistent/conf.yml"],
+    ["run", "--bogus"],
+    ["exec", "--max-worker-nodes", "0", "--", "true"],
+    ["exec"],
+    ["frobnicate"],
+    ["validate", "--namespace", "a b"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_FLAGS, ids=" ".join)
+def test_bad_input_exits_2_with_one_line_and_no_run_folder(argv, log_root, capsys):
+    code = main(
+        [*argv, "--log-path", str(log_root)] if argv[0] != "frobnicate" else argv,
+        conf_dir=ROOT / "conf",
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("raybricks:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert not log_root.exists()
+
+
+def test_stages_lists_each_stage_on_one_line(capsys):
+    assert main(["stages"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == list(STAGES)
+
+
+def test_validate_prints_the_resolved_settings_and_starts_nothing(log_root, capsys):
+    code = main(
+        ["validate", "--max-worker-nodes", "3", "--log-path", str(log_root)], conf_dir=ROOT / "conf"
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert '"max_worker_nodes": 3' in out
+    assert not log_root.exists()
+
+
+def test_report_prints_the_summary_of_a_run_folder(tmp_path, capsys):
+    report = Report.begin("20260102T030405Z-abcdef", {})
+    report.stages = [StageResult("options_override", "passed", 1.0)]
+    report.finish("passed", 0)
+    write_report(report, tmp_path)
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "run 20260102T030405Z-abcdef: passed" in out
+    assert "options_override" in out
+
+
+def test_report_of_a_folder_without_one_is_bad_input(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "holds no report.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "raybricks", "run", "--max-worker-nodes", "x"],
+        [sys.executable, str(ROOT / "jobs" / "actor_demos.py"), "--max-worker-nodes", "x"],
+        [str(Path(sys.executable).parent / "raybricks"), "run", "--nope"],
+    ],
+    ids=["python -m raybricks", "jobs/actor_demos.py", "raybricks"],
+)
+def test_every_entrypoint_rejects_bad_input_the_same_way(command, log_root):
+    done = subprocess.run(
+        [*command, "--log-path", str(log_root)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("raybricks: "), done.stderr
+    assert not log_root.exists()

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from raybricks.errors import BadInput
+from raybricks.report import Report, StageResult, format_summary, read_report, write_report
+
+
+def a_report() -> Report:
+    report = Report.begin("20260102T030405Z-abcdef", {"target": "local"})
+    report.cluster = {
+        "address": "127.0.0.1:9000",
+        "spark_master": "local-cluster[2,1,1024]",
+        "max_worker_nodes": 2,
+        "auth_mode": "token",
+        "startup_seconds": 9.5,
+    }
+    report.stages = [
+        StageResult("options_override", "passed", 1.25, {"assigned": {"CPU": 1.0}}),
+        StageResult("actor_pool", "failed", 0.5, {}, "StageFailed: order lost"),
+        StageResult("tree_of_actors"),
+    ]
+    report.finish("failed", 1)
+    return report
+
+
+def test_report_holds_the_contracts_fields_and_round_trips(tmp_path):
+    write_report(a_report(), tmp_path)
+    data = json.loads((tmp_path / "report.json").read_text())
+    for key in ("run_id", "status", "started_at", "seconds", "versions", "cluster", "stages"):
+        assert key in data
+    assert set(data["versions"]) >= {"raybricks", "ray", "pyspark", "python"}
+    assert data["stages"][0] == {
+        "name": "options_override",
+        "status": "passed",
+        "seconds": 1.25,
+        "evidence": {"assigned": {"CPU": 1.0}},
+        "error": None,
+    }
+    assert read_report(tmp_path) == Report.from_dict(data)
+
+
+def test_writing_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    report = a_report()
+    write_report(report, tmp_path)
+    report.status = "cancelled"
+    write_report(report, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    assert read_report(tmp_path).status == "cancelled"
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("cannot be written")
+
+
+def test_a_write_that_fails_midway_keeps_the_previous_report_whole(tmp_path):
+    report = a_report()
+    write_report(report, tmp_path)
+    report.status = "passed"
+    report.stages[0].evidence = {"odd": Unprintable()}
+    with pytest.raises(RuntimeError, match="cannot be written"):
+        write_report(report, tmp_path)
+    assert read_report(tmp_path).status == "failed"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_summary_names_every_stage_with_status_and_error():
+    summary = format_summary(a_report())
+    assert "run 20260102T030405Z-abcdef: failed" in summary
+    assert "127.0.0.1:9000" in summary
+    lines = summary.splitlines()
+    assert any(line.startswith("options_override") and "passed" in line for line in lines)
+    assert any("actor_pool" in line and "order lost" in line for line in lines)
+    assert any(line.startswith("tree_of_actors") and "skipped" in line for line in lines)
+
+
+def test_reading_a_folder_without_a_report_is_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="holds no report.json"):
+        read_report(tmp_path)
+    (tmp_path / "report.json").write_text("{not json")
+    with pytest.raises(BadInput, match="not a raybricks report"):
+        read_report(tmp_path)

@@ -1,0 +1,183 @@
+"""Settings: defaults < conf file < flags, the lesson's legacy names, and every bad input."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from raybricks.errors import BadInput
+from raybricks.settings import FLAG_SETTINGS, TARGETS, load_settings
+from raybricks.stages import STAGES
+
+REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def write_conf(tmp_path: Path, text: str) -> Path:
+    conf = tmp_path / "conf.yml"
+    conf.write_text(text)
+    return conf
+
+
+def test_every_target_has_a_conf_file_that_validates():
+    for target in TARGETS:
+        settings = load_settings(target, conf_dir=REPO_CONF)
+        assert settings.target == target
+        assert settings.stages == list(STAGES)
+
+
+def test_defaults_apply_under_an_empty_conf_file(tmp_path):
+    settings = load_settings(conf=write_conf(tmp_path, ""), overrides={"log_path": str(tmp_path)})
+    assert settings.cluster.max_worker_nodes == 2
+    assert settings.cluster.spark_master == "local-cluster[2,1,1024]"
+    assert settings.cluster.auth == "token"
+    assert settings.namespace == "raybricks"
+
+
+def test_flags_override_the_conf_file_which_overrides_defaults(tmp_path):
+    conf = write_conf(tmp_path, "namespace: from-conf\ncluster:\n  max_worker_nodes: 3\n")
+    settings = load_settings(
+        conf=conf,
+        overrides={"cluster.max_worker_nodes": "4", "log_path": str(tmp_path), "namespace": None},
+    )
+    assert settings.cluster.max_worker_nodes == 4  # flag beats conf
+    assert settings.namespace == "from-conf"  # an absent flag (None) leaves the conf value
+    assert settings.cluster.num_cpus_worker_node == 1  # default where neither speaks
+
+
+def test_stage_list_from_a_flag_and_stage_params_from_the_conf(tmp_path):
+    conf = write_conf(tmp_path, "stage_params:\n  options_override:\n    override_num_cpus: 0\n")
+    settings = load_settings(
+        conf=conf, overrides={"stages": "options_override", "log_path": str(tmp_path)}
+    )
+    assert settings.stages == ["options_override"]
+    assert settings.params_for("options_override").override_num_cpus == 0
+
+
+def test_the_lessons_argument_names_are_translated_with_a_warning(tmp_path, caplog):
+    conf = write_conf(tmp_path, "cluster:\n  num_worker_nodes: 3\n  num_cpus_per_node: 2\n")
+    with caplog.at_level(logging.WARNING, logger="raybricks.settings"):
+        settings = load_settings(conf=conf, overrides={"log_path": str(tmp_path)})
+    assert settings.cluster.max_worker_nodes == 3
+    assert settings.cluster.num_cpus_worker_node == 2
+    warned = " ".join(caplog.messages)
+    assert "num_worker_nodes is deprecated" in warned
+    assert "num_cpus_per_node is deprecated" in warned
+
+
+def test_dbfs_log_path_becomes_a_fuse_path(tmp_path, monkeypatch):
+    monkeypatch.setattr("raybricks.settings.unwritable_reason", lambda path: None)
+    settings = load_settings(conf=write_conf(tmp_path, "log_path: dbfs:/ray/logs\n"))
+    assert settings.log_path == "/dbfs/ray/logs"
+
+
+BAD_INPUT = [
+    # (conf text, flag overrides, words the one-line error must hold)
+    (
+        "",
+        {"cluster.max_worker_nodes": "0"},
+        ["cluster.max_worker_nodes", "'0'", "--max-worker-nodes", "greater than or equal to 1"],
+    ),
+    (
+        "",
+        {"cluster.max_worker_nodes": "two"},
+        ["cluster.max_worker_nodes", "'two'", "valid integer"],
+    ),
+    (
+        "",
+        {"cluster.min_worker_nodes": "0"},
+        ["cluster.min_worker_nodes", "'0'", "greater than or equal to 1"],
+    ),
+    (
+        "",
+        {"cluster.min_worker_nodes": "3", "cluster.max_worker_nodes": "2"},
+        ["min_worker_nodes (3)", "above"],
+    ),
+    (
+        "",
+        {"cluster.num_cpus_worker_node": "0"},
+        ["cluster.num_cpus_worker_node", "'0'", "greater than or equal to 1"],
+    ),
+    ("", {"stages": "nope"}, ["stages", "'nope'", "unknown stage 'nope'", "known:"]),
+    ("", {"stages": ""}, ["stages", "name at least one stage"]),
+    ("", {"stages": "options_override,options_override"}, ["stages", "named twice"]),
+    ("", {"namespace": ""}, ["namespace", "''", "at least one"]),
+    ("", {"namespace": "has space"}, ["namespace", "'has space'"]),
+    (
+        "",
+        {"cluster.spark_master": "mesos://m:5050"},
+        ["cluster.spark_master", "mesos://", "local-cluster[W,C,MB]"],
+    ),
+    ("", {"log_path": "s3://bucket/logs"}, ["log_path", "s3://bucket/logs", "FUSE path"]),
+    (
+        "clusterr:\n  max_worker_nodes: 2\n",
+        {},
+        ["clusterr", "unknown setting", "did you mean 'cluster'"],
+    ),
+    (
+        "cluster:\n  max_workers: 2\n",
+        {},
+        ["cluster.max_workers", "did you mean 'max_worker_nodes'"],
+    ),
+    (
+        "cluster:\n  max_worker_nodes: [2]\n",
+        {},
+        ["cluster.max_worker_nodes", "[2]", "valid integer"],
+    ),
+    (
+        "cluster:\n  num_gpus_worker_node: 1\n  num_cpus_worker_node: null\n",
+        {},
+        ["needs num_cpus_worker_node"],
+    ),
+    (
+        "cluster:\n  num_worker_nodes: 2\n  max_worker_nodes: 2\n",
+        {},
+        ["keep only 'max_worker_nodes'"],
+    ),
+    (
+        "stage_params:\n  options_override:\n    override_num_cpus: -1\n",
+        {},
+        ["stage_params.options_override.override_num_cpus", "-1"],
+    ),
+    ("namespace: no\n", {}, ["namespace", "False", "valid string"]),  # YAML 1.1: no is False
+    ("- a list\n", {}, ["holds a list", "mapping"]),
+    ("cluster: [unclosed\n", {}, ["not valid YAML", "line"]),
+]
+
+
+@pytest.mark.parametrize(("conf_text", "overrides", "words"), BAD_INPUT)
+def test_bad_input_is_one_line_naming_setting_value_and_fix(tmp_path, conf_text, overrides, words):
+    conf = write_conf(tmp_path, conf_text)
+    with pytest.raises(BadInput) as caught:
+        load_settings(conf=conf, overrides={"log_path": str(tmp_path / "runs"), **overrides})
+    message = str(caught.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_unknown_target_missing_and_unreadable_conf_files(tmp_path):
+    with pytest.raises(BadInput, match="target = 'qa' is unknown; use one of: local, dev, prod"):
+        load_settings("qa")
+    with pytest.raises(BadInput, match="does not exist; pass --conf FILE"):
+        load_settings(conf=tmp_path / "missing.yml")
+    a_folder = tmp_path / "conf.yml"
+    a_folder.mkdir()  # unreadable as a file, even for root
+    with pytest.raises(BadInput, match="cannot be read"):
+        load_settings(conf=a_folder)
+
+
+def test_a_log_path_that_cannot_be_a_folder(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(BadInput, match=r"log_path = '.*file/runs' \(--log-path\) cannot hold"):
+        load_settings(conf=write_conf(tmp_path, ""), overrides={"log_path": str(a_file / "runs")})
+
+
+def test_every_flag_names_a_real_setting():
+    settings = load_settings("local", conf_dir=REPO_CONF)
+    for key in FLAG_SETTINGS.values():
+        node = settings
+        for part in key.split("."):
+            node = getattr(node, part)
