@@ -34,10 +34,12 @@ def test_patches_inside_the_block_and_restores_after():
 def test_another_ray_version_keeps_rays_timings_with_one_log_line(monkeypatch, caplog):
     monkeypatch.setattr("ray.__version__", "2.61.0")
     before = ray_waits()
-    with caplog.at_level(logging.INFO, logger="raybricks.fast_start"):
-        with fast_start.faster_setup({}) as fast:
-            assert not fast
-            assert ray_waits() == before
+    with (
+        caplog.at_level(logging.INFO, logger="raybricks.fast_start"),
+        fast_start.faster_setup({}) as fast,
+    ):
+        assert not fast
+        assert ray_waits() == before
     assert len(caplog.records) == 1
     assert "this is Ray 2.61.0" in caplog.messages[0]
 

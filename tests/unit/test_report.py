@@ -76,7 +76,7 @@ def test_summary_names_every_stage_with_status_and_error():
 
 
 def test_reading_a_folder_without_a_report_is_bad_input(tmp_path):
-    with pytest.raises(BadInput, match="holds no report.json"):
+    with pytest.raises(BadInput, match=r"holds no report\.json"):
         read_report(tmp_path)
     (tmp_path / "report.json").write_text("{not json")
     with pytest.raises(BadInput, match="not a raybricks report"):
