@@ -107,6 +107,8 @@ def _log_to_console() -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
     console.setLevel(logging.INFO)
+    # py4j logs its connection chatter (with tracebacks) through the root logger
+    console.addFilter(lambda record: "/py4j/" not in record.pathname)
     console._raybricks = True  # type: ignore[attr-defined]
     root.addHandler(console)
     root.setLevel(logging.INFO)

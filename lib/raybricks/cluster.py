@@ -112,9 +112,12 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
         clock = time.monotonic()
         try:
             started = True  # from here a half-started cluster may need shutting down
-            with faster_setup(spark.sparkContext.environment, cluster.fast_start) as fast:
+            with (
+                _callers_signal_handlers_kept(),
+                faster_setup(spark.sparkContext.environment, cluster.fast_start) as fast,
+            ):
                 address, _ = setup_ray_cluster(**arguments)
-            context = ray.init(address=address, namespace=namespace, log_to_driver=False)
+                context = ray.init(address=address, namespace=namespace, log_to_driver=False)
         except Exception as exc:
             raise ClusterStartError(f"the Ray cluster could not start: {_root_cause(exc)}") from exc
         info = ClusterInfo(
@@ -136,6 +139,22 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
             shutdown(log_dir)
         if owns_spark:
             _quietly("stopping Spark", spark.stop)
+
+
+@contextmanager
+def _callers_signal_handlers_kept() -> Iterator[None]:
+    """`ray.init` (also called inside `setup_ray_cluster`) replaces the SIGTERM handler
+    with `sys.exit`, which would skip the caller's own cancellation and cleanup."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def shutdown(log_dir: Path) -> None:

@@ -30,14 +30,14 @@ logger = logging.getLogger(__name__)
 TIMELINE_FILE = "ray-timeline.json"
 COMMAND_NOT_RUNNABLE = 127  # as a shell says it
 
-# The work done on a running cluster: fills in the report, returns the exit code.
-Work = Callable[[ClusterInfo, Report], ExitCode]
+# The work done on a running cluster: fills in the report, returns the run's exit code.
+Work = Callable[[ClusterInfo, Report], int]
 
 
 def run_stages(settings: Settings, run_dir: Path) -> Report:
-    runner = Runner(settings.stages, settings.params_for)
+    runner = Runner(settings.stages, settings.params_for, settings.stage_timeout_seconds)
 
-    def work(cluster: ClusterInfo, report: Report) -> ExitCode:
+    def work(cluster: ClusterInfo, report: Report) -> int:
         report.stages = runner.results
         runner.run(lambda: StageContext(settings.namespace, run_dir, cluster.address))
         _save_timeline(run_dir)
@@ -49,9 +49,11 @@ def run_stages(settings: Settings, run_dir: Path) -> Report:
 
 
 def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
-    """Run `argv` as a driver of the cluster: it gets the address, namespace and auth."""
+    """Run `argv` as a driver of the cluster: it gets the address, the auth mode and
+    token, and `RAY_NAMESPACE` (Ray Client reads it; a plain `ray.init()` does not, so
+    pass `namespace=os.environ["RAY_NAMESPACE"]`)."""
 
-    def work(cluster: ClusterInfo, report: Report) -> ExitCode:
+    def work(cluster: ClusterInfo, report: Report) -> int:
         env = {
             **os.environ,
             **auth_environment(),
@@ -67,19 +69,15 @@ def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
             logger.error("cannot run %r: %s", argv[0], exc.strerror)
             code = COMMAND_NOT_RUNNABLE
         report.command["exit_code"] = code
-        return ExitCode.PASSED if code == 0 else ExitCode.STAGE_FAILED
+        return code  # exec exits with the command's code
 
-    report = _run(settings, run_dir, work)
-    # exec's own exit code is the command's, whenever the command ran to its end
-    if report.command and report.command["exit_code"] is not None and report.status != "cancelled":
-        report.exit_code = report.command["exit_code"]
-    return report
+    return _run(settings, run_dir, work)
 
 
 def _run(settings: Settings, run_dir: Path, work: Work) -> Report:
     report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
     write_report(report, run_dir)
-    code = ExitCode.CLUSTER_FAILED
+    code: int = ExitCode.CLUSTER_FAILED
     try:
         with (
             _cancel_on_signals(),
@@ -102,6 +100,8 @@ def _run(settings: Settings, run_dir: Path, work: Work) -> Report:
     else:
         report.finish("passed" if code == ExitCode.PASSED else "failed", code)
     finally:
+        if report.status == "running":  # something beyond Exception, e.g. SystemExit
+            report.finish("failed", ExitCode.STAGE_FAILED)
         write_report(report, run_dir)
     return report
 

@@ -2,11 +2,17 @@
 
 A failing stage is recorded and the next one still runs. Results start out as
 `skipped`, so whatever stops the run, the report lists every selected stage truthfully.
+
+Each stage runs in its own thread while the main thread waits for it, for two reasons:
+a stage that hangs can be given up on after its timeout, and a signal handler that
+raises (cancellation) does so in the main thread's plain-Python wait, never inside
+Ray's compiled calls, which turn such an exception into a `SystemError`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,9 +25,15 @@ logger = logging.getLogger(__name__)
 
 
 class Runner:
-    def __init__(self, names: list[str], params_for: Callable[[str], Any]) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        params_for: Callable[[str], Any],
+        timeout_seconds: float | None = None,
+    ) -> None:
         self.names = names
         self.params_for = params_for
+        self.timeout_seconds = timeout_seconds
         self.results = [StageResult(name) for name in names]
 
     @property
@@ -44,19 +56,41 @@ class Runner:
 
     def _run_one(self, result: StageResult, ctx: StageContext) -> None:
         stage = STAGES[result.name]()
+        params = self.params_for(result.name)
+        failure: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                stage.run(ctx, params)
+            except BaseException as exc:
+                failure.append(exc)
+
         clock = time.monotonic()
+        worker = threading.Thread(target=body, name=f"stage-{result.name}", daemon=True)
         try:
-            stage.run(ctx, self.params_for(result.name))
-            result.status = "passed"
-        except StageFailed as exc:
-            result.status, result.error = "failed", str(exc)
-            logger.error("stage %s failed: %s", result.name, exc, exc_info=True)
-        except Exception as exc:
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-            logger.exception("stage %s raised", result.name)
-        except BaseException as exc:  # cancelled: record how far it got, then stop
+            worker.start()
+            worker.join(self.timeout_seconds)
+        except BaseException as exc:  # cancelled while waiting: record how far it got
             result.status, result.error = "failed", f"interrupted ({exc})"
             raise
         finally:
             result.seconds = round(time.monotonic() - clock, 2)
-            result.evidence = ctx.evidence
+            result.evidence = dict(ctx.evidence)
+        if worker.is_alive():
+            result.status = "failed"
+            result.error = f"timed out after {self.timeout_seconds:g} s"
+            logger.error("stage %s %s; left running in the background", result.name, result.error)
+        elif not failure:
+            result.status = "passed"
+        else:
+            self._record_failure(result, failure[0])
+
+    @staticmethod
+    def _record_failure(result: StageResult, exc: BaseException) -> None:
+        result.status = "failed"
+        if isinstance(exc, StageFailed):
+            result.error = str(exc)
+            logger.error("stage %s failed: %s", result.name, exc, exc_info=exc)
+        else:
+            result.error = f"{type(exc).__name__}: {exc}"
+            logger.error("stage %s raised", result.name, exc_info=exc)

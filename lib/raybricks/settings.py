@@ -144,6 +144,9 @@ class Settings(_Strict):
     namespace: str = "raybricks"
     log_path: str = "runs"
     stages: list[str] = Field(default_factory=lambda: list(STAGES))
+    stage_timeout_seconds: float = Field(
+        300.0, gt=0, description="a stage still running after this fails as timed out"
+    )
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     stage_params: StageParamsSection = Field(default_factory=StageParamsSection)
 

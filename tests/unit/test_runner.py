@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -40,17 +43,27 @@ class Raises(Stage[StageParams]):
 
 
 class Interrupted(Stage[StageParams]):
-    name, summary = "interrupted", "SIGTERM arrives"
+    name, summary = "interrupted", "SIGTERM arrives while it works"
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
         ran.append(self.name)
-        raise Cancelled(15)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # still working when the main thread handles the signal
+
+
+class Hangs(Stage[StageParams]):
+    name, summary = "hangs", "never returns in time"
+
+    def run(self, ctx: StageContext, params: StageParams) -> None:
+        ran.append(self.name)
+        ctx.record(started=True)
+        time.sleep(30)
 
 
 @pytest.fixture(autouse=True)
 def toy_stages(monkeypatch):
     ran.clear()
-    toys = {stage.name: stage for stage in (Passes, ExpectFails, Raises, Interrupted)}
+    toys = {stage.name: stage for stage in (Passes, ExpectFails, Raises, Interrupted, Hangs)}
     monkeypatch.setattr("raybricks.runner.STAGES", toys)
 
 
@@ -87,13 +100,35 @@ def test_evidence_is_kept_also_when_a_stage_fails():
     assert all(r.seconds >= 0 for r in runner.results)
 
 
-def test_cancellation_stops_the_run_and_leaves_the_rest_skipped():
+@pytest.fixture
+def sigterm_cancels():
+    def cancel(signum, frame):
+        raise Cancelled(signum)
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_during_a_stage_cancels_the_run_and_leaves_the_rest_skipped(sigterm_cancels):
     runner = Runner(["passes", "interrupted", "passes"], lambda name: StageParams())
+    clock = time.monotonic()
     with pytest.raises(Cancelled):
         runner.run(context)
+    assert time.monotonic() - clock < 4  # did not wait for the stage to finish
     assert [(r.name, r.status) for r in runner.results] == [
         ("passes", "passed"),
         ("interrupted", "failed"),
         ("passes", "skipped"),
     ]
     assert runner.results[1].error == "interrupted (SIGTERM)"
+
+
+def test_a_stage_past_its_timeout_fails_and_the_next_one_runs():
+    runner = Runner(["hangs", "passes"], lambda name: StageParams(), timeout_seconds=0.5)
+    runner.run(context)
+    hung, after = runner.results
+    assert (hung.status, hung.error) == ("failed", "timed out after 0.5 s")
+    assert hung.evidence == {"started": True}
+    assert 0.5 <= hung.seconds < 5
+    assert after.status == "passed"

@@ -1,0 +1,62 @@
+"""The cluster tier: a real local Spark (`local-cluster`, several executor JVMs) and a
+real Ray-on-Spark cluster, one per test session.
+
+Every cluster here starts under a HOME that holds a stray `~/.ray/auth_token`, as a
+plain local `ray.init()` leaves behind: the explicit auth mode must make it harmless.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from raybricks.cluster import ClusterInfo, ray_on_spark
+from raybricks.settings import ClusterSettings
+from tests.cluster.processes import wait_for
+
+STRAY_TOKEN = "stray-token-left-by-an-earlier-local-ray-init"
+NAMESPACE = "raybricks-tests"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def stray_token_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("home")
+    (home / ".ray").mkdir()
+    (home / ".ray" / "auth_token").write_text(STRAY_TOKEN)
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)  # before any JVM or Ray node inherits it
+    yield home
+    if saved is not None:
+        os.environ["HOME"] = saved
+
+
+@dataclass(frozen=True)
+class ClusterUnderTest:
+    info: ClusterInfo
+    log_dir: Path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(
+    stray_token_home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterUnderTest]:
+    """The local default cluster (local-cluster[2,1,1024], two Ray worker nodes)."""
+    log_dir = tmp_path_factory.mktemp("session-run")
+    with ray_on_spark(ClusterSettings(), namespace=NAMESPACE, log_dir=log_dir) as info:
+        yield ClusterUnderTest(info, log_dir)
+    # Checked once the session's cluster is shut down (a failure here fails the run):
+    assert "RAY_ADDRESS" not in os.environ
+    assert wait_for(lambda: list(log_dir.glob("ray-*-logs/*/raylet*.out")), timeout=60), (
+        f"Ray's node logs never landed under {log_dir}"
+    )

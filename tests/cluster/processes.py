@@ -1,0 +1,47 @@
+"""Finding the processes a run left behind, by a mark in their environment that every
+child inherits (Spark's JVMs, executors, Ray's nodes and workers)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import psutil
+
+MARK = "RAYBRICKS_TEST_RUN"
+T = TypeVar("T")
+
+
+def marked_env(**extra: str) -> tuple[dict[str, str], str]:
+    mark = uuid.uuid4().hex
+    return {**os.environ, MARK: mark, "SPARK_LOCAL_IP": "127.0.0.1", **extra}, mark
+
+
+def marked_processes(mark: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            if proc.environ().get(MARK) == mark and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def wait_for(check: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
+    """The first truthy result of `check` within `timeout` seconds, else the last one."""
+    deadline = time.monotonic() + timeout
+    result = check()
+    while not result and time.monotonic() < deadline:
+        time.sleep(interval)
+        result = check()
+    return result
+
+
+def left_after(mark: str, timeout: float = 60) -> list[str]:
+    """Wait up to `timeout` for the marked processes to end; those still running."""
+    wait_for(lambda: not marked_processes(mark), timeout)
+    return marked_processes(mark)

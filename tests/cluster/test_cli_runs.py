@@ -1,0 +1,184 @@
+"""Whole runs as users start them, each in its own process with its own cluster:
+`raybricks run`, `spark-submit jobs/actor_demos.py`, `raybricks exec`, and SIGTERM.
+
+(This module sorts before the session-cluster tests, so these runs do not share the
+two cores with an idle session cluster.)"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.processes import left_after, marked_env, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+RUN_TIMEOUT = 300
+
+
+@pytest.fixture
+def env(stray_token_home):
+    environment, mark = marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
+    return environment, mark
+
+
+def only_run_dir(log_root: Path) -> Path:
+    (run_dir,) = log_root.iterdir()
+    return run_dir
+
+
+def report_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def ray_node_logs(run_dir: Path) -> list[Path]:
+    return list(run_dir.glob("ray-*-logs/*/raylet*.out"))
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_run_passes_and_leaves_report_driver_log_and_ray_logs(tmp_path, env):
+    environment, mark = env
+    log_root = tmp_path / "runs"
+    done = subprocess.run(
+        [BIN / "raybricks", "run", "--stages", "options_override", "--log-path", str(log_root)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = only_run_dir(log_root)
+    report = report_of(run_dir)
+    assert report["status"] == "passed" and report["exit_code"] == 0
+    assert report["cluster"]["auth_mode"] == "token"
+    assert report["cluster"]["startup_seconds"] > 0
+    assert report["stages"][0]["evidence"]["service_is_detached"] is True
+    assert "stage 1/1 options_override: passed" in (run_dir / "driver.log").read_text()
+    assert (run_dir / "ray-timeline.json").stat().st_size > 0
+    assert f"run folder: {run_dir}" in done.stdout
+    assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
+    assert left_after(mark) == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env):
+    environment, mark = env
+    environment["PYSPARK_PYTHON"] = sys.executable
+    conf = tmp_path / "failing.yml"
+    # An override asking for more CPUs than any worker node has can never be placed.
+    conf.write_text("stage_params:\n  options_override:\n    override_num_cpus: 2\n")
+    log_root = tmp_path / "runs"
+    done = subprocess.run(
+        [
+            BIN / "spark-submit",
+            "--master",
+            "local-cluster[2,1,1024]",
+            str(ROOT / "jobs" / "actor_demos.py"),
+            "--conf",
+            str(conf),
+            "--stages",
+            "options_override",
+            "--log-path",
+            str(log_root),
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    report = report_of(only_run_dir(log_root))
+    assert report["status"] == "failed"
+    assert report["cluster"]["spark_master"] == "local-cluster[2,1,1024]"
+    (stage,) = report["stages"]
+    assert stage["status"] == "failed"
+    assert "was not placed within" in stage["error"]
+    assert left_after(mark) == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_exec_hands_the_cluster_to_a_command_and_exits_with_its_code(tmp_path, env):
+    environment, mark = env
+    log_root = tmp_path / "runs"
+    driver = (
+        "import os, sys, ray\n"
+        # RAY_ADDRESS and the token come from exec; plain ray.init() reads no namespace
+        # from the environment, so exec's RAY_NAMESPACE is passed on explicitly.
+        "ray.init(namespace=os.environ['RAY_NAMESPACE'])\n"
+        "assert ray.get_runtime_context().namespace == 'exec-ns'\n"
+        "alive = [n for n in ray.nodes() if n['Alive']]\n"
+        "sys.exit(40 + len(alive))\n"
+    )
+    done = subprocess.run(
+        [
+            BIN / "raybricks",
+            "exec",
+            "--namespace",
+            "exec-ns",
+            "--log-path",
+            str(log_root),
+            "--",
+            sys.executable,
+            "-c",
+            driver,
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=ROOT,
+    )
+    assert done.returncode == 43, done.stderr[-3000:]  # the head and two worker nodes
+    report = report_of(only_run_dir(log_root))
+    assert report["command"]["exit_code"] == 43
+    assert report["exit_code"] == 43
+    assert left_after(mark) == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_sigterm_mid_stage_exits_143_with_a_cancelled_report_and_nothing_left(tmp_path, env):
+    environment, mark = env
+    conf = tmp_path / "no-auth.yml"
+    conf.write_text("cluster:\n  auth: disabled\n")  # disabled, despite the stray token file
+    log_root = tmp_path / "runs"
+    with subprocess.Popen(
+        [
+            BIN / "raybricks",
+            "run",
+            "--conf",
+            str(conf),
+            "--stages",
+            "options_override",
+            "--log-path",
+            str(log_root),
+        ],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as run:
+        assert run.stderr is not None
+        for line in run.stderr:
+            if "Ray cluster ready" in line:
+                break
+        else:
+            pytest.fail("the run ended before its cluster was ready")
+        run.send_signal(signal.SIGTERM)
+        rest = run.stderr.read()
+        assert run.wait(timeout=120) == 143, rest[-3000:]
+    run_dir = only_run_dir(log_root)
+    report = report_of(run_dir)
+    assert report["status"] == "cancelled"
+    assert report["exit_code"] == 143
+    assert report["cluster"]["auth_mode"] == "disabled"
+    assert report["stages"][0]["status"] in {"failed", "passed"}  # stopped mid-way or at its end
+    assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
+    assert left_after(mark) == []
