@@ -6,7 +6,9 @@ A failing stage is recorded and the next one still runs. Results start out as
 Each stage runs in its own thread while the main thread waits for it, for two reasons:
 a stage that hangs can be given up on after its timeout, and a signal handler that
 raises (cancellation) does so in the main thread's plain-Python wait, never inside
-Ray's compiled calls, which turn such an exception into a `SystemError`.
+Ray's compiled calls, which turn such an exception into a `SystemError`. Either way the
+stage is then asked to stop and given a grace period to leave Ray and clean up: the
+cluster must not be disconnected while a stage thread is inside a Ray call.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from raybricks.stages import STAGES
 from raybricks.stages.base import StageContext, StageFailed
 
 logger = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 15.0  # for a stopped stage to leave Ray and kill its actors
 
 
 class Runner:
@@ -42,6 +46,7 @@ class Runner:
 
     def run(self, make_context: Callable[[], StageContext]) -> list[StageResult]:
         for number, result in enumerate(self.results, 1):
+            logger.debug("stage %d/%d %s: started", number, len(self.results), result.name)
             self._run_one(result, make_context())
             logger.info(
                 "stage %d/%d %s: %s in %.1f s%s",
@@ -72,6 +77,7 @@ class Runner:
             worker.join(self.timeout_seconds)
         except BaseException as exc:  # cancelled while waiting: record how far it got
             result.status, result.error = "failed", f"interrupted ({exc})"
+            _stop(worker, ctx, result.name)
             raise
         finally:
             result.seconds = round(time.monotonic() - clock, 2)
@@ -79,7 +85,8 @@ class Runner:
         if worker.is_alive():
             result.status = "failed"
             result.error = f"timed out after {self.timeout_seconds:g} s"
-            logger.error("stage %s %s; left running in the background", result.name, result.error)
+            logger.error("stage %s %s", result.name, result.error)
+            _stop(worker, ctx, result.name)
         elif not failure:
             result.status = "passed"
         else:
@@ -94,3 +101,11 @@ class Runner:
         else:
             result.error = f"{type(exc).__name__}: {exc}"
             logger.error("stage %s raised", result.name, exc_info=exc)
+
+
+def _stop(worker: threading.Thread, ctx: StageContext, name: str) -> None:
+    """Ask a stage to stop and wait a bounded time for it to leave Ray."""
+    ctx.stop.set()
+    worker.join(STOP_GRACE_SECONDS)
+    if worker.is_alive():
+        logger.warning("stage %s did not stop within %.0f s", name, STOP_GRACE_SECONDS)

@@ -48,7 +48,10 @@ class Interrupted(Stage[StageParams]):
     def run(self, ctx: StageContext, params: StageParams) -> None:
         ran.append(self.name)
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)  # still working when the main thread handles the signal
+        try:
+            ctx.wait(5)  # still working when the main thread handles the signal
+        finally:
+            ctx.record(cleaned_up=True)
 
 
 class Hangs(Stage[StageParams]):
@@ -57,7 +60,10 @@ class Hangs(Stage[StageParams]):
     def run(self, ctx: StageContext, params: StageParams) -> None:
         ran.append(self.name)
         ctx.record(started=True)
-        time.sleep(30)
+        try:
+            ctx.wait(30)
+        finally:
+            ctx.record(cleaned_up=True)
 
 
 @pytest.fixture(autouse=True)
@@ -122,6 +128,7 @@ def test_a_signal_during_a_stage_cancels_the_run_and_leaves_the_rest_skipped(sig
         ("passes", "skipped"),
     ]
     assert runner.results[1].error == "interrupted (SIGTERM)"
+    assert runner.results[1].evidence == {"cleaned_up": True}  # stopped, and its cleanup ran
 
 
 def test_a_stage_past_its_timeout_fails_and_the_next_one_runs():
@@ -129,6 +136,7 @@ def test_a_stage_past_its_timeout_fails_and_the_next_one_runs():
     runner.run(context)
     hung, after = runner.results
     assert (hung.status, hung.error) == ("failed", "timed out after 0.5 s")
-    assert hung.evidence == {"started": True}
+    assert hung.evidence["started"] is True
     assert 0.5 <= hung.seconds < 5
+    assert ran == ["hangs", "passes"]
     assert after.status == "passed"

@@ -2,11 +2,15 @@
 
 A stage records what it measured with `ctx.record(...)` as it goes, so evidence
 survives a failure, and raises `StageFailed` (via `expect`) when the pattern does not
-behave as the lesson says. Stages know nothing of the runner or the CLI.
+behave as the lesson says. It waits with `ctx.wait(seconds)`, never `time.sleep`, so a
+cancelled or timed-out run can stop it between Ray calls: disconnecting from Ray while
+a stage is inside a Ray call ends the whole process. Stages know nothing of the runner
+or the CLI.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +21,10 @@ from pydantic import BaseModel, ConfigDict
 
 class StageFailed(Exception):
     """The pattern did not behave as the lesson says it does."""
+
+
+class StageStopped(Exception):
+    """The run asked the stage to stop (cancelled, or past its timeout)."""
 
 
 def expect(condition: bool, message: str) -> None:
@@ -39,9 +47,15 @@ class StageContext:
     run_dir: Path
     ray_address: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def record(self, **values: Any) -> None:
         self.evidence.update(values)
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, unless the run asks the stage to stop: then raise `StageStopped`."""
+        if self.stop.wait(seconds):
+            raise StageStopped("asked to stop")
 
 
 P = TypeVar("P", bound=StageParams)

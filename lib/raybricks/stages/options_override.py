@@ -109,9 +109,9 @@ class OptionsOverride(Stage[OptionsOverrideParams]):
         expect(bool(info and info.is_detached), f"{name} is not detached: {info}")
 
         ray.kill(service, no_restart=False)  # a crash: the one allowed restart
-        second = _wait_restarted(service, first["pid"], params.placement_timeout_seconds * 5)
+        second = _wait_restarted(ctx, service, first["pid"], params.placement_timeout_seconds * 5)
         ray.kill(service, no_restart=False)  # restarts used up: now it stays dead
-        dead = _is_dead(service, params.placement_timeout_seconds * 5)
+        dead = _is_dead(ctx, service, params.placement_timeout_seconds * 5)
         ctx.record(service_pids=[first["pid"], second["pid"]], service_dead_after_second_kill=dead)
         expect(dead, f"{name} came back a second time despite max_restarts=1")
 
@@ -123,22 +123,22 @@ def _placement(actor: Any, timeout: float, what: str) -> dict[str, Any]:
         raise StageFailed(f"{what} was not placed within {timeout} s") from None
 
 
-def _wait_restarted(actor: Any, old_pid: int, timeout: float) -> dict[str, Any]:
+def _wait_restarted(ctx: StageContext, actor: Any, old_pid: int, timeout: float) -> dict[str, Any]:
     """The placement of `actor` once it answers from a new process."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             placed = ray.get(actor.placement.remote(), timeout=timeout)
         except RayActorError:
-            time.sleep(0.1)  # restarting: calls fail until the new process is up
+            ctx.wait(0.1)  # restarting: calls fail until the new process is up
             continue
         if placed["pid"] != old_pid:
             return placed
-        time.sleep(0.1)
+        ctx.wait(0.1)
     raise StageFailed(f"the actor did not restart within {timeout} s")
 
 
-def _is_dead(actor: Any, timeout: float) -> bool:
+def _is_dead(ctx: StageContext, actor: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -147,5 +147,5 @@ def _is_dead(actor: Any, timeout: float) -> bool:
             return True
         except RayActorError:
             pass  # unavailable for a moment, e.g. restarting
-        time.sleep(0.1)
+        ctx.wait(0.1)
     return False

@@ -1,0 +1,50 @@
+"""The session's Ray-on-Spark cluster: ready, multi-node, authenticated, in its namespace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import ray
+
+from tests.cluster.conftest import NAMESPACE, STRAY_TOKEN
+
+
+def test_the_cluster_is_ready_with_two_worker_nodes(ray_cluster):
+    alive = [node for node in ray.nodes() if node["Alive"]]
+    assert len(alive) == 3  # the head (no CPUs) and two worker nodes of one CPU each
+    assert ray.cluster_resources()["CPU"] == 2
+    info = ray_cluster.info
+    assert info.address.startswith("127.0.0.1:")
+    assert info.spark_master == "local-cluster[2,1,1024]"
+    assert info.startup_seconds > 0
+    assert os.environ["RAY_ADDRESS"] == info.address
+
+
+def test_the_driver_is_in_the_runs_namespace(ray_cluster):
+    assert ray.get_runtime_context().namespace == NAMESPACE
+
+
+def test_the_cluster_uses_a_fresh_token_not_the_stray_one(ray_cluster):
+    assert ray_cluster.info.auth_mode == "token"
+    assert os.environ["RAY_AUTH_TOKEN"] not in ("", STRAY_TOKEN)
+
+
+def driver(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = "import ray; ray.init(); print(len(ray.nodes()))"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_driver_with_the_token_joins_and_one_without_is_refused(ray_cluster):
+    with_token = driver(dict(os.environ))
+    assert with_token.returncode == 0, with_token.stderr[-2000:]
+    assert with_token.stdout.strip() == "3"
+
+    # Only the stray token from ~/.ray/auth_token, as any local user would have:
+    without = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"}
+    refused = driver(without)
+    assert refused.returncode != 0
+    assert "auth" in refused.stderr.lower()
