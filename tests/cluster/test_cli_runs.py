@@ -149,10 +149,23 @@ def test_sigterm_mid_stage_exits_143_with_a_cancelled_report_and_nothing_left(tm
     conf.write_text("cluster:\n  auth: disabled\n")  # disabled, despite the stray token file
     log_root = tmp_path / "runs"
     with subprocess.Popen(
-        [BIN / "raybricks", "run", "--conf", str(conf), "--stages", "options_override",
-         "--log-path", str(log_root)],
-        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            BIN / "raybricks",
+            "run",
+            "--conf",
+            str(conf),
+            "--stages",
+            "options_override",
+            "--log-path",
+            str(log_root),
+        ],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     ) as run:
+
         def stage_started() -> bool:
             logs = list(log_root.glob("*/driver.log"))
             return bool(logs) and "options_override: started" in logs[0].read_text()

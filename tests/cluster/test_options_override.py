@@ -14,7 +14,9 @@ from raybricks.stages.options_override import OptionsOverrideParams
 def run_stage(ray_cluster, tmp_path, **params) -> StageResult:
     runner = Runner(["options_override"], lambda name: OptionsOverrideParams(**params))
     (result,) = runner.run(
-        lambda: StageContext(ray.get_runtime_context().namespace, tmp_path, ray_cluster.info.address)
+        lambda: StageContext(
+            ray.get_runtime_context().namespace, tmp_path, ray_cluster.info.address
+        )
     )
     return result
 

@@ -1,0 +1,150 @@
+"""`ray.util.ActorPool`: schedule calls over a fixed set of actors, like `multiprocessing.Pool`.
+
+    pool = ActorPool([Actor.remote() for _ in range(5)])
+    list(pool.map(lambda a, v: a.double.remote(v), [1, 2, 3, 4]))   # [2, 4, 6, 8]
+
+- `map` yields in input order, `map_unordered` as results finish;
+- `submit` / `get_next` are the same by hand; `get_next(timeout=...)` raises
+  `TimeoutError` and leaves the call in the pool, so a later `get_next()` still gets it;
+- `has_next`, `has_free`, `pop_idle` / `push` let you borrow actors from the pool;
+- an exception in one call surfaces for that item only; the pool stays usable.
+
+Trap: ActorPool keeps one call in flight per actor, so for small calls it is much slower
+than sending calls to the actors yourself; the stage measures both.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+from pydantic import Field
+from ray.util import ActorPool
+
+from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+
+VALUES = [1, 2, 3, 4]
+DOUBLED = [2, 4, 6, 8]
+
+
+@ray.remote
+class Actor:
+    def double(self, n: int) -> int:
+        return n * 2
+
+    def slow_double(self, n: int, seconds: float) -> int:
+        time.sleep(seconds)
+        return n * 2
+
+    def double_unless(self, n: int, refused: int) -> int:
+        if n == refused:
+            raise ValueError(f"refusing to double {n}")
+        return n * 2
+
+
+class ActorPoolParams(StageParams):
+    pool_size: int = Field(5, ge=1, description="actors in the pool, as in the lesson")
+    slow_call_seconds: float = Field(1.0, gt=0)
+    get_next_timeout_seconds: float = Field(0.2, gt=0)
+    throughput_items: int = Field(2000, ge=1)
+
+
+class ActorPoolStage(Stage[ActorPoolParams]):
+    name = "actor_pool"
+    summary = "ActorPool map, map_unordered, submit/get_next, timeouts, errors, throughput"
+    Params = ActorPoolParams
+
+    def run(self, ctx: StageContext, params: ActorPoolParams) -> None:
+        actors = [Actor.remote() for _ in range(params.pool_size)]  # type: ignore[attr-defined]
+        try:
+            self._prove(ctx, params, actors)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+
+    def _prove(self, ctx: StageContext, params: ActorPoolParams, actors: list[Any]) -> None:
+        pool = ActorPool(actors)
+        double = _call("double")
+
+        mapped = list(pool.map(double, VALUES))
+        unordered = list(pool.map_unordered(double, VALUES))
+        ctx.record(map=mapped, map_unordered=unordered)
+        expect(mapped == DOUBLED, f"map gave {mapped}")
+        expect(sorted(unordered) == DOUBLED, f"map_unordered gave {unordered}")
+
+        for value in VALUES:
+            pool.submit(double, value)
+        by_hand = [pool.get_next() for _ in VALUES]
+        ctx.record(submit_get_next=by_hand, has_next_after=pool.has_next())
+        expect(by_hand == DOUBLED and not pool.has_next(), f"submit/get_next gave {by_hand}")
+
+        ctx.record(**_timeout_keeps_the_call(pool, params))
+        ctx.record(**_borrowing_actors(pool, len(actors)))
+        ctx.record(**_one_bad_item(pool))
+        ctx.record(**_throughput(actors, params.throughput_items))
+
+
+def _call(method: str, *extra: Any) -> Any:
+    return lambda actor, value: getattr(actor, method).remote(value, *extra)
+
+
+def _timeout_keeps_the_call(pool: ActorPool, params: ActorPoolParams) -> dict[str, Any]:
+    pool.submit(_call("slow_double", params.slow_call_seconds), 21)
+    clock = time.monotonic()
+    try:
+        pool.get_next(timeout=params.get_next_timeout_seconds)
+    except TimeoutError:
+        waited = round(time.monotonic() - clock, 3)
+    else:
+        raise StageFailed(
+            f"get_next(timeout={params.get_next_timeout_seconds}) did not time out "
+            f"on a {params.slow_call_seconds} s call"
+        )
+    late = pool.get_next()  # the call stayed in the pool
+    expect(late == 42, f"the slow call answered {late}")
+    return {"get_next_timed_out_after": waited, "slow_call_answer_after_timeout": late}
+
+
+def _borrowing_actors(pool: ActorPool, size: int) -> dict[str, Any]:
+    borrowed = []
+    while pool.has_free():
+        borrowed.append(pool.pop_idle())
+    free_while_borrowed = pool.has_free()
+    for actor in borrowed:
+        pool.push(actor)
+    expect(len(borrowed) == size and not free_while_borrowed, f"popped {len(borrowed)} of {size}")
+    expect(pool.has_free(), "pushed actors are not free again")
+    return {"popped_idle": len(borrowed), "free_after_push": True}
+
+
+def _one_bad_item(pool: ActorPool) -> dict[str, Any]:
+    for value in VALUES:
+        pool.submit(_call("double_unless", 3), value)
+    outcomes: list[Any] = []
+    while pool.has_next():
+        try:
+            outcomes.append(pool.get_next())
+        except ray.exceptions.RayTaskError as exc:
+            outcomes.append(f"error: {exc.cause}")
+    expect(outcomes[:2] == [2, 4] and outcomes[3] == 8, f"outcomes {outcomes}")
+    expect(str(outcomes[2]).startswith("error: refusing to double 3"), f"outcomes {outcomes}")
+    after = list(pool.map(_call("double"), [5]))
+    expect(after == [10], "the pool is unusable after an error")
+    return {"one_bad_item": outcomes, "usable_after_error": after}
+
+
+def _throughput(actors: list[Any], items: int) -> dict[str, Any]:
+    values = list(range(items))
+    clock = time.perf_counter()
+    pooled = list(ActorPool(actors).map(_call("double"), values))
+    pool_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
+    direct = ray.get([actors[i % len(actors)].double.remote(v) for i, v in enumerate(values)])
+    direct_seconds = time.perf_counter() - clock
+    expect(pooled == direct == [2 * v for v in values], "the throughput runs disagree")
+    return {
+        "throughput_items": items,
+        "actor_pool_map_items_per_second": round(items / pool_seconds),
+        "direct_round_robin_items_per_second": round(items / direct_seconds),
+    }

@@ -1,0 +1,67 @@
+"""Run a function as another Ray driver, in its own process: "somewhere else" for real.
+
+Named actors, namespaces and detached lifetimes are about what *other* drivers see, so a
+stage proves them from a second process, not from its own. The function runs in a new
+Python process connected to the same cluster (address and auth come from this driver's
+environment) in the namespace given, and its JSON-able result comes back:
+
+    seen = run_elsewhere(lookup_counter, namespace="other", name="Counter1")
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from raybricks.stages.base import StageFailed
+
+
+def run_elsewhere(
+    function: Callable[..., Any], namespace: str, timeout: float = 90, **kwargs: Any
+) -> Any:
+    """Call `function(**kwargs)` in a new driver process in `namespace`; its result."""
+    target = f"{function.__module__}:{function.__qualname__}"
+    with tempfile.TemporaryDirectory(prefix="raybricks-driver-") as folder:
+        result_file = Path(folder) / "result.json"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                __name__,
+                target,
+                namespace,
+                json.dumps(kwargs),
+                str(result_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0 or not result_file.exists():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise StageFailed(f"driver {target} in namespace {namespace!r} failed: {last}")
+        return json.loads(result_file.read_text())
+
+
+def _main(target: str, namespace: str, arguments: str, result_file: str) -> None:
+    import ray
+
+    module, name = target.split(":")
+    function = getattr(importlib.import_module(module), name)
+    ray.init(address=os.environ["RAY_ADDRESS"], namespace=namespace, log_to_driver=False)
+    try:
+        result = function(**json.loads(arguments))
+    finally:
+        ray.shutdown()
+    Path(result_file).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:])

@@ -1,0 +1,213 @@
+"""Restarts and retries: what Ray does when an actor's process dies.
+
+- `max_restarts=N` restarts a dead actor up to N times (its constructor runs again and
+  its state starts over); `-1` means without limit. Past N, calls raise `RayActorError`.
+- `max_task_retries=M` re-sends a call that was in flight when the process died (a
+  *system* failure) to the restarted actor, up to M times.
+- A Python exception raised by a method is an *application* error: it is not retried,
+  and the actor stays alive, unless the method asks with `retry_exceptions=True`.
+- `ray.kill(actor, no_restart=False)` counts as a crash (the actor restarts if it may);
+  `no_restart=True` ends it for good, restarts left or not.
+
+The actor's own state is lost on restart, so the constructor counts its starts in a
+separate `Tally` actor; that count, and the changing pid, are the evidence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import ray
+from pydantic import Field
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
+
+from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+
+
+@ray.remote(num_cpus=0)
+class Tally:
+    """Counts starts of other actors; outlives their restarts."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, int] = {}
+
+    def started(self, key: str) -> int:
+        self.starts[key] = self.starts.get(key, 0) + 1
+        return self.starts[key]
+
+
+@ray.remote(num_cpus=0)
+class Fragile:
+    def __init__(self, tally: Any, key: str) -> None:
+        self.generation = ray.get(tally.started.remote(key))  # 1, then 2 after a restart...
+        self.failures = 0
+
+    def whoami(self) -> tuple[int, int]:
+        return os.getpid(), self.generation
+
+    def double_surviving_a_crash(self, x: int) -> int:
+        """The first incarnation dies mid-call (a system failure); a retry answers."""
+        if self.generation == 1:
+            os._exit(1)
+        return 2 * x
+
+    @ray.method(max_task_retries=0)  # a crash on purpose must not be re-sent
+    def crash(self) -> None:
+        os._exit(1)
+
+    def fail(self) -> None:
+        self.failures += 1
+        raise ValueError(f"application error {self.failures}")
+
+    @ray.method(retry_exceptions=True)
+    def fail_and_retry(self) -> None:
+        self.failures += 1
+        raise ValueError(f"application error {self.failures}")
+
+    def failures_seen(self) -> int:
+        return self.failures
+
+
+class FaultToleranceParams(StageParams):
+    max_restarts: int = Field(2, ge=0, description="restarts allowed to the fragile actor")
+    max_task_retries: int = Field(2, ge=0)
+    unlimited_crashes: int = Field(3, ge=1, description="crashes shown with max_restarts=-1")
+    call_timeout_seconds: float = Field(60.0, gt=0)
+
+
+class FaultTolerance(Stage[FaultToleranceParams]):
+    name = "fault_tolerance"
+    summary = "max_restarts and max_task_retries under real crashes; exceptions not retried"
+    Params = FaultToleranceParams
+
+    def run(self, ctx: StageContext, params: FaultToleranceParams) -> None:
+        tally = Tally.remote()  # type: ignore[attr-defined]
+        made: list[Any] = [tally]
+
+        def fragile(key: str, **options: Any) -> Any:
+            actor = Fragile.options(**options).remote(tally, key)  # type: ignore[attr-defined]
+            made.append(actor)
+            return actor
+
+        timeout = params.call_timeout_seconds
+        try:
+            limited = fragile(
+                "limited",
+                max_restarts=params.max_restarts,
+                max_task_retries=params.max_task_retries,
+            )
+            ctx.record(**_crash_is_retried(limited, timeout))
+            ctx.record(**_restarts_run_out(limited, params.max_restarts - 1, timeout))
+            app = fragile("app", max_restarts=1, max_task_retries=3)
+            ctx.record(**_exceptions_are_not_retried(app, 3, timeout))
+            ctx.record(**_kill_with_and_without_restart(fragile("killed", max_restarts=2), timeout))
+            unlimited = fragile("unlimited", max_restarts=-1)
+            ctx.record(**_unlimited_restarts(unlimited, params.unlimited_crashes, timeout))
+        finally:
+            for actor in made:
+                ray.kill(actor, no_restart=True)
+
+
+def _crash_is_retried(actor: Any, timeout: float) -> dict[str, Any]:
+    pid, generation = ray.get(actor.whoami.remote(), timeout=timeout)
+    try:
+        answer = ray.get(actor.double_surviving_a_crash.remote(21), timeout=timeout)
+    except RayActorError as exc:
+        raise StageFailed(
+            f"the call in flight at the crash was not retried: {type(exc).__name__}"
+        ) from None
+    new_pid, new_generation = ray.get(actor.whoami.remote(), timeout=timeout)
+    expect(answer == 42, f"the retried call answered {answer}")
+    expect(new_pid != pid and new_generation == generation + 1, "no restart was observed")
+    return {
+        "retried_call_answer": answer,
+        "pids_across_crash": [pid, new_pid],
+        "starts_after_crash": new_generation,
+    }
+
+
+def _restarts_run_out(actor: Any, restarts_left: int, timeout: float) -> dict[str, Any]:
+    """Crash it until no restart is left: then it stays dead."""
+    generations = []
+    for _ in range(restarts_left):
+        _crash(actor, timeout)
+        generations.append(_answering_generation(actor, timeout))
+    _crash(actor, timeout)
+    try:
+        ray.get(actor.whoami.remote(), timeout=timeout)
+    except ActorDiedError:
+        return {"generations_until_limit": generations, "dead_past_max_restarts": True}
+    raise StageFailed("the actor answered after its last allowed restart")
+
+
+def _exceptions_are_not_retried(actor: Any, retries: int, timeout: float) -> dict[str, Any]:
+    pid, _ = ray.get(actor.whoami.remote(), timeout=timeout)
+    try:
+        ray.get(actor.fail.remote(), timeout=timeout)
+        raise StageFailed("fail() raised nothing")
+    except RayTaskError as exc:
+        expect(isinstance(exc.cause, ValueError), f"unexpected error {exc.cause!r}")
+    plain = ray.get(actor.failures_seen.remote(), timeout=timeout)
+    still_pid, _ = ray.get(actor.whoami.remote(), timeout=timeout)
+    expect(plain == 1, f"a Python exception was retried: fail() ran {plain} times")
+    expect(still_pid == pid, "the actor restarted after a Python exception")
+    with contextlib.suppress(RayTaskError):
+        ray.get(actor.fail_and_retry.remote(), timeout=timeout)
+    retried = ray.get(actor.failures_seen.remote(), timeout=timeout) - plain
+    expect(retried == 1 + retries, f"retry_exceptions=True ran {retried} times, not {1 + retries}")
+    return {
+        "runs_of_failing_call": plain,
+        "runs_with_retry_exceptions": retried,
+        "alive_after_exceptions": True,
+    }
+
+
+def _kill_with_and_without_restart(actor: Any, timeout: float) -> dict[str, Any]:
+    pid, _ = ray.get(actor.whoami.remote(), timeout=timeout)
+    ray.kill(actor, no_restart=False)
+    restarted_pid = _answering_pid(actor, timeout)
+    expect(restarted_pid != pid, "ray.kill(no_restart=False) did not restart the actor")
+    ray.kill(actor, no_restart=True)  # one restart is still left, and not used
+    try:
+        ray.get(actor.whoami.remote(), timeout=timeout)
+    except ActorDiedError:
+        return {"kill_restarted_pids": [pid, restarted_pid], "kill_no_restart_dead": True}
+    raise StageFailed("ray.kill(no_restart=True) left the actor alive")
+
+
+def _unlimited_restarts(actor: Any, crashes: int, timeout: float) -> dict[str, Any]:
+    generations = [_answering_generation(actor, timeout)]
+    for _ in range(crashes):
+        _crash(actor, timeout)
+        generations.append(_answering_generation(actor, timeout))
+    expect(generations == list(range(1, crashes + 2)), f"restarts went {generations}")
+    return {"unlimited_generations": generations}
+
+
+def _crash(actor: Any, timeout: float) -> None:
+    try:
+        ray.get(actor.crash.remote(), timeout=timeout)
+    except RayActorError:
+        return  # the call dies with the process: expected
+    raise StageFailed("crash() returned")
+
+
+def _answering_generation(actor: Any, timeout: float) -> int:
+    return _whoami_once_restarted(actor, timeout)[1]
+
+
+def _answering_pid(actor: Any, timeout: float) -> int:
+    return _whoami_once_restarted(actor, timeout)[0]
+
+
+def _whoami_once_restarted(actor: Any, timeout: float) -> tuple[int, int]:
+    """Calls to a restarting actor wait for it (or fail while it is unavailable)."""
+    for _ in range(50):
+        try:
+            return ray.get(actor.whoami.remote(), timeout=timeout)
+        except (RayActorError, GetTimeoutError) as exc:
+            if isinstance(exc, ActorDiedError):
+                raise StageFailed("the actor died instead of restarting") from None
+    raise StageFailed("the actor never answered after its restart")

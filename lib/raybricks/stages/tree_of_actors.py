@@ -1,0 +1,204 @@
+"""The tree of actors: a supervisor actor owns worker actors and answers for them.
+
+Ray Tune, Train and RLlib are built this way: the driver talks to one supervisor, the
+supervisor starts one worker per model, inspects them, notices when one dies, and ends
+them all. Done truthfully:
+
+- each worker really trains (gradient descent on its own data) within a time budget, and
+  its state follows its work: RUNNING (made, waiting), TRAINING, DONE; never at random;
+- workers are threaded actors (`max_concurrency=2`), so `state()` answers while
+  `train()` runs; a plain actor would queue the question behind the work;
+- the driver polls the supervisor at an interval with an overall timeout, never in a
+  busy loop, and keeps the timeline of states it saw;
+- a worker that dies mid-training (`max_restarts=1`) is noticed by the supervisor,
+  which starts its training again on the restarted worker, and reports it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import time
+from typing import Any
+
+import ray
+from pydantic import Field
+from ray.exceptions import RayActorError
+
+from raybricks.stages.base import Stage, StageContext, StageParams, expect
+
+STATES = ("RUNNING", "TRAINING", "DONE")
+
+
+class Model:
+    """Fits y = a*x + b to noisy points by gradient descent; `kind` sets the data."""
+
+    def __init__(self, kind: str) -> None:
+        rng = random.Random(kind)
+        self.kind = kind
+        self.truth = (rng.uniform(-3, 3), rng.uniform(-3, 3))
+        self.points = [
+            (x, self.truth[0] * x + self.truth[1] + rng.gauss(0, 0.1))
+            for x in (rng.uniform(-1, 1) for _ in range(64))
+        ]
+        self.a = self.b = 0.0
+        self.steps = 0
+        self.first_loss = self.loss()
+
+    def loss(self) -> float:
+        return sum((self.a * x + self.b - y) ** 2 for x, y in self.points) / len(self.points)
+
+    def step(self, learning_rate: float = 0.1) -> float:
+        n = len(self.points)
+        grad_a = sum(2 * (self.a * x + self.b - y) * x for x, y in self.points) / n
+        grad_b = sum(2 * (self.a * x + self.b - y) for x, y in self.points) / n
+        self.a -= learning_rate * grad_a
+        self.b -= learning_rate * grad_b
+        self.steps += 1
+        return self.loss()
+
+
+@ray.remote(num_cpus=0, max_concurrency=2, max_restarts=1)  # type: ignore[call-overload]
+class Worker:
+    def __init__(self, kind: str, crash_at_step: int | None) -> None:
+        self.model = Model(kind)
+        self.state_now = "RUNNING"
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self.crash_at_step = None if restarted else crash_at_step  # crash once, not forever
+
+    def state(self) -> str:
+        return self.state_now
+
+    def train(self, steps: int, step_seconds: float, budget_seconds: float) -> dict[str, Any]:
+        self.state_now = "TRAINING"
+        deadline = time.monotonic() + budget_seconds
+        while self.model.steps < steps and time.monotonic() < deadline:
+            if self.model.steps == self.crash_at_step:
+                os._exit(1)  # the process dies mid-training
+            self.model.step()
+            time.sleep(step_seconds)  # stands for a heavier step
+        self.state_now = "DONE"
+        return self.inspect()
+
+    def inspect(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "steps": model.steps,
+            "first_loss": round(model.first_loss, 5),
+            "loss": round(model.loss(), 5),
+            "pid": os.getpid(),
+        }
+
+
+@ray.remote(num_cpus=0, max_concurrency=4)  # type: ignore[call-overload]
+class Supervisor:
+    def __init__(self, kinds: list[str], crash_kind: str | None, crash_at_step: int) -> None:
+        self.workers = {
+            kind: Worker.remote(kind, crash_at_step if kind == crash_kind else None)  # type: ignore[attr-defined]
+            for kind in kinds
+        }
+        self.training: dict[str, Any] = {}
+        self.restarted: list[str] = []
+        self.work: tuple[int, float, float] = (0, 0.0, 0.0)
+
+    def start_workers(self, steps: int, step_seconds: float, budget_seconds: float) -> None:
+        self.work = (steps, step_seconds, budget_seconds)
+        self.training = {kind: w.train.remote(*self.work) for kind, w in self.workers.items()}
+
+    def state(self) -> dict[str, str]:
+        self._restart_crashed()
+        return {kind: ray.get(w.state.remote()) for kind, w in self.workers.items()}
+
+    def inspect(self) -> dict[str, Any]:
+        return {
+            "models": {kind: ray.get(w.inspect.remote()) for kind, w in self.workers.items()},
+            "restarted": self.restarted,
+        }
+
+    def terminate(self) -> None:
+        for worker in self.workers.values():
+            ray.kill(worker, no_restart=True)
+
+    def _restart_crashed(self) -> None:
+        finished, _ = ray.wait(
+            list(self.training.values()), num_returns=len(self.training), timeout=0
+        )
+        for kind, ref in list(self.training.items()):
+            if ref not in finished:
+                continue
+            try:
+                ray.get(ref)
+            except RayActorError:  # the worker died; Ray restarted it: train it again
+                self.restarted.append(kind)
+                self.training[kind] = self.workers[kind].train.remote(*self.work)
+
+
+class TreeOfActorsParams(StageParams):
+    model_kinds: list[str] = Field(["lr", "cl", "nn"], min_length=1)
+    steps: int = Field(8, ge=1)
+    step_seconds: float = Field(0.1, ge=0)
+    budget_seconds: float = Field(10.0, gt=0, description="a worker's training time budget")
+    crash_kind: str | None = Field("cl", description="this worker dies once mid-training")
+    crash_at_step: int = Field(3, ge=0)
+    poll_seconds: float = Field(0.2, gt=0)
+    timeout_seconds: float = Field(60.0, gt=0, description="all workers DONE within this")
+
+
+class TreeOfActors(Stage[TreeOfActorsParams]):
+    name = "tree_of_actors"
+    summary = "a supervisor trains one worker per model, polls states, restarts a crash"
+    Params = TreeOfActorsParams
+
+    def run(self, ctx: StageContext, params: TreeOfActorsParams) -> None:
+        supervisor = Supervisor.remote(params.model_kinds, params.crash_kind, params.crash_at_step)  # type: ignore[attr-defined]
+        try:
+            ray.get(
+                supervisor.start_workers.remote(
+                    params.steps, params.step_seconds, params.budget_seconds
+                )
+            )
+            timeline = _poll_until_done(ctx, supervisor, params)
+            report = ray.get(supervisor.inspect.remote())
+            ctx.record(models=report["models"], restarted=report["restarted"])
+            _check(timeline, report, params)
+        finally:
+            ray.get(supervisor.terminate.remote())
+            ray.kill(supervisor)
+
+
+def _poll_until_done(ctx: StageContext, supervisor: Any, params: TreeOfActorsParams) -> list[Any]:
+    clock = time.monotonic()
+    timeline: list[Any] = []
+    polls = 0
+    while True:
+        states = ray.get(supervisor.state.remote())
+        polls += 1
+        elapsed = round(time.monotonic() - clock, 2)
+        if not timeline or timeline[-1][1] != states:
+            timeline.append([elapsed, states])
+        ctx.record(polls=polls, timeline=timeline, final_states=states)
+        if all(state == "DONE" for state in states.values()):
+            return timeline
+        expect(
+            elapsed < params.timeout_seconds,
+            f"not all DONE within {params.timeout_seconds} s: {states}",
+        )
+        ctx.wait(params.poll_seconds)
+
+
+def _check(timeline: list[Any], report: dict[str, Any], params: TreeOfActorsParams) -> None:
+    for kind in params.model_kinds:
+        seen = [states[kind] for _, states in timeline]
+        order = [STATES.index(state) for state in seen]
+        resets = sum(1 for before, after in itertools.pairwise(order) if after < before)
+        allowed = 1 if kind in report["restarted"] else 0
+        expect(resets <= allowed, f"{kind} went {seen}: states must follow the work")
+        model = report["models"][kind]
+        expect(model["steps"] >= 1, f"{kind} trained no step")
+        expect(model["loss"] < model["first_loss"], f"{kind} did not learn: {model}")
+    if params.crash_kind in params.model_kinds:
+        expect(
+            params.crash_kind in report["restarted"],
+            f"the crash of {params.crash_kind} went unnoticed",
+        )
