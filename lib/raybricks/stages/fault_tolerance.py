@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any
 
 import ray
@@ -167,8 +168,7 @@ def _exceptions_are_not_retried(actor: Any, retries: int, timeout: float) -> dic
 def _kill_with_and_without_restart(actor: Any, timeout: float) -> dict[str, Any]:
     pid, _ = ray.get(actor.whoami.remote(), timeout=timeout)
     ray.kill(actor, no_restart=False)
-    restarted_pid = _answering_pid(actor, timeout)
-    expect(restarted_pid != pid, "ray.kill(no_restart=False) did not restart the actor")
+    restarted_pid = _pid_other_than(actor, pid, timeout)
     ray.kill(actor, no_restart=True)  # one restart is still left, and not used
     try:
         ray.get(actor.whoami.remote(), timeout=timeout)
@@ -198,8 +198,15 @@ def _answering_generation(actor: Any, timeout: float) -> int:
     return _whoami_once_restarted(actor, timeout)[1]
 
 
-def _answering_pid(actor: Any, timeout: float) -> int:
-    return _whoami_once_restarted(actor, timeout)[0]
+def _pid_other_than(actor: Any, old_pid: int, timeout: float) -> int:
+    """`ray.kill` returns at once: the old process may still answer for a moment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = _whoami_once_restarted(actor, timeout)[0]
+        if pid != old_pid:
+            return pid
+        time.sleep(0.05)
+    raise StageFailed("ray.kill(no_restart=False) did not restart the actor")
 
 
 def _whoami_once_restarted(actor: Any, timeout: float) -> tuple[int, int]:

@@ -24,10 +24,16 @@ from raybricks.stages.elsewhere import run_elsewhere
 
 @ray.remote(num_cpus=0)
 class Probe:
-    """A named actor that says where it lives."""
+    """A named actor that says which namespace its name was registered in.
+
+    (Not `ray.get_runtime_context().namespace`: inside an actor that is the namespace of
+    the job that created it, which may differ from the one its name lives in.)"""
+
+    def __init__(self, registered_in: str) -> None:
+        self.registered_in = registered_in
 
     def where(self) -> str:
-        return ray.get_runtime_context().namespace
+        return self.registered_in
 
 
 class NamespacesParams(StageParams):
@@ -49,7 +55,7 @@ class Namespaces(Stage[NamespacesParams]):
         ctx.record(namespace=home, other_namespace=other, actor_name=name)
         probes = []
         try:
-            probes.append(Probe.options(name=name).remote())  # type: ignore[attr-defined]
+            probes.append(Probe.options(name=name).remote(home))  # type: ignore[attr-defined]
             expect(ray.get(ray.get_actor(name).where.remote()) == home, "not found at home")
             ctx.record(found_from_same_namespace=True)
 
@@ -58,7 +64,7 @@ class Namespaces(Stage[NamespacesParams]):
             expect(not seen["found_plainly"], f"a driver in {other!r} found {name!r} of {home!r}")
             expect(seen["found_across"] == home, f"get_actor(namespace={home!r}) failed: {seen}")
 
-            twin = Probe.options(name=name, namespace=other).remote()
+            twin = Probe.options(name=name, namespace=other).remote(other)
             probes.append(twin)
             both = [
                 ray.get(ray.get_actor(name, namespace=ns).where.remote()) for ns in (home, other)
