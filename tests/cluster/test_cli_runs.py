@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from raybricks.stages import STAGES
 from tests.cluster.processes import left_after, marked_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,11 +42,11 @@ def ray_node_logs(run_dir: Path) -> list[Path]:
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_run_passes_and_leaves_report_driver_log_and_ray_logs(tmp_path, env):
+def test_run_passes_every_stage_and_leaves_report_driver_log_and_ray_logs(tmp_path, env):
     environment, mark = env
     log_root = tmp_path / "runs"
     done = subprocess.run(
-        [BIN / "raybricks", "run", "--stages", "options_override", "--log-path", str(log_root)],
+        [BIN / "raybricks", "run", "--target", "local", "--log-path", str(log_root)],
         env=environment,
         capture_output=True,
         text=True,
@@ -58,8 +59,11 @@ def test_run_passes_and_leaves_report_driver_log_and_ray_logs(tmp_path, env):
     assert report["status"] == "passed" and report["exit_code"] == 0
     assert report["cluster"]["auth_mode"] == "token"
     assert report["cluster"]["startup_seconds"] > 0
-    assert report["stages"][0]["evidence"]["service_is_detached"] is True
-    assert "stage 1/1 options_override: passed" in (run_dir / "driver.log").read_text()
+    assert [(s["name"], s["status"]) for s in report["stages"]] == [
+        (name, "passed") for name in STAGES
+    ]
+    assert all(stage["evidence"] for stage in report["stages"])
+    assert "stage 6/6 tree_of_actors: passed" in (run_dir / "driver.log").read_text()
     assert (run_dir / "ray-timeline.json").stat().st_size > 0
     assert f"run folder: {run_dir}" in done.stdout
     assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)

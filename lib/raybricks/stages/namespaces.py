@@ -66,11 +66,11 @@ class Namespaces(Stage[NamespacesParams]):
 
             twin = Probe.options(name=name, namespace=other).remote(other)
             probes.append(twin)
-            both = [
-                ray.get(ray.get_actor(name, namespace=ns).where.remote()) for ns in (home, other)
-            ]
-            ctx.record(same_name_in_both=both)
-            expect(both == [home, other], f"one name, two namespaces should be two actors: {both}")
+            handles = [ray.get_actor(name, namespace=ns) for ns in (home, other)]
+            both = [ray.get(handle.where.remote()) for handle in handles]
+            distinct = handles[0]._actor_id != handles[1]._actor_id
+            ctx.record(same_name_in_both=both, two_distinct_actors=distinct)
+            expect(both == [home, other] and distinct, f"one name in two namespaces: {both}")
         finally:
             for probe in probes:
                 ray.kill(probe)

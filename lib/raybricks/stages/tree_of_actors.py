@@ -161,12 +161,10 @@ class TreeOfActors(Stage[TreeOfActorsParams]):
     def run(self, ctx: StageContext, params: TreeOfActorsParams) -> None:
         supervisor = Supervisor.remote(params.model_kinds, params.crash_kind, params.crash_at_step)  # type: ignore[attr-defined]
         try:
-            ray.get(
-                supervisor.start_workers.remote(
-                    params.steps, params.step_seconds, params.budget_seconds
-                )
-            )
-            timeline = _poll_until_done(ctx, supervisor, params)
+            made = ray.get(supervisor.state.remote())  # made, not yet working: RUNNING
+            work = (params.steps, params.step_seconds, params.budget_seconds)
+            ray.get(supervisor.start_workers.remote(*work))
+            timeline = _poll_until_done(ctx, supervisor, params, made)
             report = ray.get(supervisor.inspect.remote())
             ctx.record(models=report["models"], restarted=report["restarted"])
             _check(timeline, report, params)
@@ -175,9 +173,11 @@ class TreeOfActors(Stage[TreeOfActorsParams]):
             ray.kill(supervisor)
 
 
-def _poll_until_done(ctx: StageContext, supervisor: Any, params: TreeOfActorsParams) -> list[Any]:
+def _poll_until_done(
+    ctx: StageContext, supervisor: Any, params: TreeOfActorsParams, made: dict[str, str]
+) -> list[Any]:
     clock = time.monotonic()
-    timeline: list[Any] = []
+    timeline: list[Any] = [[0.0, made]]
     polls = 0
     while True:
         states = ray.get(supervisor.state.remote())

@@ -1,0 +1,145 @@
+"""Every stage on the session's cluster: it passes (twice in a row, in the same
+namespace, as a daily job reruns), it fails when its pattern is broken, and it leaves
+no actor behind either way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import ray
+from ray.util.state import list_actors
+
+from raybricks.report import StageResult
+from raybricks.runner import Runner
+from raybricks.stages import STAGES
+from raybricks.stages.base import StageContext
+
+
+def run_stage(name: str, tmp_path, address: str, **params: Any) -> StageResult:
+    runner = Runner([name], lambda _: STAGES[name].Params(**params), timeout_seconds=120)
+    (result,) = runner.run(
+        lambda: StageContext(ray.get_runtime_context().namespace, tmp_path, address)
+    )
+    return result
+
+
+@pytest.fixture
+def stage(ray_cluster, tmp_path):
+    def run(name: str, **params: Any) -> StageResult:
+        return run_stage(name, tmp_path, ray_cluster.info.address, **params)
+
+    yield run
+    left = [(a.class_name, a.name, a.state) for a in list_actors(filters=[("state", "!=", "DEAD")])]
+    assert left == [], f"actors left behind: {left}"
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+@pytest.mark.parametrize("name", list(STAGES))
+def test_each_stage_passes_and_passes_again(stage, name, attempt):
+    result = stage(name)
+    assert result.status == "passed", result.error
+    assert result.evidence
+
+
+def test_namespaces_evidence(stage):
+    evidence = stage("namespaces").evidence
+    assert evidence["from_other_driver"]["found_plainly"] is False
+    assert evidence["from_other_driver"]["found_across"] == evidence["namespace"]
+    assert evidence["same_name_in_both"] == [evidence["namespace"], evidence["other_namespace"]]
+    assert evidence["two_distinct_actors"] is True
+
+
+def test_namespaces_fails_when_the_other_driver_shares_the_namespace(stage):
+    result = stage("namespaces", other_namespace_suffix="")
+    assert result.status == "failed"
+    assert "found 'probe'" in (result.error or "")
+
+
+def test_detached_actors_evidence(stage):
+    evidence = stage("detached_actors", calls=100).evidence
+    assert evidence["outlived_creator"] is True
+    assert evidence["from_task_ok"] and evidence["from_other_driver_ok"]
+    assert evidence["get_if_exists_same_actor"] is True and evidence["get_if_exists_next"] == 101
+    assert evidence["reborn_first_next"] == 1
+
+
+def test_detached_actors_removes_what_an_earlier_run_left(stage):
+    namespace = ray.get_runtime_context().namespace
+    from raybricks.stages.detached_actors import Counter
+
+    Counter.options(name="Counter1", lifetime="detached").remote()  # an interrupted run's
+    result = stage("detached_actors")
+    assert result.status == "passed", result.error
+    assert result.evidence["leftovers_removed"] == 1
+    assert namespace == ray.get_runtime_context().namespace
+
+
+def test_detached_actors_fails_when_counters_die_with_their_creator(stage):
+    result = stage("detached_actors", lifetime=None)
+    assert result.status == "failed"
+    assert "died with the driver that created it" in (result.error or "")
+
+
+def test_fault_tolerance_evidence(stage):
+    evidence = stage("fault_tolerance", max_restarts=2, unlimited_crashes=2).evidence
+    assert evidence["retried_call_answer"] == 42
+    assert evidence["pids_across_crash"][0] != evidence["pids_across_crash"][1]
+    assert evidence["dead_past_max_restarts"] is True
+    assert evidence["runs_of_failing_call"] == 1
+    assert evidence["runs_with_retry_exceptions"] == 4  # 1 + max_task_retries (3)
+    assert evidence["kill_no_restart_dead"] is True
+    assert evidence["unlimited_generations"] == [1, 2, 3]
+
+
+def test_fault_tolerance_fails_when_the_restart_limit_is_too_low(stage):
+    result = stage("fault_tolerance", max_restarts=0)
+    assert result.status == "failed"
+    assert "not retried" in (result.error or "")
+
+
+def test_options_override_evidence(stage):
+    evidence = stage("options_override").evidence
+    assert evidence["cluster_custom_resource"] == 0
+    assert evidence["overridden_assigned"] == {"CPU": 1.0}
+    assert evidence["service_is_detached"] is True
+    assert evidence["service_dead_after_second_kill"] is True
+
+
+def test_options_override_fails_when_the_override_cannot_be_placed(stage):
+    result = stage("options_override", override_num_cpus=2, placement_timeout_seconds=1.0)
+    assert result.status == "failed"
+    assert "was not placed within 1.0 s" in (result.error or "")
+
+
+def test_actor_pool_evidence(stage):
+    evidence = stage("actor_pool", throughput_items=500).evidence
+    assert evidence["map"] == [2, 4, 6, 8]
+    assert sorted(evidence["map_unordered"]) == [2, 4, 6, 8]
+    assert evidence["slow_call_answer_after_timeout"] == 42
+    assert evidence["one_bad_item"][2].startswith("error: refusing to double 3")
+    assert evidence["usable_after_error"] == [10]
+    assert evidence["actor_pool_map_items_per_second"] > 0
+    assert evidence["direct_round_robin_items_per_second"] > 0
+
+
+def test_actor_pool_fails_when_get_next_does_not_time_out(stage):
+    result = stage("actor_pool", slow_call_seconds=0.05, get_next_timeout_seconds=5.0)
+    assert result.status == "failed"
+    assert "did not time out" in (result.error or "")
+
+
+def test_tree_of_actors_evidence(stage):
+    evidence = stage("tree_of_actors").evidence
+    first_states = evidence["timeline"][0][1]
+    assert set(first_states.values()) == {"RUNNING"}
+    assert evidence["final_states"] == {"lr": "DONE", "cl": "DONE", "nn": "DONE"}
+    assert evidence["restarted"] == ["cl"]
+    for model in evidence["models"].values():
+        assert model["steps"] == 8 and model["loss"] < model["first_loss"]
+
+
+def test_tree_of_actors_fails_when_a_worker_never_reaches_done(stage):
+    result = stage("tree_of_actors", steps=10_000, step_seconds=0.05, timeout_seconds=2.0)
+    assert result.status == "failed"
+    assert "not all DONE within 2.0 s" in (result.error or "")
