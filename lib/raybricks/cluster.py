@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from typing import Any
 import ray
 from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 
+from raybricks import signals
 from raybricks.auth import auth_environment, clear_auth, configure_auth
 from raybricks.errors import ClusterStartError
 from raybricks.fast_start import faster_setup
@@ -112,8 +112,10 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
         clock = time.monotonic()
         try:
             started = True  # from here a half-started cluster may need shutting down
+            # ray.init (also inside setup_ray_cluster) sets SIGTERM to sys.exit, which
+            # would skip the caller's own cancellation and cleanup: keep the caller's.
             with (
-                _callers_signal_handlers_kept(),
+                signals.handlers_kept(),
                 faster_setup(spark.sparkContext.environment, cluster.fast_start) as fast,
             ):
                 address, _ = setup_ray_cluster(**arguments)
@@ -141,39 +143,11 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
             _quietly("stopping Spark", spark.stop)
 
 
-@contextmanager
-def _callers_signal_handlers_kept() -> Iterator[None]:
-    """`ray.init` (also called inside `setup_ray_cluster`) replaces the SIGTERM handler
-    with `sys.exit`, which would skip the caller's own cancellation and cleanup."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in kept.items():
-            if handler is not None:
-                signal.signal(sig, handler)
-
-
 def shutdown(log_dir: Path) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises.
 
     A SIGTERM or SIGINT arriving meanwhile is held and delivered afterwards, so a
     second cancel cannot cut cleanup short and orphan Ray's processes."""
-    with _signals_held():
-        _quietly("disconnecting from Ray", ray.shutdown)
-        _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
-        clear_auth()
-    logger.info("Ray cluster shut down; its logs go to %s", log_dir)
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers
-        return
     held: list[int] = []
 
     def hold(signum: int, _frame: object) -> None:
@@ -182,14 +156,13 @@ def _signals_held() -> Iterator[None]:
         )
         held.append(signum)
 
-    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if held:
-            os.kill(os.getpid(), held[0])
+    with signals.handled_by(hold):
+        _quietly("disconnecting from Ray", ray.shutdown)
+        _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
+        clear_auth()
+    logger.info("Ray cluster shut down; its logs go to %s", log_dir)
+    if held:
+        os.kill(os.getpid(), held[0])
 
 
 def _shutdown_active_cluster() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import ray
 
+from raybricks import signals
 from raybricks.auth import auth_environment
 from raybricks.cluster import ClusterInfo, ray_on_spark
 from raybricks.errors import Cancelled, ClusterStartError, ExitCode
@@ -80,7 +80,7 @@ def _run(settings: Settings, run_dir: Path, work: Work) -> Report:
     code: int = ExitCode.CLUSTER_FAILED
     try:
         with (
-            _cancel_on_signals(),
+            signals.handled_by(_cancel),
             ray_on_spark(settings.cluster, settings.namespace, run_dir) as cluster,
         ):
             report.cluster = cluster.as_dict()
@@ -106,20 +106,10 @@ def _run(settings: Settings, run_dir: Path, work: Work) -> Report:
     return report
 
 
-@contextmanager
-def _cancel_on_signals() -> Iterator[None]:
-    """Turn SIGTERM (a Databricks cancel) and SIGINT into `Cancelled`, which unwinds
+def _cancel(signum: int, _frame: object) -> None:
+    """SIGTERM (a Databricks cancel) and SIGINT become `Cancelled`, which unwinds
     through the cluster's cleanup like any error."""
-
-    def cancel(signum: int, _frame: object) -> None:
-        raise Cancelled(signum)
-
-    previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    raise Cancelled(signum)
 
 
 @contextmanager

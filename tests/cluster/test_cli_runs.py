@@ -28,6 +28,10 @@ def env(stray_token_home):
     return environment, mark
 
 
+def one_stage(conf: Path, log_root: Path) -> list[str]:
+    return ["--conf", str(conf), "--stages", "options_override", "--log-path", str(log_root)]
+
+
 def only_run_dir(log_root: Path) -> Path:
     (run_dir,) = log_root.iterdir()
     return run_dir
@@ -84,12 +88,7 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
             "--master",
             "local-cluster[2,1,1024]",
             str(ROOT / "jobs" / "actor_demos.py"),
-            "--conf",
-            str(conf),
-            "--stages",
-            "options_override",
-            "--log-path",
-            str(log_root),
+            *one_stage(conf, log_root),
         ],
         env=environment,
         capture_output=True,
@@ -156,12 +155,7 @@ def test_sigterm_mid_stage_exits_143_with_a_cancelled_report_and_nothing_left(tm
         [
             BIN / "raybricks",
             "run",
-            "--conf",
-            str(conf),
-            "--stages",
-            "options_override",
-            "--log-path",
-            str(log_root),
+            *one_stage(conf, log_root),
         ],
         env=environment,
         stdout=subprocess.DEVNULL,

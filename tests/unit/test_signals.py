@@ -1,0 +1,31 @@
+import os
+import signal
+
+import pytest
+
+from raybricks import signals
+
+
+class Got(Exception):
+    pass
+
+
+def raise_got(signum, frame):
+    raise Got(signum)
+
+
+def test_handled_by_routes_both_signals_and_restores_the_previous_handlers():
+    before = {sig: signal.getsignal(sig) for sig in signals.CANCEL_SIGNALS}
+    with signals.handled_by(raise_got):
+        for sig in signals.CANCEL_SIGNALS:
+            with pytest.raises(Got):
+                os.kill(os.getpid(), sig)
+                signal.sigtimedwait([], 0.5)  # give the handler its chance to run
+    assert {sig: signal.getsignal(sig) for sig in signals.CANCEL_SIGNALS} == before
+
+
+def test_handlers_kept_undoes_what_code_inside_replaced():
+    before = signal.getsignal(signal.SIGTERM)
+    with signals.handlers_kept():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as ray.init does with sys.exit
+    assert signal.getsignal(signal.SIGTERM) == before
