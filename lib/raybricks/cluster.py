@@ -99,7 +99,10 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
     Ray's nodes copy their logs into `log_dir` as they exit. Start-up failures raise
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
     try:
-        spark, owns_spark = get_or_create_spark(cluster.spark_master)
+        # SparkContext() sets its own SIGINT handler (cancel jobs, raise
+        # KeyboardInterrupt): keep the caller's, as around ray.init below.
+        with signals.handlers_kept():
+            spark, owns_spark = get_or_create_spark(cluster.spark_master)
     except Exception as exc:
         raise ClusterStartError(f"Spark could not start: {exc}") from exc
     started = False

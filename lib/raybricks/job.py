@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,10 +86,11 @@ def _run(settings: Settings, run_dir: Path, work: Work) -> Report:
         ):
             report.cluster = cluster.as_dict()
             code = work(cluster, report)
-    except Cancelled as exc:
-        logger.warning("run cancelled by %s; the cluster was shut down", exc)
-        report.error = f"cancelled by {exc}"
-        report.finish("cancelled", exc.exit_code)
+    except (Cancelled, KeyboardInterrupt) as exc:
+        cancel = exc if isinstance(exc, Cancelled) else Cancelled(signal.SIGINT)
+        logger.warning("run cancelled by %s; the cluster was shut down", cancel)
+        report.error = f"cancelled by {cancel}"
+        report.finish("cancelled", cancel.exit_code)
     except ClusterStartError as exc:
         logger.error("%s", exc, exc_info=True)
         report.error = str(exc)

@@ -1,0 +1,160 @@
+"""Every comparison of the performance work, side by side on this machine; writes
+benchmarks/RESULTS.md. Not a test: it measures, it does not judge.
+
+    .venv/bin/python benchmarks/run.py [--repeat 3]
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from raybricks.report import versions
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def measured(command, **kwargs):
+    """Wall seconds, the peak RSS (MiB) of the process itself, and its exit code."""
+    clock = time.perf_counter()
+    proc = subprocess.Popen(
+        command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs
+    )
+    watched, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    return time.perf_counter() - clock, peak / 2**20, proc.wait()
+
+
+def conf_file(folder, fast_start):
+    path = Path(folder) / f"fast-{fast_start}.yml"
+    path.write_text(f"cluster:\n  fast_start: {str(fast_start).lower()}\n")
+    return path
+
+
+def exec_cmd(folder, fast_start, *command, namespace="bench"):
+    logs = Path(tempfile.mkdtemp(dir=folder))
+    args = [
+        BIN / "raybricks",
+        "exec",
+        "--conf",
+        conf_file(folder, fast_start),
+        "--namespace",
+        namespace,
+        "--log-path",
+        logs,
+        "--",
+        *command,
+    ]
+    return args, logs
+
+
+def startup_seconds(logs):
+    (report,) = logs.glob("*/report.json")
+    return json.loads(report.read_text())["cluster"]["startup_seconds"]
+
+
+def cluster_start(folder, repeat):
+    times = {True: [], False: []}
+    for _ in range(repeat):
+        for fast in (True, False):
+            args, logs = exec_cmd(folder, fast, "true")
+            assert measured(args)[2] == 0, f"exec failed (fast_start={fast})"
+            times[fast].append(startup_seconds(logs))
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
+def two_clusters_at_once(folder):
+    runs = [exec_cmd(folder, True, "true", namespace=f"pair-{i}") for i in range(2)]
+    procs = [
+        subprocess.Popen(a, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for a, _ in runs
+    ]
+    codes = [p.wait() for p in procs]
+    return codes, [
+        startup_seconds(logs) if code == 0 else None
+        for (_, logs), code in zip(runs, codes, strict=True)
+    ]
+
+
+def job_vs_seed(folder, repeat):
+    job, seed, peaks = [], [], []
+    for _ in range(repeat):
+        logs = Path(tempfile.mkdtemp(dir=folder))
+        seconds, peak, code = measured(
+            [BIN / "raybricks", "run", "--target", "local", "--log-path", logs], cwd=ROOT
+        )
+        assert code == 0, "raybricks run failed"
+        job.append(seconds)
+        peaks.append(peak)
+        seconds, _, code = measured([sys.executable, HERE / "seed_demos.py"])
+        assert code == 0, "the seed script failed"
+        seed.append(seconds)
+    return statistics.median(job), statistics.median(seed), max(peaks)
+
+
+def pool_rates(folder):
+    out = Path(folder) / "pool.json"
+    args, _ = exec_cmd(folder, True, sys.executable, HERE / "pool_throughput.py", out)
+    assert measured(args)[2] == 0, "the pool benchmark failed"
+    return json.loads(out.read_text())
+
+
+def row(label, ours, baseline, goal):
+    return f"| {label} | {ours:,.1f} | {baseline:,.1f} | {ours / baseline:.2f}x | {goal} |"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    repeat = parser.parse_args().repeat
+    with tempfile.TemporaryDirectory(prefix="raybricks-bench-") as folder:
+        fast, untouched = cluster_start(folder, repeat)
+        pair_codes, pair_starts = two_clusters_at_once(folder)
+        job, seed, peak = job_vs_seed(folder, repeat)
+        pool = pool_rates(folder)
+    direct = pool.pop("direct round-robin")
+    v = versions()
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `benchmarks/run.py --repeat {repeat}` on {time.strftime('%Y-%m-%d')}: "
+        f"{platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {v['python']}, "
+        f"Ray {v['ray']}, pyspark {v['pyspark']}, raybricks {v['raybricks']}. Each figure is "
+        f"the median of {repeat} runs (pool rates: of 5 rounds), on local-cluster[2,1,1024] "
+        "with two Ray worker nodes.",
+        "",
+        "| comparison | raybricks | baseline | ratio | goal |",
+        "|---|---|---|---|---|",
+        row("cluster ready (s), fast start vs Ray's own", fast, untouched, "<= 0.35x"),
+        row("whole local job (s) vs the seed's demos as a script", job, seed, "<= 0.6x"),
+        *(
+            row(f"{name} vs direct round-robin (items/s)", rate, direct, ">= 0.9x")
+            for name, rate in pool.items()
+        ),
+        "",
+        f"Two fast-started clusters at once: exit codes {pair_codes}, ready in {pair_starts} s.",
+        f"Peak RSS of the driver process over a whole local job: {peak:.0f} MiB.",
+    ]
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
