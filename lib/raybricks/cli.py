@@ -75,7 +75,22 @@ def _validate(args: argparse.Namespace, conf_dir: Path | None) -> int:
 
 
 def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
-    print(format_summary(read_report(Path(args.run_dir))))
+    if args.run_dir:
+        print(format_summary(read_report(Path(args.run_dir))))
+        return ExitCode.PASSED
+    if args.run_id is None and not (args.job and args.latest):
+        raise BadInput("report needs RUN_DIR, --run-id N, or --job NAME --latest")
+    from raybricks import workspace  # the SDK: only when a workspace is asked
+
+    try:
+        w = workspace.client(args.profile)
+        run = workspace.find_run(w, run_id=args.run_id, job_name=args.job)
+        report = workspace.fetch_report(w, run)
+    except workspace.WorkspaceError as exc:
+        print(f"raybricks: {exc}", file=sys.stderr)
+        return ExitCode.STAGE_FAILED
+    print(format_summary(report))
+    print(f"run page: {run.url}")
     return ExitCode.PASSED
 
 
@@ -85,7 +100,7 @@ def _settings(args: argparse.Namespace, conf_dir: Path | None) -> Settings:
 
 
 def _start_run_dir(settings: Settings) -> Path:
-    run_dir = create_run_dir(settings.log_root, new_run_id())
+    run_dir = create_run_dir(settings.log_root, new_run_id(job_run_id=settings.job_run_id))
     handler = logging.FileHandler(run_dir / DRIVER_LOG)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.DEBUG)
@@ -100,11 +115,23 @@ def _finish(report: Report, run_dir: Path) -> int:
     return report.exit_code if report.exit_code is not None else ExitCode.STAGE_FAILED
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is now, not to the one it was created with."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _log_to_console() -> None:
     root = logging.getLogger()
     if any(getattr(h, "_raybricks", False) for h in root.handlers):
         return  # main() called again in one process (tests)
-    console = logging.StreamHandler(sys.stderr)
+    console = _StderrHandler()
     console.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
     console.setLevel(logging.INFO)
     # py4j logs its connection chatter (with tracebacks) through the root logger
@@ -149,6 +176,10 @@ def _parser() -> argparse.ArgumentParser:
         "check the settings and exit, starting nothing",
         [run_flags],
     )
-    report = add("report", _report, "print a run's summary from its report.json", [])
-    report.add_argument("run_dir", metavar="RUN_DIR")
+    report = add("report", _report, "print a run's summary, from a run folder or a job run", [])
+    report.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a local run folder")
+    report.add_argument("--run-id", type=int, help="a Databricks job run's id")
+    report.add_argument("--job", metavar="NAME", help="with --latest: the job's latest run")
+    report.add_argument("--latest", action="store_true")
+    report.add_argument("--profile", help="a profile of ~/.databrickscfg (default: the SDK's)")
     return parser

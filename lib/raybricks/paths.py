@@ -57,10 +57,16 @@ def unwritable_reason(folder: Path) -> str | None:
     return None
 
 
-def new_run_id(now: datetime | None = None) -> str:
-    """A run id that sorts by start time (UTC) and is unique: `20261126T115126Z-3f9a1c`."""
+def new_run_id(now: datetime | None = None, job_run_id: int | None = None) -> str:
+    """A run id that sorts by start time (UTC) and is unique: `20261126T115126Z-3f9a1c`;
+    for a Databricks job run, `20261126T115126Z-job<run id>`, so it can be found again."""
     now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    suffix = job_run_suffix(job_run_id) if job_run_id else f"-{secrets.token_hex(3)}"
+    return f"{now:%Y%m%dT%H%M%SZ}{suffix}"
+
+
+def job_run_suffix(job_run_id: int) -> str:
+    return f"-job{job_run_id}"
 
 
 def create_run_dir(log_root: Path, run_id: str) -> Path:

@@ -42,6 +42,7 @@ FLAG_SETTINGS: dict[str, str] = {
     "--log-path": "log_path",
     "--namespace": "namespace",
     "--stages": "stages",
+    "--job-run-id": "job_run_id",
 }
 
 # The lesson's argument names, removed from Ray since, and what they are called today.
@@ -144,6 +145,9 @@ class Settings(_Strict):
     namespace: str = "raybricks"
     log_path: str = "runs"
     stages: list[str] = Field(default_factory=lambda: list(STAGES))
+    job_run_id: int | None = Field(
+        None, ge=1, description="the Databricks job run's id ({{job.run_id}}): names the run folder"
+    )
     stage_timeout_seconds: float = Field(
         300.0, gt=0, description="a stage still running after this fails as timed out"
     )
