@@ -64,6 +64,12 @@ def exec_cmd(folder, fast_start, *command, namespace="bench"):
     return args, logs
 
 
+def summary_of(logs):
+    from raybricks.report import format_summary, read_report
+
+    return "\n".join(format_summary(read_report(run)) for run in logs.iterdir())
+
+
 def startup_seconds(logs):
     (report,) = logs.glob("*/report.json")
     return json.loads(report.read_text())["cluster"]["startup_seconds"]
@@ -99,7 +105,8 @@ def job_vs_seed(folder, repeat):
         seconds, peak, code = measured(
             [BIN / "raybricks", "run", "--target", "local", "--log-path", logs], cwd=ROOT
         )
-        assert code == 0, "raybricks run failed"
+        if code != 0:
+            raise SystemExit(f"raybricks run failed:\n{summary_of(logs)}")
         job.append(seconds)
         peaks.append(peak)
         seconds, _, code = measured([sys.executable, HERE / "seed_demos.py"])

@@ -80,7 +80,10 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
     environment["PYSPARK_PYTHON"] = sys.executable
     conf = tmp_path / "failing.yml"
     # An override asking for more CPUs than any worker node has can never be placed.
-    conf.write_text("stage_params:\n  options_override:\n    override_num_cpus: 2\n")
+    conf.write_text(
+        "stage_params:\n  options_override:\n"
+        "    override_num_cpus: 2\n    placement_timeout_seconds: 2\n"
+    )
     log_root = tmp_path / "runs"
     done = subprocess.run(
         [
@@ -102,7 +105,7 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
     assert report["cluster"]["spark_master"] == "local-cluster[2,1,1024]"
     (stage,) = report["stages"]
     assert stage["status"] == "failed"
-    assert "was not placed within" in stage["error"]
+    assert "was not placed within 2.0 s" in stage["error"]
     assert left_after(mark) == []
 
 

@@ -42,8 +42,11 @@ class Foo:
 
 class OptionsOverrideParams(StageParams):
     override_num_cpus: int = Field(1, ge=0, description="num_cpus given through .options()")
+    pending_check_seconds: float = Field(
+        2.0, gt=0, description="how long the declared Foo is watched staying pending"
+    )
     placement_timeout_seconds: float = Field(
-        3.0, gt=0, description="how long an actor may take to be placed"
+        30.0, gt=0, description="how long a placeable actor may take to start (a new process)"
     )
 
 
@@ -67,10 +70,10 @@ class OptionsOverride(Stage[OptionsOverrideParams]):
     ) -> None:
         foo = Foo.remote()  # type: ignore[attr-defined]
         made.append(foo)
-        ready, _ = ray.wait([foo.method.remote()], timeout=params.placement_timeout_seconds)
+        ready, _ = ray.wait([foo.method.remote()], timeout=params.pending_check_seconds)
         ctx.record(
             declared={"num_cpus": 2, "resources": {"CustomResource": 1}},
-            declared_pending_after_seconds=params.placement_timeout_seconds,
+            declared_pending_after_seconds=params.pending_check_seconds,
             cluster_custom_resource=ray.cluster_resources().get("CustomResource", 0),
         )
         expect(not ready, "Foo as declared was placed, but no node should have CustomResource")
@@ -109,9 +112,9 @@ class OptionsOverride(Stage[OptionsOverrideParams]):
         expect(bool(info and info.is_detached), f"{name} is not detached: {info}")
 
         ray.kill(service, no_restart=False)  # a crash: the one allowed restart
-        second = _wait_restarted(ctx, service, first["pid"], params.placement_timeout_seconds * 5)
+        second = _wait_restarted(ctx, service, first["pid"], params.placement_timeout_seconds)
         ray.kill(service, no_restart=False)  # restarts used up: now it stays dead
-        dead = _is_dead(ctx, service, params.placement_timeout_seconds * 5)
+        dead = _is_dead(ctx, service, params.placement_timeout_seconds)
         ctx.record(service_pids=[first["pid"], second["pid"]], service_dead_after_second_kill=dead)
         expect(dead, f"{name} came back a second time despite max_restarts=1")
 
