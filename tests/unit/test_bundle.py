@@ -186,3 +186,24 @@ def test_a_deployed_job_reads_the_conf_files_inside_the_wheel(wheel, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith(str(site))  # the installed wheel, not the repository
     assert '"max_worker_nodes": 4' in done.stdout  # conf/prod.yml's value, not the default
+
+
+def test_the_job_entrypoint_reads_the_conf_files_beside_it_from_any_folder(tmp_path):
+    """As a synced bundle runs it: the working folder is not the repository."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "actor_demos.py"),
+            "--target",
+            "prod",
+            "--namespace",
+            "has space",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    # the conf file was found and read (the error is about the flag, not a missing file)
+    assert "namespace = 'has space' (--namespace)" in done.stderr, done.stderr
