@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from typing import Any
 
 import ray
 from pydantic import Field
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 
 from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+from raybricks.stages.lifecycle import died, pid_after_restart, when_available
 
 
 @ray.remote(num_cpus=0)
@@ -47,6 +47,9 @@ class Fragile:
 
     def whoami(self) -> tuple[int, int]:
         return os.getpid(), self.generation
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def double_surviving_a_crash(self, x: int) -> int:
         """The first incarnation dies mid-call (a system failure); a retry answers."""
@@ -100,12 +103,13 @@ class FaultTolerance(Stage[FaultToleranceParams]):
                 max_task_retries=params.max_task_retries,
             )
             ctx.record(**_crash_is_retried(limited, timeout))
-            ctx.record(**_restarts_run_out(limited, params.max_restarts - 1, timeout))
+            ctx.record(**_restarts_run_out(ctx, limited, params.max_restarts - 1, timeout))
             app = fragile("app", max_restarts=1, max_task_retries=3)
             ctx.record(**_exceptions_are_not_retried(app, 3, timeout))
-            ctx.record(**_kill_with_and_without_restart(fragile("killed", max_restarts=2), timeout))
+            killed = fragile("killed", max_restarts=2)
+            ctx.record(**_kill_with_and_without_restart(ctx, killed, timeout))
             unlimited = fragile("unlimited", max_restarts=-1)
-            ctx.record(**_unlimited_restarts(unlimited, params.unlimited_crashes, timeout))
+            ctx.record(**_unlimited_restarts(ctx, unlimited, params.unlimited_crashes, timeout))
         finally:
             for actor in made:
                 ray.kill(actor, no_restart=True)
@@ -129,18 +133,18 @@ def _crash_is_retried(actor: Any, timeout: float) -> dict[str, Any]:
     }
 
 
-def _restarts_run_out(actor: Any, restarts_left: int, timeout: float) -> dict[str, Any]:
+def _restarts_run_out(
+    ctx: StageContext, actor: Any, restarts_left: int, timeout: float
+) -> dict[str, Any]:
     """Crash it until no restart is left: then it stays dead."""
     generations = []
     for _ in range(restarts_left):
         _crash(actor, timeout)
-        generations.append(_answering_generation(actor, timeout))
+        generations.append(_generation(ctx, actor, timeout))
     _crash(actor, timeout)
-    try:
-        ray.get(actor.whoami.remote(), timeout=timeout)
-    except ActorDiedError:
-        return {"generations_until_limit": generations, "dead_past_max_restarts": True}
-    raise StageFailed("the actor answered after its last allowed restart")
+    dead = died(ctx, actor, timeout)
+    expect(dead, "the actor answered after its last allowed restart")
+    return {"generations_until_limit": generations, "dead_past_max_restarts": dead}
 
 
 def _exceptions_are_not_retried(actor: Any, retries: int, timeout: float) -> dict[str, Any]:
@@ -165,23 +169,23 @@ def _exceptions_are_not_retried(actor: Any, retries: int, timeout: float) -> dic
     }
 
 
-def _kill_with_and_without_restart(actor: Any, timeout: float) -> dict[str, Any]:
-    pid, _ = ray.get(actor.whoami.remote(), timeout=timeout)
+def _kill_with_and_without_restart(ctx: StageContext, actor: Any, timeout: float) -> dict[str, Any]:
+    pid = ray.get(actor.pid.remote(), timeout=timeout)
     ray.kill(actor, no_restart=False)
-    restarted_pid = _pid_other_than(actor, pid, timeout)
+    restarted_pid = pid_after_restart(ctx, actor, pid, timeout)
     ray.kill(actor, no_restart=True)  # one restart is still left, and not used
-    try:
-        ray.get(actor.whoami.remote(), timeout=timeout)
-    except ActorDiedError:
-        return {"kill_restarted_pids": [pid, restarted_pid], "kill_no_restart_dead": True}
-    raise StageFailed("ray.kill(no_restart=True) left the actor alive")
+    dead = died(ctx, actor, timeout)
+    expect(dead, "ray.kill(no_restart=True) left the actor alive")
+    return {"kill_restarted_pids": [pid, restarted_pid], "kill_no_restart_dead": dead}
 
 
-def _unlimited_restarts(actor: Any, crashes: int, timeout: float) -> dict[str, Any]:
-    generations = [_answering_generation(actor, timeout)]
+def _unlimited_restarts(
+    ctx: StageContext, actor: Any, crashes: int, timeout: float
+) -> dict[str, Any]:
+    generations = [_generation(ctx, actor, timeout)]
     for _ in range(crashes):
         _crash(actor, timeout)
-        generations.append(_answering_generation(actor, timeout))
+        generations.append(_generation(ctx, actor, timeout))
     expect(generations == list(range(1, crashes + 2)), f"restarts went {generations}")
     return {"unlimited_generations": generations}
 
@@ -194,27 +198,7 @@ def _crash(actor: Any, timeout: float) -> None:
     raise StageFailed("crash() returned")
 
 
-def _answering_generation(actor: Any, timeout: float) -> int:
-    return _whoami_once_restarted(actor, timeout)[1]
-
-
-def _pid_other_than(actor: Any, old_pid: int, timeout: float) -> int:
-    """`ray.kill` returns at once: the old process may still answer for a moment."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid = _whoami_once_restarted(actor, timeout)[0]
-        if pid != old_pid:
-            return pid
-        time.sleep(0.05)
-    raise StageFailed("ray.kill(no_restart=False) did not restart the actor")
-
-
-def _whoami_once_restarted(actor: Any, timeout: float) -> tuple[int, int]:
-    """Calls to a restarting actor wait for it (or fail while it is unavailable)."""
-    for _ in range(50):
-        try:
-            return ray.get(actor.whoami.remote(), timeout=timeout)
-        except (RayActorError, GetTimeoutError) as exc:
-            if isinstance(exc, ActorDiedError):
-                raise StageFailed("the actor died instead of restarting") from None
-    raise StageFailed("the actor never answered after its restart")
+def _generation(ctx: StageContext, actor: Any, timeout: float) -> int:
+    """Which start of the actor answers (once it is back from a restart)."""
+    generation: int = when_available(ctx, actor.whoami.remote, timeout)[1]
+    return generation

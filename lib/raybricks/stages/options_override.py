@@ -18,21 +18,24 @@ no_restart=False)` counts as a crash and uses up one of `max_restarts`.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import ray
 from pydantic import Field
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError
 from ray.util import state
 
 from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+from raybricks.stages.lifecycle import died, pid_after_restart
 
 
 @ray.remote(num_cpus=2, resources={"CustomResource": 1})
 class Foo:
     def method(self) -> int:
         return 1
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def placement(self) -> dict[str, Any]:
         """Where this instance runs and what Ray assigned to it."""
@@ -112,10 +115,10 @@ class OptionsOverride(Stage[OptionsOverrideParams]):
         expect(bool(info and info.is_detached), f"{name} is not detached: {info}")
 
         ray.kill(service, no_restart=False)  # a crash: the one allowed restart
-        second = _wait_restarted(ctx, service, first["pid"], params.placement_timeout_seconds)
+        second = pid_after_restart(ctx, service, first["pid"], params.placement_timeout_seconds)
         ray.kill(service, no_restart=False)  # restarts used up: now it stays dead
-        dead = _is_dead(ctx, service, params.placement_timeout_seconds)
-        ctx.record(service_pids=[first["pid"], second["pid"]], service_dead_after_second_kill=dead)
+        dead = died(ctx, service, params.placement_timeout_seconds)
+        ctx.record(service_pids=[first["pid"], second], service_dead_after_second_kill=dead)
         expect(dead, f"{name} came back a second time despite max_restarts=1")
 
 
@@ -124,31 +127,3 @@ def _placement(actor: Any, timeout: float, what: str) -> dict[str, Any]:
         return ray.get(actor.placement.remote(), timeout=timeout)
     except GetTimeoutError:
         raise StageFailed(f"{what} was not placed within {timeout} s") from None
-
-
-def _wait_restarted(ctx: StageContext, actor: Any, old_pid: int, timeout: float) -> dict[str, Any]:
-    """The placement of `actor` once it answers from a new process."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            placed = ray.get(actor.placement.remote(), timeout=timeout)
-        except RayActorError:
-            ctx.wait(0.1)  # restarting: calls fail until the new process is up
-            continue
-        if placed["pid"] != old_pid:
-            return placed
-        ctx.wait(0.1)
-    raise StageFailed(f"the actor did not restart within {timeout} s")
-
-
-def _is_dead(ctx: StageContext, actor: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            ray.get(actor.method.remote(), timeout=timeout)
-        except ActorDiedError:
-            return True
-        except RayActorError:
-            pass  # unavailable for a moment, e.g. restarting
-        ctx.wait(0.1)
-    return False
