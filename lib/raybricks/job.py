@@ -21,7 +21,7 @@ from raybricks import signals
 from raybricks.auth import auth_environment
 from raybricks.cluster import ClusterInfo, ray_on_spark
 from raybricks.errors import Cancelled, ClusterStartError, ExitCode
-from raybricks.report import Report, write_report
+from raybricks.report import Report, StageResult, write_report
 from raybricks.runner import Runner
 from raybricks.settings import Settings
 from raybricks.stages.base import StageContext
@@ -39,14 +39,12 @@ def run_stages(settings: Settings, run_dir: Path) -> Report:
     runner = Runner(settings.stages, settings.params_for, settings.stage_timeout_seconds)
 
     def work(cluster: ClusterInfo, report: Report) -> int:
-        report.stages = runner.results
         runner.run(lambda: StageContext(settings.namespace, run_dir, cluster.address))
         _save_timeline(run_dir)
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
-    report = _run(settings, run_dir, work)
-    report.stages = runner.results
-    return report
+    # the report lists every selected stage from the start (skipped until run)
+    return _run(settings, run_dir, work, stages=runner.results)
 
 
 def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
@@ -75,8 +73,11 @@ def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
     return _run(settings, run_dir, work)
 
 
-def _run(settings: Settings, run_dir: Path, work: Work) -> Report:
+def _run(
+    settings: Settings, run_dir: Path, work: Work, stages: list[StageResult] | None = None
+) -> Report:
     report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
+    report.stages = stages or []
     write_report(report, run_dir)
     code: int = ExitCode.CLUSTER_FAILED
     try:

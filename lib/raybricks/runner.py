@@ -35,7 +35,6 @@ class Runner:
         params_for: Callable[[str], Any],
         timeout_seconds: float | None = None,
     ) -> None:
-        self.names = names
         self.params_for = params_for
         self.timeout_seconds = timeout_seconds
         self.results = [StageResult(name) for name in names]

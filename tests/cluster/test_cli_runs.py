@@ -182,3 +182,25 @@ def test_a_signal_mid_stage_cancels_cleanly_and_leaves_nothing(tmp_path, env, si
     assert report["stages"][0]["error"] == f"interrupted ({signal.Signals(signum).name})"
     assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
     assert left_after(mark) == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(tmp_path, env):
+    environment, mark = env
+    conf = tmp_path / "bad-head.yml"
+    conf.write_text("cluster:\n  head_node_options:\n    no_such_ray_start_option: 1\n")
+    log_root = tmp_path / "runs"
+    done = subprocess.run(
+        [BIN / "raybricks", "run", "--conf", str(conf), "--log-path", str(log_root)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=ROOT,
+    )
+    assert done.returncode == 3, done.stderr[-3000:]
+    report = report_of(only_run_dir(log_root))
+    assert report["status"] == "failed" and report["exit_code"] == 3
+    assert report["error"].startswith("the Ray cluster could not start")
+    assert [(s["name"], s["status"]) for s in report["stages"]] == [(n, "skipped") for n in STAGES]
+    assert left_after(mark) == []
