@@ -113,12 +113,14 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
 def test_exec_hands_the_cluster_to_a_command_and_exits_with_its_code(tmp_path, env):
     environment, mark = env
     log_root = tmp_path / "runs"
+    token_file = tmp_path / "token-the-command-saw"
     driver = (
         "import os, sys, ray\n"
         # RAY_ADDRESS and the token come from exec; plain ray.init() reads no namespace
         # from the environment, so exec's RAY_NAMESPACE is passed on explicitly.
         "ray.init(namespace=os.environ['RAY_NAMESPACE'])\n"
         "assert ray.get_runtime_context().namespace == 'exec-ns'\n"
+        "open(sys.argv[1], 'w').write(os.environ['RAY_AUTH_TOKEN'])\n"
         "alive = [n for n in ray.nodes() if n['Alive']]\n"
         "sys.exit(40 + len(alive))\n"
     )
@@ -134,6 +136,7 @@ def test_exec_hands_the_cluster_to_a_command_and_exits_with_its_code(tmp_path, e
             sys.executable,
             "-c",
             driver,
+            str(token_file),
         ],
         env=environment,
         capture_output=True,
@@ -146,6 +149,12 @@ def test_exec_hands_the_cluster_to_a_command_and_exits_with_its_code(tmp_path, e
     assert report["command"]["exit_code"] == 43
     assert report["exit_code"] == 43
     assert left_after(mark) == []
+    token = token_file.read_text()
+    assert len(token) == 64
+    run_dir = only_run_dir(log_root)
+    assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
+    leaks = [str(p) for p in run_dir.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert leaks == [], "the run's token was written to its run folder"
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
