@@ -129,14 +129,13 @@ class _StderrHandler(logging.StreamHandler):
 
 def _log_to_console() -> None:
     root = logging.getLogger()
-    if any(getattr(h, "_raybricks", False) for h in root.handlers):
+    if any(isinstance(h, _StderrHandler) for h in root.handlers):
         return  # main() called again in one process (tests)
     console = _StderrHandler()
     console.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
     console.setLevel(logging.INFO)
     # py4j logs its connection chatter (with tracebacks) through the root logger
     console.addFilter(lambda record: "/py4j/" not in record.pathname)
-    console._raybricks = True  # type: ignore[attr-defined]
     root.addHandler(console)
     root.setLevel(logging.INFO)
     for noisy in ("py4j", "pyspark"):

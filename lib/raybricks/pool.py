@@ -122,18 +122,22 @@ class PipelinedActorPool:
         return ray.get(ref)  # raises this item's error, with the books already kept
 
     def map(self, fn: Submit, values: Iterable[Any]) -> Iterator[Any]:
-        self._forget_unreturned()
-        for value in values:
-            self.submit(fn, value)
-        while self.has_next():
-            yield self.get_next()
+        return self._mapped(fn, values, self.get_next)
 
     def map_unordered(self, fn: Submit, values: Iterable[Any]) -> Iterator[Any]:
+        return self._mapped(fn, values, self.get_next_unordered)
+
+    def _mapped(self, fn: Submit, values: Iterable[Any], take: Callable[[], Any]) -> Iterator[Any]:
+        """Submit every value now (as ActorPool does), then yield results via `take`."""
         self._forget_unreturned()
         for value in values:
             self.submit(fn, value)
-        while self.has_next():
-            yield self.get_next_unordered()
+
+        def results() -> Iterator[Any]:
+            while self.has_next():
+                yield take()
+
+        return results()
 
     # -- borrowing actors ---------------------------------------------------------
     def has_free(self) -> bool:
