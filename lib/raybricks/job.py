@@ -79,19 +79,23 @@ def _run(
     report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
     report.stages = stages or []
     write_report(report, run_dir)
-    code: int = ExitCode.CLUSTER_FAILED
     try:
         with (
             signals.handled_by(_cancel),
             ray_on_spark(settings.cluster, settings.namespace, run_dir) as cluster,
         ):
             report.cluster = cluster.as_dict()
-            code = work(cluster, report)
+            try:
+                code = work(cluster, report)
+            except (Cancelled, KeyboardInterrupt) as exc:
+                # Written before teardown: Ray can end the process during a disconnect
+                # that comes right after its connect, and the report must say cancelled.
+                _cancelled(report, exc)
+                write_report(report, run_dir)
+                raise
     except (Cancelled, KeyboardInterrupt) as exc:
-        cancel = exc if isinstance(exc, Cancelled) else Cancelled(signal.SIGINT)
-        logger.warning("run cancelled by %s; the cluster was shut down", cancel)
-        report.error = f"cancelled by {cancel}"
-        report.finish("cancelled", cancel.exit_code)
+        _cancelled(report, exc)
+        logger.warning("run %s; the cluster was shut down", report.error)
     except ClusterStartError as exc:
         logger.error("%s", exc, exc_info=True)
         report.error = str(exc)
@@ -107,6 +111,12 @@ def _run(
             report.finish("failed", ExitCode.STAGE_FAILED)
         write_report(report, run_dir)
     return report
+
+
+def _cancelled(report: Report, exc: BaseException) -> None:
+    cancel = exc if isinstance(exc, Cancelled) else Cancelled(signal.SIGINT)
+    report.error = f"cancelled by {cancel}"
+    report.finish("cancelled", cancel.exit_code)
 
 
 def _cancel(signum: int, _frame: object) -> None:

@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ RUN_TIMEOUT = 300
 def env(stray_token_home):
     environment, mark = marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
     return environment, mark
+
+
+def finished(
+    command: list, environment: dict[str, str], cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=cwd
+    )
 
 
 def one_stage(conf: Path, log_root: Path) -> list[str]:
@@ -49,13 +58,9 @@ def ray_node_logs(run_dir: Path) -> list[Path]:
 def test_run_passes_every_stage_and_leaves_report_driver_log_and_ray_logs(tmp_path, env):
     environment, mark = env
     log_root = tmp_path / "runs"
-    done = subprocess.run(
+    done = finished(
         [BIN / "raybricks", "run", "--target", "local", "--log-path", str(log_root)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=ROOT,
+        environment,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = only_run_dir(log_root)
@@ -85,7 +90,7 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
         "    override_num_cpus: 2\n    placement_timeout_seconds: 2\n"
     )
     log_root = tmp_path / "runs"
-    done = subprocess.run(
+    done = finished(
         [
             BIN / "spark-submit",
             "--master",
@@ -93,10 +98,7 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
             str(ROOT / "jobs" / "actor_demos.py"),
             *one_stage(conf, log_root),
         ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
+        environment,
         cwd=tmp_path,
     )
     assert done.returncode == 1, done.stderr[-3000:]
@@ -124,7 +126,7 @@ def test_exec_hands_the_cluster_to_a_command_and_exits_with_its_code(tmp_path, e
         "alive = [n for n in ray.nodes() if n['Alive']]\n"
         "sys.exit(40 + len(alive))\n"
     )
-    done = subprocess.run(
+    done = finished(
         [
             BIN / "raybricks",
             "exec",
@@ -138,11 +140,7 @@ def test_exec_hands_the_cluster_to_a_command_and_exits_with_its_code(tmp_path, e
             driver,
             str(token_file),
         ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=ROOT,
+        environment,
     )
     assert done.returncode == 43, done.stderr[-3000:]  # the head and two worker nodes
     report = report_of(only_run_dir(log_root))
@@ -181,6 +179,7 @@ def test_a_signal_mid_stage_cancels_cleanly_and_leaves_nothing(tmp_path, env, si
             return bool(logs) and "options_override: started" in logs[0].read_text()
 
         assert wait_for(stage_started, timeout=180, interval=0.2), "the stage never started"
+        time.sleep(1)  # into the stage's work (a cancel at the instant of connect is another case)
         run.send_signal(signum)
         assert run.wait(timeout=120) == code, stderr.read_text()[-3000:]
     run_dir = only_run_dir(log_root)
@@ -199,13 +198,9 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(tmp
     conf = tmp_path / "bad-head.yml"
     conf.write_text("cluster:\n  head_node_options:\n    no_such_ray_start_option: 1\n")
     log_root = tmp_path / "runs"
-    done = subprocess.run(
+    done = finished(
         [BIN / "raybricks", "run", "--conf", str(conf), "--log-path", str(log_root)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=ROOT,
+        environment,
     )
     assert done.returncode == 3, done.stderr[-3000:]
     report = report_of(only_run_dir(log_root))
