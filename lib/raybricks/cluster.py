@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +52,60 @@ class ClusterInfo:
 def is_local_mode(master: str) -> bool:
     """`local` / `local[N]`: one JVM, no stage scheduling (unlike `local-cluster[...]`)."""
     return master == "local" or master.startswith("local[")
+
+
+HEAD_RESOURCE = "node:__internal_head__"
+_LOCAL_CLUSTER = re.compile(r"local-cluster\[(\d+),\s*(\d+),\s*\d+\]")
+_LOCAL = re.compile(r"local(?:\[(\*|\d+)(?:,\d+)?\])?")
+
+
+def local_capacity(master: str, cpus_per_node: int | None) -> int | None:
+    """How many Ray worker nodes a local master can ever hold (one per Spark task),
+    or None where the master string does not fix Spark's size (a real cluster may
+    grow, and without a CPU count Ray sizes each node from the machine)."""
+    if match := _LOCAL_CLUSTER.fullmatch(master):
+        workers, cores = int(match[1]), int(match[2])
+        return workers * (cores // cpus_per_node) if cpus_per_node else None
+    if match := _LOCAL.fullmatch(master):  # local mode: one CPU per task, whatever is set
+        threads = match[1] or "1"
+        return (os.cpu_count() or 1) if threads == "*" else int(threads)
+    return None
+
+
+def check_room(master: str, arguments: dict[str, Any]) -> None:
+    """Fail at once where the minimum worker count can never start, instead of
+    after Ray's two-minute wait for worker nodes that cannot come."""
+    needed = arguments.get("min_worker_nodes") or arguments["max_worker_nodes"]
+    room = local_capacity(master, arguments.get("num_cpus_worker_node"))
+    if room is not None and room < needed:
+        raise ClusterStartError(
+            f"cluster.min_worker_nodes: {needed} worker nodes cannot start on {master}, "
+            f"which has room for {room} (one Spark task each); lower "
+            "cluster.min_worker_nodes (or max_worker_nodes), or give the master more "
+            "workers or cores"
+        )
+
+
+def live_worker_nodes() -> set[str]:
+    """IDs of the connected cluster's live worker nodes (the head excluded)."""
+    return {
+        node["NodeID"]
+        for node in ray.nodes()
+        if node["Alive"] and HEAD_RESOURCE not in node["Resources"]
+    }
+
+
+def check_joined(arguments: dict[str, Any]) -> None:
+    """Ray's start returns with fewer worker nodes than asked for after two minutes
+    without progress, with only a warning: that is a failed start here."""
+    needed = arguments.get("min_worker_nodes") or arguments["max_worker_nodes"]
+    joined = len(live_worker_nodes())
+    if joined < needed:
+        raise ClusterStartError(
+            f"cluster.min_worker_nodes: only {joined} of {needed} worker nodes joined; "
+            "Spark has too few free task slots for them: lower cluster.min_worker_nodes "
+            "or free or add Spark workers"
+        )
 
 
 def setup_arguments(cluster: ClusterSettings, master: str, log_dir: Path) -> dict[str, Any]:
@@ -98,31 +152,36 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
 
     Ray's nodes copy their logs into `log_dir` as they exit. Start-up failures raise
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
+    owns_spark = started = False
     try:
-        # SparkContext() sets its own SIGINT handler (cancel jobs, raise
-        # KeyboardInterrupt): keep the caller's, as around ray.init below.
-        with signals.handlers_kept():
-            spark, owns_spark = get_or_create_spark(cluster.spark_master)
-    except Exception as exc:
-        raise ClusterStartError(f"Spark could not start: {exc}") from exc
-    started = False
-    try:
+        # Cut short, a start leaves processes behind, so a cancel waits for it (and
+        # lands inside this try). SparkContext() sets its own SIGINT handler, and
+        # `deferred` restores the caller's.
+        with signals.deferred("starting Spark"):
+            try:
+                spark, owns_spark = get_or_create_spark(cluster.spark_master)
+            except Exception as exc:
+                raise ClusterStartError(f"Spark could not start: {exc}") from exc
         put_interpreter_on_path(spark)
         configure_auth(cluster.auth)
         master = str(spark.sparkContext.master)
         arguments = setup_arguments(cluster, master, log_dir)
+        check_room(master, arguments)
         logger.info("starting Ray on Spark: %s", arguments)
         clock = time.monotonic()
         try:
             started = True  # from here a half-started cluster may need shutting down
-            # ray.init (also inside setup_ray_cluster) sets SIGTERM to sys.exit, which
-            # would skip the caller's own cancellation and cleanup: keep the caller's.
+            # As for Spark. And ray.init (also inside setup_ray_cluster) sets SIGTERM
+            # to sys.exit, which would skip the caller's own cancellation and cleanup.
             with (
-                signals.handlers_kept(),
-                faster_setup(spark.sparkContext.environment, cluster.fast_start) as fast,
+                signals.deferred("starting the Ray cluster"),
+                faster_setup(cluster.fast_start) as fast,
             ):
                 address, _ = setup_ray_cluster(**arguments)
                 context = ray.init(address=address, namespace=namespace, log_to_driver=False)
+            check_joined(arguments)
+        except ClusterStartError:
+            raise
         except Exception as exc:
             raise ClusterStartError(f"the Ray cluster could not start: {_root_cause(exc)}") from exc
         info = ClusterInfo(
@@ -140,32 +199,21 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
         logger.info("Ray cluster ready at %s in %.1f s", address, info.startup_seconds)
         yield info
     finally:
-        if started:
-            shutdown(log_dir)
-        if owns_spark:
-            _quietly("stopping Spark", spark.stop)
+        # A cancel arriving now (a second one, say) waits for the teardown.
+        with signals.deferred("shutting down"):
+            if started:
+                shutdown(log_dir)
+            if owns_spark:
+                _quietly("stopping Spark", spark.stop)
 
 
 def shutdown(log_dir: Path) -> None:
-    """Disconnect and shut the cluster down; safe to call twice, never raises.
-
-    A SIGTERM or SIGINT arriving meanwhile is held and delivered afterwards, so a
-    second cancel cannot cut cleanup short and orphan Ray's processes."""
-    held: list[int] = []
-
-    def hold(signum: int, _frame: object) -> None:
-        logger.warning(
-            "%s while shutting down: finishing cleanup first", signal.Signals(signum).name
-        )
-        held.append(signum)
-
-    with signals.handled_by(hold):
-        _quietly("disconnecting from Ray", ray.shutdown)
-        _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
-        clear_auth()
+    """Disconnect and shut the cluster down; safe to call twice, never raises."""
+    logger.info("shutting the Ray cluster down")
+    _quietly("disconnecting from Ray", ray.shutdown)
+    _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
+    clear_auth()
     logger.info("Ray cluster shut down; its logs go to %s", log_dir)
-    if held:
-        os.kill(os.getpid(), held[0])
 
 
 def _shutdown_active_cluster() -> None:

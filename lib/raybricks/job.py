@@ -19,7 +19,7 @@ import ray
 
 from raybricks import signals
 from raybricks.auth import auth_environment
-from raybricks.cluster import ClusterInfo, ray_on_spark
+from raybricks.cluster import ClusterInfo, live_worker_nodes, ray_on_spark
 from raybricks.errors import Cancelled, ClusterStartError, ExitCode
 from raybricks.report import Report, StageResult, write_report
 from raybricks.runner import Runner
@@ -36,7 +36,9 @@ Work = Callable[[ClusterInfo, Report], int]
 
 
 def run_stages(settings: Settings, run_dir: Path) -> Report:
-    runner = Runner(settings.stages, settings.params_for, settings.stage_timeout_seconds)
+    runner = Runner(
+        settings.stages, settings.params_for, settings.stage_timeout_seconds, live_worker_nodes
+    )
 
     def work(cluster: ClusterInfo, report: Report) -> int:
         runner.run(lambda: StageContext(settings.namespace, run_dir, cluster.address))

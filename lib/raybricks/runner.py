@@ -34,9 +34,13 @@ class Runner:
         names: list[str],
         params_for: Callable[[str], Any],
         timeout_seconds: float | None = None,
+        worker_nodes: Callable[[], set[str]] = set,
     ) -> None:
+        """`worker_nodes` gives the cluster's live worker nodes: any lost or joined
+        during a stage are logged and recorded in its evidence."""
         self.params_for = params_for
         self.timeout_seconds = timeout_seconds
+        self.worker_nodes = worker_nodes
         self.results = [StageResult(name) for name in names]
 
     @property
@@ -69,6 +73,7 @@ class Runner:
             except BaseException as exc:
                 failure.append(exc)
 
+        nodes_before = self.worker_nodes()
         clock = time.monotonic()
         worker = threading.Thread(target=body, name=f"stage-{result.name}", daemon=True)
         try:
@@ -81,6 +86,7 @@ class Runner:
         finally:
             result.seconds = round(time.monotonic() - clock, 2)
             result.evidence = dict(ctx.evidence)
+            self._record_node_changes(result, nodes_before)
         if worker.is_alive():
             result.status = "failed"
             result.error = f"timed out after {self.timeout_seconds:g} s"
@@ -90,6 +96,13 @@ class Runner:
             result.status = "passed"
         else:
             self._record_failure(result, failure[0])
+
+    def _record_node_changes(self, result: StageResult, before: set[str]) -> None:
+        after = self.worker_nodes()
+        for change, nodes in (("lost", before - after), ("joined", after - before)):
+            if nodes:
+                logger.warning("stage %s: worker nodes %s: %s", result.name, change, sorted(nodes))
+                result.evidence[f"worker_nodes_{change}"] = sorted(nodes)
 
     @staticmethod
     def _record_failure(result: StageResult, exc: BaseException) -> None:

@@ -5,11 +5,15 @@ Only the main thread may set handlers; elsewhere these blocks change nothing.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+logger = logging.getLogger(__name__)
 
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 Handler = Callable[[int, FrameType | None], object]
@@ -42,3 +46,22 @@ def handled_by(handler: Handler) -> Iterator[None]:
             for sig in CANCEL_SIGNALS:
                 signal.signal(sig, handler)
         yield
+
+
+@contextmanager
+def deferred(doing: str) -> Iterator[None]:
+    """A SIGTERM or SIGINT arriving inside the block is held, logged, and delivered
+    to the previous handler once the block ends: for steps that, cut short, would
+    leave processes behind (starting and stopping Spark and Ray)."""
+    held: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        logger.warning("%s while %s: finishing that first", signal.Signals(signum).name, doing)
+        held.append(signum)
+
+    try:
+        with handled_by(hold):
+            yield
+    finally:
+        if held:
+            os.kill(os.getpid(), held[0])

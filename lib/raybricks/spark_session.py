@@ -12,6 +12,9 @@ from pyspark.sql import SparkSession
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+# A local Spark is only a host for Ray: its JVMs run little code for long, so the
+# quick first-tier JIT alone starts them in about half the time (13 s -> 7 s here).
+QUICK_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def launched_by_spark_submit() -> bool:
@@ -43,6 +46,8 @@ def get_or_create_spark(master: str) -> tuple[SparkSession, bool]:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.executorEnv.SPARK_LOCAL_IP", LOOPBACK)
+        .config("spark.driver.extraJavaOptions", QUICK_START_JVM)
+        .config("spark.executor.extraJavaOptions", QUICK_START_JVM)
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")

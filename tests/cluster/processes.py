@@ -45,3 +45,11 @@ def left_after(mark: str, timeout: float = 60) -> list[str]:
     """Wait up to `timeout` for the marked processes to end; those still running."""
     wait_for(lambda: not marked_processes(mark), timeout)
     return marked_processes(mark)
+
+
+def raylet_of(node_id: str) -> psutil.Process:
+    """The raylet process of a Ray node on this machine."""
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "raylet" and f"--node_id={node_id}" in (proc.info["cmdline"] or []):
+            return proc
+    raise LookupError(f"no raylet for node {node_id}")

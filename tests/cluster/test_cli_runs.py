@@ -155,14 +155,30 @@ def test_exec_hands_the_cluster_to_a_command_and_exits_with_its_code(tmp_path, e
     assert leaks == [], "the run's token was written to its run folder"
 
 
+TERM, INT = signal.SIGTERM, signal.SIGINT
+
+
 @pytest.mark.timeout(RUN_TIMEOUT)
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_mid_stage_cancels_cleanly_and_leaves_nothing(tmp_path, env, signum, code):
+@pytest.mark.parametrize(
+    ("phase", "log_line", "after", "signals", "stage_status"),
+    [
+        ("spark start", "starting a local Spark", 1.0, [TERM], "skipped"),
+        ("ray start", "starting Ray on Spark", 1.0, [TERM], "skipped"),
+        ("mid-stage", "options_override: started", 1.0, [TERM], "failed"),
+        ("mid-stage", "options_override: started", 1.0, [INT], "failed"),
+        ("shutdown, twice", "shutting the Ray cluster down", 0.0, [TERM, TERM], "passed"),
+    ],
+    ids=["spark-start", "ray-start", "stage-sigterm", "stage-sigint", "shutdown-twice"],
+)
+def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
+    tmp_path, env, phase, log_line, after, signals, stage_status
+):
     environment, mark = env
     conf = tmp_path / "no-auth.yml"
     conf.write_text("cluster:\n  auth: disabled\n")  # disabled, despite the stray token file
     log_root = tmp_path / "runs"
     stderr = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads: that would fill up
+    code = 128 + signals[0]
     with (
         stderr.open("w") as err,
         subprocess.Popen(
@@ -174,37 +190,61 @@ def test_a_signal_mid_stage_cancels_cleanly_and_leaves_nothing(tmp_path, env, si
         ) as run,
     ):
 
-        def stage_started() -> bool:
+        def reached() -> bool:
             logs = list(log_root.glob("*/driver.log"))
-            return bool(logs) and "options_override: started" in logs[0].read_text()
+            return bool(logs) and log_line in logs[0].read_text()
 
-        assert wait_for(stage_started, timeout=180, interval=0.2), "the stage never started"
-        time.sleep(1)  # into the stage's work (a cancel at the instant of connect is another case)
-        run.send_signal(signum)
+        assert wait_for(reached, timeout=180, interval=0.1), f"the run never reached {phase}"
+        time.sleep(after)
+        for signum in signals:
+            run.send_signal(signum)
+            time.sleep(0.3)
         assert run.wait(timeout=120) == code, stderr.read_text()[-3000:]
     run_dir = only_run_dir(log_root)
     report = report_of(run_dir)
-    assert report["status"] == "cancelled"
-    assert report["exit_code"] == code
-    assert report["cluster"]["auth_mode"] == "disabled"
-    assert report["stages"][0]["error"] == f"interrupted ({signal.Signals(signum).name})"
-    assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
+    assert (report["status"], report["exit_code"]) == ("cancelled", code)
+    assert report["error"] == f"cancelled by {signal.Signals(signals[0]).name}"
+    assert report["stages"][0]["status"] == stage_status
+    if stage_status == "failed":
+        assert report["stages"][0]["error"] == f"interrupted ({signal.Signals(signals[0]).name})"
+    if phase != "spark start":  # a cluster existed: its logs were collected
+        assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
     assert left_after(mark) == []
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(tmp_path, env):
+@pytest.mark.parametrize(
+    ("conf_text", "flags", "error"),
+    [
+        pytest.param(
+            "cluster:\n  head_node_options:\n    no_such_ray_start_option: 1\n",
+            [],
+            "the Ray cluster could not start",
+            id="the-head-fails",
+        ),
+        pytest.param(
+            "",
+            ["--spark-master", "local-cluster[1,1,1024]", "--min-worker-nodes", "2"],
+            "cluster.min_worker_nodes: 2 worker nodes cannot start on local-cluster[1,1,1024]",
+            id="no-room-for-the-minimum",
+        ),
+    ],
+)
+def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
+    tmp_path, env, conf_text, flags, error
+):
     environment, mark = env
-    conf = tmp_path / "bad-head.yml"
-    conf.write_text("cluster:\n  head_node_options:\n    no_such_ray_start_option: 1\n")
+    conf = tmp_path / "conf.yml"
+    conf.write_text(conf_text)
     log_root = tmp_path / "runs"
     done = finished(
-        [BIN / "raybricks", "run", "--conf", str(conf), "--log-path", str(log_root)],
+        [BIN / "raybricks", "run", "--conf", str(conf), "--log-path", str(log_root), *flags],
         environment,
     )
     assert done.returncode == 3, done.stderr[-3000:]
     report = report_of(only_run_dir(log_root))
     assert report["status"] == "failed" and report["exit_code"] == 3
-    assert report["error"].startswith("the Ray cluster could not start")
+    assert report["error"].startswith(error)
+    assert error in done.stderr
     assert [(s["name"], s["status"]) for s in report["stages"]] == [(n, "skipped") for n in STAGES]
     assert left_after(mark) == []

@@ -1,9 +1,13 @@
 """How settings become `setup_ray_cluster` arguments, per Spark master."""
 
 import logging
+import os
 from pathlib import Path
 
-from raybricks.cluster import is_local_mode, setup_arguments
+import pytest
+
+from raybricks.cluster import check_room, is_local_mode, local_capacity, setup_arguments
+from raybricks.errors import ClusterStartError
 from raybricks.settings import ClusterSettings
 
 LOGS = Path("/tmp/run")
@@ -62,3 +66,39 @@ def test_local_mode_detection():
     assert is_local_mode("local") and is_local_mode("local[*]") and is_local_mode("local[4,2]")
     assert not is_local_mode("local-cluster[2,1,1024]")
     assert not is_local_mode("spark://h:7077")
+
+
+@pytest.mark.parametrize(
+    ("master", "cpus", "room"),
+    [
+        ("local-cluster[2,1,1024]", 1, 2),
+        ("local-cluster[2,3,1024]", 2, 2),  # per executor: 3 cores hold one 2-CPU node
+        ("local-cluster[1,1,1024]", 2, 0),
+        ("local-cluster[2,1,1024]", None, None),  # Ray sizes nodes from the machine
+        ("local[3]", None, 3),
+        ("local", None, 1),
+        ("local[*]", None, os.cpu_count()),
+        ("spark://h:7077", 1, None),  # a real cluster may grow
+        ("yarn", 1, None),
+    ],
+)
+def test_room_for_worker_nodes_per_master(master, cpus, room):
+    assert local_capacity(master, cpus) == room
+
+
+def test_a_minimum_that_cannot_fit_fails_before_anything_starts():
+    arguments = setup_arguments(
+        ClusterSettings(max_worker_nodes=3, min_worker_nodes=2), "local-cluster[1,1,1024]", LOGS
+    )
+    with pytest.raises(ClusterStartError) as failure:
+        check_room("local-cluster[1,1,1024]", arguments)
+    message = str(failure.value)
+    assert message.startswith("cluster.min_worker_nodes: 2 worker nodes")
+    assert "room for 1" in message and "lower cluster.min_worker_nodes" in message
+
+
+def test_autoscaling_needs_room_only_for_its_minimum():
+    arguments = setup_arguments(
+        ClusterSettings(max_worker_nodes=4, min_worker_nodes=2), "local-cluster[2,1,1024]", LOGS
+    )
+    check_room("local-cluster[2,1,1024]", arguments)  # max 4 > room 2: autoscaling up to 2

@@ -2,53 +2,62 @@
 everything, and falls back to Ray's own behaviour with one log line elsewhere."""
 
 import logging
+import os
 import socket
+import subprocess
 import time
+from contextlib import contextmanager
 
+import pytest
+from pyspark import cloudpickle
 from ray.util.spark import cluster_init
 
 from raybricks import fast_start
 
 
-def ray_waits():
-    return (
-        cluster_init._RAY_HEAD_STARTUP_TIMEOUT,
-        cluster_init._RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL,
-        cluster_init._RAY_WORKER_NODE_STARTUP_INTERVAL,
-        cluster_init.is_port_in_use,
-    )
+def ray_internals():
+    return tuple(getattr(cluster_init, name) for name in fast_start._patches())
 
 
 def test_patches_inside_the_block_and_restores_after():
-    before = ray_waits()
-    task_env = {"PATH": "/bin"}
-    with fast_start.faster_setup(task_env) as fast:
+    before = ray_internals()
+    with fast_start.faster_setup() as fast:
         assert fast
         assert cluster_init._RAY_HEAD_STARTUP_TIMEOUT == 0
-        assert cluster_init._RAY_WORKER_NODE_STARTUP_INTERVAL == 1
-        assert task_env[fast_start.LOCK_HOLD_VAR] == "1"
-    assert ray_waits() == before
-    assert task_env == {"PATH": "/bin"}
+        assert cluster_init._preallocate_ray_worker_port_range is (
+            fast_start.claim_worker_port_range
+        )
+    assert ray_internals() == before
 
 
 def test_another_ray_version_keeps_rays_timings_with_one_log_line(monkeypatch, caplog):
     monkeypatch.setattr("ray.__version__", "2.61.0")
-    before = ray_waits()
+    before = ray_internals()
     with (
         caplog.at_level(logging.INFO, logger="raybricks.fast_start"),
-        fast_start.faster_setup({}) as fast,
+        fast_start.faster_setup() as fast,
     ):
         assert not fast
-        assert ray_waits() == before
+        assert ray_internals() == before
     assert len(caplog.records) == 1
     assert "this is Ray 2.61.0" in caplog.messages[0]
 
 
 def test_the_setting_turns_it_off():
-    before = ray_waits()
-    with fast_start.faster_setup({}, enabled=False) as fast:
+    before = ray_internals()
+    with fast_start.faster_setup(enabled=False) as fast:
         assert not fast
-        assert ray_waits() == before
+        assert ray_internals() == before
+
+
+def test_worker_tasks_get_the_claim_by_reference_when_pickled():
+    """Ray pickles its worker-node task function in the driver; the patched global
+    must travel as an importable reference, so executors run the same claim."""
+    # Defined in Ray's module namespace, as Ray's nested task function is.
+    a_task_like_rays = eval("lambda _: _preallocate_ray_worker_port_range()", vars(cluster_init))
+    with fast_start.faster_setup():
+        task = cloudpickle.dumps(a_task_like_rays)
+    assert b"raybricks.fast_start" in task and b"claim_worker_port_range" in task
 
 
 def test_the_head_port_is_polled_until_it_opens():
@@ -67,3 +76,38 @@ def test_a_port_that_never_opens_gives_up_at_the_limit(monkeypatch):
         clock = time.monotonic()
         assert not fast_start._wait_until_port_in_use("127.0.0.1", port)
     assert time.monotonic() - clock < 5
+
+
+@pytest.fixture
+def port_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(fast_start, "PORT_LOCK_FILE", tmp_path / "ports.lock")
+    monkeypatch.setattr(fast_start, "PORT_TABLE_FILE", tmp_path / "ports.txt")
+    monkeypatch.setattr(fast_start, "LOCK_HOLD_MAX_SECONDS", 0.5)
+    return tmp_path / "ports.txt"
+
+
+def test_port_ranges_never_overlap_and_dead_slots_are_reused(port_files):
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    port_files.write_text(f"{os.getppid()} 0\n{ended.pid} 1\n")
+    begin, end = fast_start.claim_worker_port_range()
+    assert (begin, end) == (21000, 22000)  # slot 1 was a dead process's
+    rows = dict(line.split() for line in port_files.read_text().splitlines())
+    assert rows == {str(os.getppid()): "0", str(os.getpid()): "1"}
+
+
+def test_the_lock_is_held_after_a_claim_and_then_released(port_files):
+    fast_start.claim_worker_port_range()
+    with pytest.raises(TimeoutError), _lock_timeout(0.05):
+        fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))
+    # No raylet is started here, so the hold ends at its limit; then it is free.
+    fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))
+
+
+@contextmanager
+def _lock_timeout(seconds):
+    saved, fast_start.LOCK_TIMEOUT_SECONDS = fast_start.LOCK_TIMEOUT_SECONDS, seconds
+    try:
+        yield
+    finally:
+        fast_start.LOCK_TIMEOUT_SECONDS = saved

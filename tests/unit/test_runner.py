@@ -140,3 +140,19 @@ def test_a_stage_past_its_timeout_fails_and_the_next_one_runs():
     assert 0.5 <= hung.seconds < 5
     assert ran == ["hangs", "passes"]
     assert after.status == "passed"
+
+
+def test_worker_nodes_lost_or_joined_during_a_stage_are_recorded(caplog):
+    snapshots = iter([{"a", "b"}, {"b", "c"}, {"b", "c"}, {"b", "c"}])
+    runner = Runner(
+        ["passes", "passes"], lambda name: StageParams(), worker_nodes=snapshots.__next__
+    )
+    runner.run(context)
+    changed, unchanged = runner.results
+    assert changed.evidence == {
+        "count": 3,
+        "worker_nodes_lost": ["a"],
+        "worker_nodes_joined": ["c"],
+    }
+    assert unchanged.evidence == {"count": 3}
+    assert "stage passes: worker nodes lost: ['a']" in caplog.text

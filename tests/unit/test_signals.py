@@ -29,3 +29,22 @@ def test_handlers_kept_undoes_what_code_inside_replaced():
     with signals.handlers_kept():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as ray.init does with sys.exit
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_deferred_holds_a_cancel_until_the_block_ends_then_delivers_it(caplog):
+    done = []
+    with pytest.raises(Got), signals.handled_by(raise_got):
+        with signals.deferred("starting something"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)  # a second cancel: held too
+            signal.sigtimedwait([], 0.5)
+            done.append("the block finished")
+        signal.sigtimedwait([], 0.5)
+    assert done == ["the block finished"]
+    assert "SIGTERM while starting something: finishing that first" in caplog.text
+    assert "SIGINT while starting something" in caplog.text
+
+
+def test_deferred_without_a_signal_delivers_nothing():
+    with signals.handled_by(raise_got), signals.deferred("starting something"):
+        pass

@@ -17,7 +17,6 @@ from typing import Any
 
 import ray
 from pydantic import Field
-from ray.util.state import list_actors
 
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
 from raybricks.stages.elsewhere import run_elsewhere
@@ -94,20 +93,17 @@ class DetachedActors(Stage[DetachedActorsParams]):
 
 
 def remove_leftovers(namespace: str) -> int:
-    """Kill this stage's counters left alive in `namespace` (by an earlier run, too)."""
-    alive = list_actors(
-        filters=[
-            ("ray_namespace", "=", namespace),
-            ("class_name", "=", "Counter"),
-            ("state", "!=", "DEAD"),
-        ]
-    )
-    removed = 0
-    for actor in alive:
-        if actor.name in NAMES:
-            ray.kill(ray.get_actor(actor.name))
-            removed += 1
-    return removed
+    """Kill this stage's counters left alive in `namespace` (by an earlier run, too).
+
+    Asks the GCS for named actors, not the state API, which needs the dashboard."""
+    leftovers = [
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == namespace and actor["name"] in NAMES
+    ]
+    for name in leftovers:
+        ray.kill(ray.get_actor(name, namespace=namespace))
+    return len(leftovers)
 
 
 def create_counters(lifetime: str | None) -> dict[str, Any]:

@@ -1,0 +1,95 @@
+"""Node loss: a Ray worker node killed from outside in the middle of a stage.
+
+The stage's restartable actor must come back on another node and answer, the run
+must record which node was lost, nothing may hang, and Ray on Spark must relaunch a
+node so the cluster is whole again (the session's later tests rely on that too)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from raybricks.cluster import live_worker_nodes
+from raybricks.runner import Runner
+from raybricks.stages import STAGES
+from raybricks.stages.base import Stage, StageContext, StageParams, expect
+from tests.cluster.processes import raylet_of, wait_for
+
+ANSWER_TIMEOUT = 90  # a restart elsewhere takes seconds; a hang must still end
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class Survivor:
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+
+class SurvivesNodeLoss(Stage[StageParams]):
+    """Calls a restartable actor until it answers from a node other than its first."""
+
+    name = "survives_node_loss"
+    summary = "a restartable actor outlives its node"
+    placed = threading.Event()
+    victim = ""
+
+    def run(self, ctx: StageContext, params: StageParams) -> None:
+        survivor = Survivor.options(  # type: ignore[attr-defined]
+            scheduling_strategy=NodeAffinitySchedulingStrategy(type(self).victim, soft=True)
+        ).remote()
+        try:
+            first = ray.get(survivor.node.remote(), timeout=ANSWER_TIMEOUT)
+            ctx.record(first_node=first)
+            type(self).placed.set()
+            deadline = time.monotonic() + ANSWER_TIMEOUT
+            node = first
+            while node == first and time.monotonic() < deadline:
+                ctx.wait(0.2)
+                node = ray.get(survivor.node.remote(), timeout=ANSWER_TIMEOUT)
+            ctx.record(answered_from=node)
+            expect(node != first, f"the actor never left node {first}")
+        finally:
+            ray.kill(survivor, no_restart=True)
+
+
+@pytest.fixture
+def whole_cluster_after(ray_cluster) -> Any:
+    yield
+    wanted = ray_cluster.info.min_worker_nodes
+    relaunched = wait_for(lambda: len(live_worker_nodes()) >= wanted, timeout=180, interval=1)
+    assert relaunched, f"Ray on Spark did not bring the cluster back to {wanted} worker nodes"
+
+
+@pytest.mark.timeout(420)
+def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(
+    ray_cluster, whole_cluster_after, monkeypatch
+):
+    victim = sorted(live_worker_nodes())[0]
+    monkeypatch.setitem(STAGES, SurvivesNodeLoss.name, SurvivesNodeLoss)
+    monkeypatch.setattr(SurvivesNodeLoss, "victim", victim)
+    SurvivesNodeLoss.placed.clear()
+    runner = Runner(
+        [SurvivesNodeLoss.name],
+        lambda _: StageParams(),
+        timeout_seconds=240,
+        worker_nodes=live_worker_nodes,
+    )
+
+    def kill_when_placed() -> None:
+        if SurvivesNodeLoss.placed.wait(120):
+            raylet_of(victim).kill()
+
+    killer = threading.Thread(target=kill_when_placed, daemon=True)
+    killer.start()
+    (result,) = runner.run(
+        lambda: StageContext("raybricks-tests", ray_cluster.log_dir, ray_cluster.info.address)
+    )
+    killer.join(5)
+    assert result.status == "passed", result.error
+    assert result.evidence["first_node"] == victim
+    assert result.evidence["answered_from"] != victim
+    assert result.evidence["worker_nodes_lost"] == [victim]
