@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test test-unit lint fmt lock clean
+.PHONY: setup run test test-unit test-slow lint fmt lock clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ test: setup         # unit tests, then the cluster tier (a real local Spark and 
 
 test-unit: setup    # only the tests that need no cluster (seconds)
 	$(BIN)/pytest tests/unit
+
+test-slow: setup    # reruns, runs side by side and cancels, repeated (about 25 min)
+	$(BIN)/pytest -m slow
 
 lint: setup
 	$(BIN)/ruff format --check .

@@ -211,6 +211,7 @@ def shutdown(log_dir: Path) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises."""
     logger.info("shutting the Ray cluster down")
     _quietly("disconnecting from Ray", ray.shutdown)
+    signals.reinstall()
     _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
     clear_auth()
     logger.info("Ray cluster shut down; its logs go to %s", log_dir)

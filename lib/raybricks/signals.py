@@ -48,6 +48,17 @@ def handled_by(handler: Handler) -> Iterator[None]:
         yield
 
 
+def reinstall() -> None:
+    """Set this process's SIGTERM/SIGINT handlers again. Ray's core resets SIGTERM to
+    its default action when a driver disconnects, under the Python handler's feet:
+    the next SIGTERM would end the process without cleanup or report."""
+    if _main_thread():
+        for sig in CANCEL_SIGNALS:
+            handler = signal.getsignal(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
 @contextmanager
 def deferred(doing: str) -> Iterator[None]:
     """A SIGTERM or SIGINT arriving inside the block is held, logged, and delivered

@@ -47,9 +47,22 @@ def left_after(mark: str, timeout: float = 60) -> list[str]:
     return marked_processes(mark)
 
 
-def raylet_of(node_id: str) -> psutil.Process:
-    """The raylet process of a Ray node on this machine."""
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.info["name"] == "raylet" and f"--node_id={node_id}" in (proc.info["cmdline"] or []):
-            return proc
-    raise LookupError(f"no raylet for node {node_id}")
+def kill_node(node_id: str) -> int:
+    """Kill a Ray node on this machine from outside, as a lost machine would end it:
+    every process of the node (in Ray on Spark, the tree under the Spark task's
+    `start_ray_node`), at once. Returns how many processes were killed."""
+    raylet = next(
+        proc
+        for proc in psutil.process_iter(["name", "cmdline"])
+        if proc.info["name"] == "raylet" and f"--node_id={node_id}" in (proc.info["cmdline"] or [])
+    )
+    root = next(
+        (p for p in raylet.parents() if "ray.util.spark.start_ray_node" in p.cmdline()), raylet
+    )
+    tree = [root, *root.children(recursive=True)]
+    for proc in tree:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    return len(tree)

@@ -248,3 +248,32 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
     assert error in done.stderr
     assert [(s["name"], s["status"]) for s in report["stages"]] == [(n, "skipped") for n in STAGES]
     assert left_after(mark) == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_two_clusters_at_once_start_side_by_side_without_port_collisions(tmp_path, env):
+    environment, mark = env
+    count_nodes = "import ray, sys; ray.init(); sys.exit(40 + len(ray.nodes()))"
+    command = ["--", sys.executable, "-c", count_nodes]
+    runs = [
+        [
+            BIN / "raybricks",
+            "exec",
+            "--namespace",
+            f"ns-{side}",
+            "--log-path",
+            tmp_path / side,
+            *command,
+        ]
+        for side in "ab"
+    ]
+    procs = [
+        subprocess.Popen(
+            argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for argv in runs
+    ]
+    assert [proc.wait(timeout=RUN_TIMEOUT) for proc in procs] == [43, 43]
+    addresses = {report_of(only_run_dir(tmp_path / side))["cluster"]["address"] for side in "ab"}
+    assert len(addresses) == 2
+    assert left_after(mark) == []

@@ -6,24 +6,24 @@ node so the cluster is whole again (the session's later tests rely on that too).
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raybricks.cluster import live_worker_nodes
 from raybricks.runner import Runner
 from raybricks.stages import STAGES
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
-from tests.cluster.processes import raylet_of, wait_for
+from tests.cluster.processes import kill_node, wait_for
 
 ANSWER_TIMEOUT = 90  # a restart elsewhere takes seconds; a hang must still end
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)  # a CPU: on a worker node
 class Survivor:
     def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
@@ -34,17 +34,14 @@ class SurvivesNodeLoss(Stage[StageParams]):
 
     name = "survives_node_loss"
     summary = "a restartable actor outlives its node"
-    placed = threading.Event()
-    victim = ""
+    placed: ClassVar[queue.Queue[str]] = queue.Queue()
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
-        survivor = Survivor.options(  # type: ignore[attr-defined]
-            scheduling_strategy=NodeAffinitySchedulingStrategy(type(self).victim, soft=True)
-        ).remote()
+        survivor = Survivor.remote()  # type: ignore[attr-defined]
         try:
             first = ray.get(survivor.node.remote(), timeout=ANSWER_TIMEOUT)
             ctx.record(first_node=first)
-            type(self).placed.set()
+            type(self).placed.put(first)
             deadline = time.monotonic() + ANSWER_TIMEOUT
             node = first
             while node == first and time.monotonic() < deadline:
@@ -68,10 +65,7 @@ def whole_cluster_after(ray_cluster) -> Any:
 def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(
     ray_cluster, whole_cluster_after, monkeypatch
 ):
-    victim = sorted(live_worker_nodes())[0]
     monkeypatch.setitem(STAGES, SurvivesNodeLoss.name, SurvivesNodeLoss)
-    monkeypatch.setattr(SurvivesNodeLoss, "victim", victim)
-    SurvivesNodeLoss.placed.clear()
     runner = Runner(
         [SurvivesNodeLoss.name],
         lambda _: StageParams(),
@@ -79,9 +73,11 @@ def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(
         worker_nodes=live_worker_nodes,
     )
 
+    killed: list[tuple[str, int]] = []
+
     def kill_when_placed() -> None:
-        if SurvivesNodeLoss.placed.wait(120):
-            raylet_of(victim).kill()
+        victim = SurvivesNodeLoss.placed.get(timeout=120)
+        killed.append((victim, kill_node(victim)))
 
     killer = threading.Thread(target=kill_when_placed, daemon=True)
     killer.start()
@@ -89,6 +85,8 @@ def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(
         lambda: StageContext("raybricks-tests", ray_cluster.log_dir, ray_cluster.info.address)
     )
     killer.join(5)
+    ((victim, processes),) = killed
+    assert processes > 1, "the node's processes were not found"
     assert result.status == "passed", result.error
     assert result.evidence["first_node"] == victim
     assert result.evidence["answered_from"] != victim

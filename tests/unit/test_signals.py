@@ -1,3 +1,4 @@
+import ctypes
 import os
 import signal
 
@@ -48,3 +49,17 @@ def test_deferred_holds_a_cancel_until_the_block_ends_then_delivers_it(caplog):
 def test_deferred_without_a_signal_delivers_nothing():
     with signals.handled_by(raise_got), signals.deferred("starting something"):
         pass
+
+
+def test_reinstall_undoes_a_reset_made_below_python():
+    """As Ray's core does on disconnect: SIGTERM set back to its default action in C,
+    while Python still lists its own handler."""
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    with signals.handled_by(raise_got):
+        libc.signal(signal.SIGTERM, 0)  # SIG_DFL: the next SIGTERM would end pytest
+        assert signal.getsignal(signal.SIGTERM) is raise_got
+        signals.reinstall()
+        with pytest.raises(Got):
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.5)
