@@ -54,79 +54,71 @@ def report_of(log_root: Path, before: set[Path]) -> dict:
     return json.loads((new / "report.json").read_text())
 
 
+@dataclass
+class Started:
+    proc: subprocess.Popen[bytes]
+    log_root: Path
+    before: set[Path]
+    mark: str
+    clock: float
+
+
+def start(log_root: Path, *extra: str) -> Started:
+    environment, mark = marked_env(RAY_USAGE_STATS_ENABLED="0")
+    log_root.mkdir(exist_ok=True)
+    before = set(log_root.iterdir())
+    proc = subprocess.Popen(
+        run_args(log_root, *extra),
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return Started(proc, log_root, before, mark, time.monotonic())
+
+
+def finish(scenario: Scenario, run: Started, code: int, status: str) -> None:
+    """Wait for the run; it passes with this exit code and report status, and nothing
+    of it still running a minute later."""
+    ok = run.proc.wait(timeout=RUN_TIMEOUT) == code
+    scenario.seconds.append(time.monotonic() - run.clock)
+    report = report_of(run.log_root, run.before)
+    left = left_after(run.mark)
+    scenario.leftovers += left
+    if ok and report["status"] == status and not left:
+        scenario.passed += 1
+    else:
+        scenario.failures.append(f"{report['run_id']}: {report['status']} {report.get('error')}")
+
+
 def consecutive(scenario: Scenario, root: Path, runs: int) -> None:
     """The same settings (namespace included) again and again, as a daily job."""
-    log_root = root / "consecutive"
-    log_root.mkdir()
     for _ in range(runs):
-        environment, mark = marked_env(RAY_USAGE_STATS_ENABLED="0")
-        before = set(log_root.iterdir())
-        clock = time.monotonic()
-        done = subprocess.run(
-            run_args(log_root), env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT
-        )
-        scenario.seconds.append(time.monotonic() - clock)
-        report = report_of(log_root, before)
-        judge(scenario, done.returncode == 0 and report["status"] == "passed", report, mark)
+        finish(scenario, start(root / "consecutive"), 0, "passed")
 
 
 def side_by_side(scenario: Scenario, root: Path, pairs: int) -> None:
     """Two runs at once, each with its own namespace and log path."""
     for pair in range(pairs):
-        environment, mark = marked_env(RAY_USAGE_STATS_ENABLED="0")
-        roots = [root / f"pair{pair}-{side}" for side in "ab"]
-        clock = time.monotonic()
-        procs = [
-            subprocess.Popen(
-                run_args(log_root, "--namespace", f"neighbour-{log_root.name}"),
-                env=environment,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for log_root in roots
+        both = [
+            start(root / f"pair{pair}{side}", "--namespace", f"pair{pair}{side}") for side in "ab"
         ]
-        codes = [proc.wait(timeout=RUN_TIMEOUT) for proc in procs]
-        for log_root, code in zip(roots, codes, strict=True):
-            scenario.seconds.append(time.monotonic() - clock)
-            report = report_of(log_root, set())
-            judge(scenario, code == 0 and report["status"] == "passed", report, mark)
+        for run in both:
+            finish(scenario, run, 0, "passed")
 
 
 def cancelled(scenario: Scenario, root: Path, runs: int) -> None:
     """SIGTERM (a Databricks cancel) one second into a stage."""
-    log_root = root / "cancelled"
-    log_root.mkdir()
     for _ in range(runs):
-        environment, mark = marked_env(RAY_USAGE_STATS_ENABLED="0")
-        before = set(log_root.iterdir())
-        clock = time.monotonic()
-        with subprocess.Popen(
-            run_args(log_root, "--stages", "actor_pool"),
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ) as run:
-            wait_for(partial(stage_started, log_root, before), timeout=180, interval=0.1)
-            time.sleep(1)
-            run.send_signal(signal.SIGTERM)
-            code = run.wait(timeout=RUN_TIMEOUT)
-        scenario.seconds.append(time.monotonic() - clock)
-        report = report_of(log_root, before)
-        judge(scenario, code == 143 and report["status"] == "cancelled", report, mark)
+        run = start(root / "cancelled", "--stages", "actor_pool")
+        wait_for(partial(stage_started, run), timeout=180, interval=0.1)
+        time.sleep(1)
+        run.proc.send_signal(signal.SIGTERM)
+        finish(scenario, run, 143, "cancelled")
 
 
-def stage_started(log_root: Path, before: set[Path]) -> bool:
-    logs = [run / "driver.log" for run in set(log_root.iterdir()) - before]
+def stage_started(run: Started) -> bool:
+    logs = [folder / "driver.log" for folder in set(run.log_root.iterdir()) - run.before]
     return any(log.exists() and "actor_pool: started" in log.read_text() for log in logs)
-
-
-def judge(scenario: Scenario, ok: bool, report: dict, mark: str) -> None:
-    left = left_after(mark)
-    scenario.leftovers += left
-    if ok and not left:
-        scenario.passed += 1
-    else:
-        scenario.failures.append(f"{report['run_id']}: {report['status']} {report.get('error')}")
 
 
 def main() -> int:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -112,47 +113,50 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_exec_hands_the_cluster_to_a_command_and_exits_with_its_code(tmp_path, env):
+def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
+    """Two `exec`s side by side (no port collision between their clusters), each
+    command getting its own cluster, namespace and token, and exiting with its code."""
     environment, mark = env
-    log_root = tmp_path / "runs"
-    token_file = tmp_path / "token-the-command-saw"
     driver = (
         "import os, sys, ray\n"
         # RAY_ADDRESS and the token come from exec; plain ray.init() reads no namespace
         # from the environment, so exec's RAY_NAMESPACE is passed on explicitly.
         "ray.init(namespace=os.environ['RAY_NAMESPACE'])\n"
-        "assert ray.get_runtime_context().namespace == 'exec-ns'\n"
+        "assert ray.get_runtime_context().namespace == sys.argv[2]\n"
         "open(sys.argv[1], 'w').write(os.environ['RAY_AUTH_TOKEN'])\n"
         "alive = [n for n in ray.nodes() if n['Alive']]\n"
         "sys.exit(40 + len(alive))\n"
     )
-    done = finished(
-        [
-            BIN / "raybricks",
-            "exec",
-            "--namespace",
-            "exec-ns",
-            "--log-path",
-            str(log_root),
-            "--",
-            sys.executable,
-            "-c",
-            driver,
-            str(token_file),
-        ],
-        environment,
-    )
-    assert done.returncode == 43, done.stderr[-3000:]  # the head and two worker nodes
-    report = report_of(only_run_dir(log_root))
-    assert report["command"]["exit_code"] == 43
-    assert report["exit_code"] == 43
+    sides = {side: tmp_path / side for side in ("a", "b")}
+
+    def start(side: str, root: Path) -> subprocess.Popen[bytes]:
+        root.mkdir()
+        namespace = f"ns-{side}"
+        options = ["--namespace", namespace, "--log-path", root / "runs"]
+        command = [sys.executable, "-c", driver, root / "token", namespace]
+        with (root / "stderr.txt").open("w") as stderr:
+            return subprocess.Popen(
+                [BIN / "raybricks", "exec", *options, "--", *command],
+                env=environment,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+
+    procs = [start(side, root) for side, root in sides.items()]
+    codes = [proc.wait(timeout=RUN_TIMEOUT) for proc in procs]
+    assert codes == [43, 43], [(r / "stderr.txt").read_text()[-2000:] for r in sides.values()]
+    reports = [report_of(only_run_dir(root / "runs")) for root in sides.values()]
+    assert [(r["command"]["exit_code"], r["exit_code"]) for r in reports] == [(43, 43)] * 2
+    assert len({r["cluster"]["address"] for r in reports}) == 2
     assert left_after(mark) == []
-    token = token_file.read_text()
-    assert len(token) == 64
-    run_dir = only_run_dir(log_root)
-    assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
-    leaks = [str(p) for p in run_dir.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
-    assert leaks == [], "the run's token was written to its run folder"
+    tokens = [(root / "token").read_text() for root in sides.values()]
+    assert len(set(tokens)) == 2 and all(len(token) == 64 for token in tokens)
+    for root, token in zip(sides.values(), tokens, strict=True):
+        run_dir = only_run_dir(root / "runs")
+        assert wait_for(partial(ray_node_logs, run_dir), timeout=30)
+        files = [p for p in run_dir.rglob("*") if p.is_file()]
+        leaks = [str(p) for p in files if token.encode() in p.read_bytes()]
+        assert leaks == [], "the run's token was written to its run folder"
 
 
 TERM, INT = signal.SIGTERM, signal.SIGINT
@@ -247,33 +251,4 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
     assert report["error"].startswith(error)
     assert error in done.stderr
     assert [(s["name"], s["status"]) for s in report["stages"]] == [(n, "skipped") for n in STAGES]
-    assert left_after(mark) == []
-
-
-@pytest.mark.timeout(RUN_TIMEOUT)
-def test_two_clusters_at_once_start_side_by_side_without_port_collisions(tmp_path, env):
-    environment, mark = env
-    count_nodes = "import ray, sys; ray.init(); sys.exit(40 + len(ray.nodes()))"
-    command = ["--", sys.executable, "-c", count_nodes]
-    runs = [
-        [
-            BIN / "raybricks",
-            "exec",
-            "--namespace",
-            f"ns-{side}",
-            "--log-path",
-            tmp_path / side,
-            *command,
-        ]
-        for side in "ab"
-    ]
-    procs = [
-        subprocess.Popen(
-            argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        for argv in runs
-    ]
-    assert [proc.wait(timeout=RUN_TIMEOUT) for proc in procs] == [43, 43]
-    addresses = {report_of(only_run_dir(tmp_path / side))["cluster"]["address"] for side in "ab"}
-    assert len(addresses) == 2
     assert left_after(mark) == []

@@ -2,6 +2,7 @@
 everything, and falls back to Ray's own behaviour with one log line elsewhere."""
 
 import logging
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -111,3 +112,23 @@ def _lock_timeout(seconds):
         yield
     finally:
         fast_start.LOCK_TIMEOUT_SECONDS = saved
+
+
+def test_claims_racing_from_many_processes_get_distinct_ranges(port_files, monkeypatch):
+    monkeypatch.setattr(fast_start, "LOCK_HOLD_MAX_SECONDS", 0.1)
+    fork = multiprocessing.get_context("fork")
+    ready, claimed = fork.Barrier(6), fork.SimpleQueue()
+    claimants = [fork.Process(target=_claim, args=(ready, claimed)) for _ in range(6)]
+    for claimant in claimants:
+        claimant.start()
+    begins = sorted(claimed.get() for _ in claimants)
+    for claimant in claimants:
+        claimant.join(30)
+    assert begins == [20000 + slot * 1000 for slot in range(6)]
+
+
+def _claim(ready, claimed) -> None:
+    ready.wait()  # all at once
+    begin, _ = fast_start.claim_worker_port_range()
+    claimed.put(begin)
+    ready.wait()  # stay alive until every one has claimed, as Ray nodes do

@@ -64,13 +64,14 @@ class DetachedActors(Stage[DetachedActorsParams]):
         expected = list(range(1, params.calls + 1))
         clock = time.perf_counter()
         from_task = ray.get(call_from_task.remote(NAMES[0], params.calls))
+        task_seconds = time.perf_counter() - clock
         from_driver = run_elsewhere(
             call_counter, namespace=namespace, name=NAMES[1], calls=params.calls
         )
         ctx.record(
             from_task_ok=from_task == expected,
+            from_task_calls_per_second=round(params.calls / task_seconds),
             from_other_driver_ok=from_driver == expected,
-            seconds_for_both=round(time.perf_counter() - clock, 3),
         )
         expect(from_task == expected, f"{NAMES[0]} from a task gave {from_task[:5]}...")
         expect(from_driver == expected, f"{NAMES[1]} from a driver gave {from_driver[:5]}...")
