@@ -87,7 +87,8 @@ class PipelinedActorPool:
             raise StopIteration("No more results to get")
         index = self._returned_upto
         ref = self._sent(index, timeout)
-        if not ray.wait([ref], timeout=timeout)[0]:
+        # Without a timeout, the ray.get in _collect waits: one Ray call per item.
+        if timeout is not None and not ray.wait([ref], timeout=timeout)[0]:
             raise TimeoutError("Timed out waiting for result")
         self._returned_upto += 1
         return self._collect(index)
