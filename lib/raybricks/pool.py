@@ -119,8 +119,10 @@ class PipelinedActorPool:
 
     def _collect(self, index: int) -> Any:
         ref = self._refs.pop(index)
-        self._release(ref)
-        return ray.get(ref)  # raises this item's error, with the books already kept
+        try:
+            return ray.get(ref)  # raises this item's error
+        finally:
+            self._release(ref)  # only now done: its actor may take the next call
 
     def map(self, fn: Submit, values: Iterable[Any]) -> Iterator[Any]:
         return self._mapped(fn, values, self.get_next)
