@@ -72,10 +72,15 @@ def local_capacity(master: str, cpus_per_node: int | None) -> int | None:
     return None
 
 
+def minimum_workers(arguments: dict[str, Any]) -> int:
+    """The worker nodes a start must reach (Ray's default minimum is the maximum)."""
+    return int(arguments.get("min_worker_nodes") or arguments["max_worker_nodes"])
+
+
 def check_room(master: str, arguments: dict[str, Any]) -> None:
     """Fail at once where the minimum worker count can never start, instead of
     after Ray's two-minute wait for worker nodes that cannot come."""
-    needed = arguments.get("min_worker_nodes") or arguments["max_worker_nodes"]
+    needed = minimum_workers(arguments)
     room = local_capacity(master, arguments.get("num_cpus_worker_node"))
     if room is not None and room < needed:
         raise ClusterStartError(
@@ -98,7 +103,7 @@ def live_worker_nodes() -> set[str]:
 def check_joined(arguments: dict[str, Any]) -> None:
     """Ray's start returns with fewer worker nodes than asked for after two minutes
     without progress, with only a warning: that is a failed start here."""
-    needed = arguments.get("min_worker_nodes") or arguments["max_worker_nodes"]
+    needed = minimum_workers(arguments)
     joined = len(live_worker_nodes())
     if joined < needed:
         raise ClusterStartError(
@@ -179,17 +184,15 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
             ):
                 address, _ = setup_ray_cluster(**arguments)
                 context = ray.init(address=address, namespace=namespace, log_to_driver=False)
-            check_joined(arguments)
-        except ClusterStartError:
-            raise
         except Exception as exc:
             raise ClusterStartError(f"the Ray cluster could not start: {_root_cause(exc)}") from exc
+        check_joined(arguments)
         info = ClusterInfo(
             spark_master=master,
             address=address,
             dashboard_url=f"http://{context.dashboard_url}" if context.dashboard_url else "",
             max_worker_nodes=cluster.max_worker_nodes,
-            min_worker_nodes=cluster.min_worker_nodes or cluster.max_worker_nodes,
+            min_worker_nodes=minimum_workers(arguments),
             num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
             namespace=namespace,
             auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
