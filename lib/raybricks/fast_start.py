@@ -114,14 +114,11 @@ def claim_worker_port_range() -> tuple[int, int]:
     lock = _acquire(PORT_LOCK_FILE)
     claimed_at = time.time()
     try:
-        slot = _claim_slot(PORT_TABLE_FILE, os.getpid())
+        begin = FIRST_PORT + _claim_slot(PORT_TABLE_FILE, os.getpid()) * PORTS_PER_NODE
     except BaseException:
         _release(lock)
         raise
     threading.Thread(target=_release_once_listening, args=(lock, claimed_at), daemon=True).start()
-    begin = FIRST_PORT + slot * PORTS_PER_NODE
-    if begin + PORTS_PER_NODE > LAST_PORT:
-        raise RuntimeError(f"no free worker port range left on this machine (slot {slot})")
     return begin, begin + PORTS_PER_NODE
 
 
@@ -172,6 +169,8 @@ def _claim_slot(table: Path, pid: int) -> int:
     rows = [line.split() for line in table.read_text().splitlines()] if table.exists() else []
     taken = {int(p): int(s) for p, s in rows if psutil.pid_exists(int(p))}
     slot = next(i for i in range(len(taken) + 1) if i not in taken.values())
+    if FIRST_PORT + (slot + 1) * PORTS_PER_NODE > LAST_PORT:  # checked before it is taken
+        raise RuntimeError(f"no free worker port range left on this machine (slot {slot})")
     taken[pid] = slot
     table.write_text("".join(f"{p} {s}\n" for p, s in taken.items()))
     return slot

@@ -132,3 +132,12 @@ def _claim(ready, claimed) -> None:
     begin, _ = fast_start.claim_worker_port_range()
     claimed.put(begin)
     ready.wait()  # stay alive until every one has claimed, as Ray nodes do
+
+
+def test_no_range_left_raises_and_takes_nothing(port_files, monkeypatch):
+    monkeypatch.setattr(fast_start, "LAST_PORT", 21000)  # room for slot 0 only
+    port_files.write_text(f"{os.getppid()} 0\n")
+    with pytest.raises(RuntimeError, match="no free worker port range"):
+        fast_start.claim_worker_port_range()
+    assert port_files.read_text() == f"{os.getppid()} 0\n"
+    fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))  # and the lock is free
