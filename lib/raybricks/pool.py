@@ -1,9 +1,10 @@
 """An actor pool that keeps several calls in flight per actor.
 
 `ray.util.ActorPool` sends an actor its next call only once the previous one returned,
-so every call pays a full round trip while the actor idles. This pool keeps up to
-`depth` calls queued at each actor (an actor still runs them one at a time), with the
-same interface and semantics:
+and fetches results one `ray.get` at a time, so every call pays a full round trip
+while the actor idles. This pool keeps up to `depth` calls queued at each actor (an
+actor still runs them one at a time) and fetches every finished result in one
+`ray.get`, with the same interface and semantics:
 
     pool = PipelinedActorPool(actors, depth=8)
     list(pool.map(lambda a, v: a.double.remote(v), [1, 2, 3, 4]))   # [2, 4, 6, 8]
@@ -26,6 +27,7 @@ from typing import Any
 import ray
 
 Submit = Callable[[Any, Any], Any]  # (actor, value) -> ObjectRef
+Outcome = tuple[bool, Any]  # (returned normally, its value or its exception)
 
 
 class PipelinedActorPool:
@@ -35,8 +37,9 @@ class PipelinedActorPool:
         self._depth = depth
         self._load: dict[Any, int] = dict.fromkeys(actors, 0)  # calls in flight
         self._queued: collections.deque[tuple[int, Submit, Any]] = collections.deque()
-        self._refs: dict[int, Any] = {}  # submission index -> ObjectRef, once sent
-        self._actor_of: dict[Any, Any] = {}  # ObjectRef -> actor
+        self._in_flight: dict[Any, tuple[int, Any]] = {}  # ObjectRef -> (index, actor)
+        self._ref_of: dict[int, Any] = {}  # index -> ObjectRef, for calls still owed
+        self._fetched: dict[int, Outcome] = {}  # finished, not yet returned
         self._submitted = 0
         self._returned_upto = 0  # the next index get_next returns
         self._done_unordered: set[int] = set()
@@ -55,22 +58,16 @@ class PipelinedActorPool:
                 return
             index, fn, value = self._queued.popleft()
             ref = fn(actor, value)
-            self._refs[index] = ref
-            self._actor_of[ref] = actor
+            self._ref_of[index] = ref
+            self._in_flight[ref] = (index, actor)
             self._load[actor] += 1
-
-    def _release(self, ref: Any) -> None:
-        """`ref` finished: its actor has room for one more call."""
-        actor = self._actor_of.pop(ref, None)
-        if actor is not None and actor in self._load:
-            self._load[actor] -= 1
-        self._send_queued()
 
     def _forget_unreturned(self) -> None:
         """Drop results not yet returned, as ActorPool.map does before a new map; calls
         already sent still occupy their actors until they finish."""
         self._queued.clear()
-        self._refs.clear()
+        self._ref_of.clear()
+        self._fetched.clear()
         self._done_unordered.clear()
         self._returned_upto = self._submitted
 
@@ -86,43 +83,59 @@ class PipelinedActorPool:
         if not self.has_next():
             raise StopIteration("No more results to get")
         index = self._returned_upto
-        ref = self._sent(index, timeout)
-        # Without a timeout, the ray.get in _collect waits: one Ray call per item.
-        if timeout is not None and not ray.wait([ref], timeout=timeout)[0]:
-            raise TimeoutError("Timed out waiting for result")
+        if index not in self._fetched:
+            ref = self._sent(index, timeout)
+            if timeout is not None and not ray.wait([ref], timeout=timeout)[0]:
+                raise TimeoutError("Timed out waiting for result")
+            self._fetch_ready(ref)
         self._returned_upto += 1
-        return self._collect(index)
+        return self._result(index)
 
     def get_next_unordered(self, timeout: float | None = None) -> Any:
-        """Whichever sent result is ready first."""
+        """Whichever result finished first."""
         if not self.has_next():
             raise StopIteration("No more results to get")
-        while not self._refs:  # all remaining calls still queued: make room
-            self._sent(min(index for index, _, _ in self._queued), timeout)
-        index_of = {ref: index for index, ref in self._refs.items()}
-        ready, _ = ray.wait(list(index_of), num_returns=1, timeout=timeout)
-        if not ready:
-            raise TimeoutError("Timed out waiting for result")
-        index = index_of[ready[0]]
+        if not self._fetched:
+            while not self._ref_of:  # all remaining calls still queued: make room
+                self._sent(self._queued[0][0], timeout)
+            ready, _ = ray.wait(list(self._ref_of.values()), num_returns=1, timeout=timeout)
+            if not ready:
+                raise TimeoutError("Timed out waiting for result")
+            self._fetch_ready(ready[0])
+        index = next(iter(self._fetched))
         self._done_unordered.add(index)
-        return self._collect(index)
+        return self._result(index)
 
     def _sent(self, index: int, timeout: float | None) -> Any:
         """The ref of call `index`, once it has left the queue: calls ahead of it must
         finish first to make room."""
-        while index not in self._refs:
-            ready, _ = ray.wait(list(self._actor_of), num_returns=1, timeout=timeout)
+        while index not in self._ref_of:
+            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
             if not ready:
                 raise TimeoutError("Timed out waiting for a free actor")
-            self._release(ready[0])
-        return self._refs[index]
+            self._fetch_ready(ready[0])
+        return self._ref_of[index]
 
-    def _collect(self, index: int) -> Any:
-        ref = self._refs.pop(index)
-        try:
-            return ray.get(ref)  # raises this item's error
-        finally:
-            self._release(ref)  # only now done: its actor may take the next call
+    def _fetch_ready(self, needed: Any) -> None:
+        """Fetch `needed` (waiting for it) and every other call already finished, in
+        one `ray.get`; each fetched call frees its actor's slot for a queued one."""
+        refs = list(self._in_flight)
+        ready = ray.wait(refs, num_returns=len(refs), timeout=0)[0] if len(refs) > 1 else []
+        if needed not in ready:
+            ready.append(needed)
+        for ref, outcome in zip(ready, _outcomes(ready), strict=True):
+            index, actor = self._in_flight.pop(ref)
+            if self._ref_of.pop(index, None) is not None:  # else forgotten by a new map
+                self._fetched[index] = outcome
+            if actor in self._load:
+                self._load[actor] -= 1
+        self._send_queued()
+
+    def _result(self, index: int) -> Any:
+        returned, value = self._fetched.pop(index)
+        if not returned:
+            raise value  # this item's error, as ray.get raised it
+        return value
 
     def map(self, fn: Submit, values: Iterable[Any]) -> Iterator[Any]:
         return self._mapped(fn, values, self.get_next)
@@ -161,3 +174,18 @@ class PipelinedActorPool:
             raise ValueError("Actor already belongs to current pool")
         self._load[actor] = 0
         self._send_queued()
+
+
+def _outcomes(refs: list[Any]) -> list[Outcome]:
+    """Each ref's value or error: one `ray.get` for all, or one each if any failed."""
+    try:
+        return [(True, value) for value in ray.get(refs)]
+    except Exception:  # which one failed is not said: ask each
+        return [_outcome(ref) for ref in refs]
+
+
+def _outcome(ref: Any) -> Outcome:
+    try:
+        return True, ray.get(ref)
+    except Exception as exc:
+        return False, exc
