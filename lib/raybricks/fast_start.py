@@ -7,7 +7,8 @@ Ray on Spark 2.60 spends most of its start-up in fixed waits:
   for 10 s (`RAY_ON_SPARK_RAY_WORKER_NODE_STARTUP_INTERVAL`), and a node that finds the
   lock taken sleeps 10 s before trying again, so two nodes on one machine start 10-20 s
   apart.
-Here the head's port is polled instead (same 20 s limit), readiness is checked every
+Here the head's port is polled instead (same 20 s limit, cut short if the head's
+process ends), readiness is checked every
 0.25 s, and port ranges are claimed by `claim_worker_port_range`: the same lock and
 allocation table as Ray's (so nodes of Ray's own clusters on the machine stay out of
 its ranges), with the lock polled every 0.1 s and held only until the node's raylet
@@ -94,14 +95,30 @@ def _patches() -> dict[str, Any]:
 
 
 def _wait_until_port_in_use(host: str, port: int) -> bool:
-    """Ray's one-shot check of the head's port, as a poll up to Ray's own limit."""
+    """Ray's one-shot check of the head's port, as a poll up to Ray's own limit that
+    gives up at once when the head's process has ended."""
     deadline = time.monotonic() + HEAD_PORT_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.settimeout(1.0)
             if probe.connect_ex((host, port)) == 0:
                 return True
+        if not _head_running(port):
+            return False  # Ray then reports the head's exit code and its output
         time.sleep(0.1)
+    return False
+
+
+def _head_running(port: int) -> bool:
+    """Whether a child of this process still runs the Ray head for `port` (Ray
+    starts it as `python -m ray.util.spark.start_ray_node --head --port=PORT ...`)."""
+    for child in psutil.Process().children():
+        try:
+            running = child.status() != psutil.STATUS_ZOMBIE
+            if running and f"--port={port}" in child.cmdline():
+                return True
+        except psutil.Error:
+            continue  # it ended meanwhile
     return False
 
 

@@ -6,9 +6,11 @@ import multiprocessing
 import os
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
+import psutil
 import pytest
 from pyspark import cloudpickle
 from ray.util.spark import cluster_init
@@ -61,22 +63,59 @@ def test_worker_tasks_get_the_claim_by_reference_when_pickled():
     assert b"raybricks.fast_start" in task and b"claim_worker_port_range" in task
 
 
+def a_head(port: int, listen_after: float | None) -> subprocess.Popen[bytes]:
+    """A child process that, like Ray's head, names `--port=PORT` on its command line;
+    it listens on the port after `listen_after` seconds, or never (None: it exits)."""
+    code = (
+        "import socket, sys, time\n"
+        "if sys.argv[1] == 'exit': sys.exit(1)\n"
+        "time.sleep(float(sys.argv[1]))\n"
+        f"server = socket.create_server(('127.0.0.1', {port}))\n"
+        "time.sleep(30)\n"
+    )
+    when = "exit" if listen_after is None else str(listen_after)
+    return subprocess.Popen([sys.executable, "-c", code, when, f"--port={port}"])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_the_head_port_is_polled_until_it_opens():
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        port = server.getsockname()[1]
-        server.listen()
+    port = free_port()
+    head = a_head(port, listen_after=1.0)
+    try:
         assert fast_start._wait_until_port_in_use("127.0.0.1", port)
+    finally:
+        head.kill()
+        head.wait()
 
 
 def test_a_port_that_never_opens_gives_up_at_the_limit(monkeypatch):
-    monkeypatch.setattr(fast_start, "HEAD_PORT_TIMEOUT_SECONDS", 0.3)
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]  # bound, not listening: connections are refused
+    monkeypatch.setattr(fast_start, "HEAD_PORT_TIMEOUT_SECONDS", 0.5)
+    port = free_port()
+    head = a_head(port, listen_after=60)
+    try:
         clock = time.monotonic()
         assert not fast_start._wait_until_port_in_use("127.0.0.1", port)
-    assert time.monotonic() - clock < 5
+        assert 0.5 <= time.monotonic() - clock < 5
+        assert head.poll() is None  # it was waited for while it ran
+    finally:
+        head.kill()
+        head.wait()
+
+
+def test_a_head_that_exits_is_given_up_on_at_once():
+    port = free_port()
+    head = a_head(port, listen_after=None)
+    exited = psutil.Process(head.pid)
+    while exited.status() != psutil.STATUS_ZOMBIE:  # left unreaped, as Ray leaves it
+        time.sleep(0.05)
+    clock = time.monotonic()
+    assert not fast_start._wait_until_port_in_use("127.0.0.1", port)
+    assert time.monotonic() - clock < fast_start.HEAD_PORT_TIMEOUT_SECONDS / 4
 
 
 @pytest.fixture
