@@ -136,7 +136,8 @@ def test_tree_of_actors_evidence(stage):
     first_states = evidence["timeline"][0][1]
     assert set(first_states.values()) == {"RUNNING"}
     assert evidence["final_states"] == {"lr": "DONE", "cl": "DONE", "nn": "DONE"}
-    assert evidence["restarted"] == ["cl"]
+    assert evidence["restarted"] == ["cl"]  # in the workers' own words
+    assert "cl" in evidence["retrained"]  # the supervisor noticed the lost call
     for model in evidence["models"].values():
         assert model["steps"] == 8 and model["loss"] < model["first_loss"]
 

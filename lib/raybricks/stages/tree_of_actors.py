@@ -11,7 +11,9 @@ them all. Done truthfully:
 - the driver polls the supervisor at an interval with an overall timeout, never in a
   busy loop, and keeps the timeline of states it saw;
 - a worker that dies mid-training (`max_restarts=1`) is noticed by the supervisor,
-  which starts its training again on the restarted worker, and reports it.
+  which starts its training again on the restarted worker; the worker itself says
+  whether it is a restart (a lost call alone does not prove one: under load Ray may
+  also report a live actor unavailable for a moment).
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ class Worker:
     def __init__(self, kind: str, crash_at_step: int | None) -> None:
         self.model = Model(kind)
         self.state_now = "RUNNING"
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        self.crash_at_step = None if restarted else crash_at_step  # crash once, not forever
+        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self.crash_at_step = None if self.restarted else crash_at_step  # crash once only
 
     def state(self) -> str:
         return self.state_now
@@ -89,6 +91,7 @@ class Worker:
             "first_loss": round(model.first_loss, 5),
             "loss": round(model.loss(), 5),
             "pid": os.getpid(),
+            "restarted": self.restarted,
         }
 
 
@@ -100,7 +103,7 @@ class Supervisor:
             for kind in kinds
         }
         self.training: dict[str, Any] = {}
-        self.restarted: list[str] = []
+        self.retrained: list[str] = []  # kinds whose training call was lost and re-sent
         self.work: tuple[int, float, float] = (0, 0.0, 0.0)
 
     def start_workers(self, steps: int, step_seconds: float, budget_seconds: float) -> None:
@@ -121,7 +124,7 @@ class Supervisor:
     def inspect(self) -> dict[str, Any]:
         return {
             "models": {kind: ray.get(w.inspect.remote()) for kind, w in self.workers.items()},
-            "restarted": self.restarted,
+            "retrained": self.retrained,
         }
 
     def terminate(self) -> None:
@@ -137,8 +140,8 @@ class Supervisor:
                 continue
             try:
                 ray.get(ref)
-            except RayActorError:  # the worker died; Ray restarted it: train it again
-                self.restarted.append(kind)
+            except RayActorError:  # died (and restarted by Ray), or unreachable for a moment
+                self.retrained.append(kind)
                 self.training[kind] = self.workers[kind].train.remote(*self.work)
 
 
@@ -166,7 +169,8 @@ class TreeOfActors(Stage[TreeOfActorsParams]):
             ray.get(supervisor.start_workers.remote(*work))
             timeline = _poll_until_done(ctx, supervisor, params, made)
             report = ray.get(supervisor.inspect.remote())
-            ctx.record(models=report["models"], restarted=report["restarted"])
+            restarted = [kind for kind, model in report["models"].items() if model["restarted"]]
+            ctx.record(models=report["models"], restarted=restarted, retrained=report["retrained"])
             _check(timeline, report, params)
         finally:
             ray.get(supervisor.terminate.remote())
@@ -200,13 +204,11 @@ def _check(timeline: list[Any], report: dict[str, Any], params: TreeOfActorsPara
         seen = [states[kind] for _, states in timeline]
         order = [STATES.index(state) for state in seen if state != RESTARTING]
         resets = sum(1 for before, after in itertools.pairwise(order) if after < before)
-        allowed = 1 if kind in report["restarted"] else 0
-        expect(resets <= allowed, f"{kind} went {seen}: states must follow the work")
         model = report["models"][kind]
+        expect(resets <= model["restarted"], f"{kind} went {seen}: states must follow the work")
         expect(model["steps"] >= 1, f"{kind} trained no step")
         expect(model["loss"] < model["first_loss"], f"{kind} did not learn: {model}")
-    if params.crash_kind in params.model_kinds:
-        expect(
-            params.crash_kind in report["restarted"],
-            f"the crash of {params.crash_kind} went unnoticed",
-        )
+    crashed = params.crash_kind
+    if crashed in params.model_kinds:
+        expect(report["models"][crashed]["restarted"], f"{crashed} crashed and never restarted")
+        expect(crashed in report["retrained"], f"the crash of {crashed} went unnoticed")
