@@ -152,7 +152,8 @@ def main():
         f"{platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {v['python']}, "
         f"Ray {v['ray']}, pyspark {v['pyspark']}, raybricks {v['raybricks']}. Each figure is "
-        f"the median of {repeat} runs (pool rates: of 5 rounds), on local-cluster[2,1,1024] "
+        f"the median of {repeat} runs (call rates: of 7 alternating rounds), on "
+        "local-cluster[2,1,1024] "
         "with two Ray worker nodes.",
         "",
         "| comparison | raybricks | baseline | ratio | goal |",
