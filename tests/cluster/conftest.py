@@ -22,11 +22,15 @@ STRAY_TOKEN = "stray-token-left-by-an-earlier-local-ray-init"
 NAMESPACE = "raybricks-tests"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.cluster)
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            # One worker of pytest-xdist runs them all: one session cluster, not two.
+            item.add_marker(pytest.mark.xdist_group("session-cluster"))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """Whole runs as users start them, each in its own process with its own cluster:
 `raybricks run`, `spark-submit jobs/actor_demos.py`, `raybricks exec`, and SIGTERM.
 
-(This module sorts before the session-cluster tests, so these runs do not share the
-two cores with an idle session cluster.)"""
+Each waits for log lines and exit codes, never for fixed times, so it holds while the
+other pytest-xdist worker runs the session cluster's tests beside it."""
 
 from __future__ import annotations
 
@@ -38,8 +38,16 @@ def finished(
     )
 
 
-def one_stage(conf: Path, log_root: Path) -> list[str]:
-    return ["--conf", str(conf), "--stages", "options_override", "--log-path", str(log_root)]
+# For runs whose point is not the cluster's shape (the full run keeps the default): one
+# executor, one Ray worker node, no dashboard; none of their stages asks the state API.
+SMALL_CLUSTER = (
+    'cluster:\n  spark_master: "local-cluster[1,1,1024]"\n'
+    "  max_worker_nodes: 1\n  include_dashboard: false\n"
+)
+
+
+def one_stage(conf: Path, log_root: Path, stage: str) -> list[str]:
+    return ["--conf", str(conf), "--stages", stage, "--log-path", str(log_root)]
 
 
 def only_run_dir(log_root: Path) -> Path:
@@ -87,7 +95,7 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
     conf = tmp_path / "failing.yml"
     # An override asking for more CPUs than any worker node has can never be placed.
     conf.write_text(
-        "stage_params:\n  options_override:\n"
+        SMALL_CLUSTER + "stage_params:\n  options_override:\n"
         "    override_num_cpus: 2\n    placement_timeout_seconds: 2\n"
     )
     log_root = tmp_path / "runs"
@@ -95,9 +103,9 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
         [
             BIN / "spark-submit",
             "--master",
-            "local-cluster[2,1,1024]",
+            "local-cluster[1,1,1024]",
             str(ROOT / "jobs" / "actor_demos.py"),
-            *one_stage(conf, log_root),
+            *one_stage(conf, log_root, "options_override"),
         ],
         environment,
         cwd=tmp_path,
@@ -105,7 +113,7 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
     assert done.returncode == 1, done.stderr[-3000:]
     report = report_of(only_run_dir(log_root))
     assert report["status"] == "failed"
-    assert report["cluster"]["spark_master"] == "local-cluster[2,1,1024]"
+    assert report["cluster"]["spark_master"] == "local-cluster[1,1,1024]"  # spark-submit's
     (stage,) = report["stages"]
     assert stage["status"] == "failed"
     assert "was not placed within 2.0 s" in stage["error"]
@@ -125,14 +133,16 @@ def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
         "assert ray.get_runtime_context().namespace == sys.argv[2]\n"
         "open(sys.argv[1], 'w').write(os.environ['RAY_AUTH_TOKEN'])\n"
         "alive = [n for n in ray.nodes() if n['Alive']]\n"
-        "sys.exit(40 + len(alive))\n"
+        "sys.exit(40 + len(alive))\n"  # the head and one worker node: 42
     )
     sides = {side: tmp_path / side for side in ("a", "b")}
+    conf = tmp_path / "small.yml"
+    conf.write_text(SMALL_CLUSTER)
 
     def start(side: str, root: Path) -> subprocess.Popen[bytes]:
         root.mkdir()
         namespace = f"ns-{side}"
-        options = ["--namespace", namespace, "--log-path", root / "runs"]
+        options = ["--conf", conf, "--namespace", namespace, "--log-path", root / "runs"]
         command = [sys.executable, "-c", driver, root / "token", namespace]
         with (root / "stderr.txt").open("w") as stderr:
             return subprocess.Popen(
@@ -144,9 +154,9 @@ def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
 
     procs = [start(side, root) for side, root in sides.items()]
     codes = [proc.wait(timeout=RUN_TIMEOUT) for proc in procs]
-    assert codes == [43, 43], [(r / "stderr.txt").read_text()[-2000:] for r in sides.values()]
+    assert codes == [42, 42], [(r / "stderr.txt").read_text()[-2000:] for r in sides.values()]
     reports = [report_of(only_run_dir(root / "runs")) for root in sides.values()]
-    assert [(r["command"]["exit_code"], r["exit_code"]) for r in reports] == [(43, 43)] * 2
+    assert [(r["command"]["exit_code"], r["exit_code"]) for r in reports] == [(42, 42)] * 2
     assert len({r["cluster"]["address"] for r in reports}) == 2
     assert left_after(mark) == []
     tokens = [(root / "token").read_text() for root in sides.values()]
@@ -168,8 +178,8 @@ TERM, INT = signal.SIGTERM, signal.SIGINT
     [
         ("spark start", "starting a local Spark", 1.0, [TERM], "skipped"),
         ("ray start", "starting Ray on Spark", 1.0, [TERM], "skipped"),
-        ("mid-stage", "options_override: started", 1.0, [TERM], "failed"),
-        ("mid-stage", "options_override: started", 1.0, [INT], "failed"),
+        ("mid-stage", "namespaces: started", 1.0, [TERM], "failed"),
+        ("mid-stage", "namespaces: started", 1.0, [INT], "failed"),
         ("shutdown, twice", "shutting the Ray cluster down", 0.0, [TERM, TERM], "passed"),
     ],
     ids=["spark-start", "ray-start", "stage-sigterm", "stage-sigint", "shutdown-twice"],
@@ -179,14 +189,14 @@ def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
 ):
     environment, mark = env
     conf = tmp_path / "no-auth.yml"
-    conf.write_text("cluster:\n  auth: disabled\n")  # disabled, despite the stray token file
+    conf.write_text(SMALL_CLUSTER + "  auth: disabled\n")  # despite the stray token file
     log_root = tmp_path / "runs"
     stderr = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads: that would fill up
     code = 128 + signals[0]
     with (
         stderr.open("w") as err,
         subprocess.Popen(
-            [BIN / "raybricks", "run", *one_stage(conf, log_root)],
+            [BIN / "raybricks", "run", *one_stage(conf, log_root, "namespaces")],
             env=environment,
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -45,6 +45,8 @@ def test_a_driver_with_the_token_joins_and_one_without_is_refused(ray_cluster):
 
     # Only the stray token from ~/.ray/auth_token, as any local user would have:
     without = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"}
+    without["RAY_NUM_REDIS_GET_RETRIES"] = "2"  # the first answer is the refusal: Ray
+    # would ask again once a second for 20 s
     refused = driver(without)
     assert refused.returncode != 0
     assert "auth" in refused.stderr.lower()
