@@ -12,9 +12,10 @@ import time
 import ray
 from ray.util import ActorPool
 
+from raybricks.pool import DEFAULT_DEPTH as DEPTH
 from raybricks.pool import PipelinedActorPool
 
-ITEMS, ROUNDS, ACTORS, DEPTH = 5000, 7, 2, 8
+ITEMS, ROUNDS, ACTORS = 5000, 7, 2
 
 
 @ray.remote

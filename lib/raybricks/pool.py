@@ -3,10 +3,11 @@
 `ray.util.ActorPool` sends an actor its next call only once the previous one returned,
 and fetches results one `ray.get` at a time, so every call pays a full round trip
 while the actor idles. This pool keeps up to `depth` calls queued at each actor (an
-actor still runs them one at a time) and fetches every finished result in one
-`ray.get`, with the same interface and semantics:
+actor still runs them one at a time) and fetches results in batches (in order: the
+older half of the calls in flight, while the newer half keeps the actors busy), with
+the same interface and semantics:
 
-    pool = PipelinedActorPool(actors, depth=8)
+    pool = PipelinedActorPool(actors, depth=32)
     list(pool.map(lambda a, v: a.double.remote(v), [1, 2, 3, 4]))   # [2, 4, 6, 8]
 
 - `map` / `get_next` return in submission order, `map_unordered` /
@@ -21,6 +22,7 @@ actor still runs them one at a time) and fetches every finished result in one
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -28,10 +30,14 @@ import ray
 
 Submit = Callable[[Any, Any], Any]  # (actor, value) -> ObjectRef
 Outcome = tuple[bool, Any]  # (returned normally, its value or its exception)
+# Small calls need a deep queue to hide each round trip (here, 2 actors: depth 8 ran at
+# 0.63-0.72x of direct submission, 16 to 128 at 0.80-0.9x); a shallow one bounds the
+# memory and latency of big calls.
+DEFAULT_DEPTH = 32
 
 
 class PipelinedActorPool:
-    def __init__(self, actors: Iterable[Any], depth: int = 8) -> None:
+    def __init__(self, actors: Iterable[Any], depth: int = DEFAULT_DEPTH) -> None:
         if depth < 1:
             raise ValueError(f"depth = {depth}: keep at least 1 call in flight per actor")
         self._depth = depth
@@ -87,7 +93,7 @@ class PipelinedActorPool:
             ref = self._sent(index, timeout)
             if timeout is not None and not ray.wait([ref], timeout=timeout)[0]:
                 raise TimeoutError("Timed out waiting for result")
-            self._fetch_ready(ref)
+            self._fetch(self._oldest_half_with(ref))
         self._returned_upto += 1
         return self._result(index)
 
@@ -101,7 +107,7 @@ class PipelinedActorPool:
             ready, _ = ray.wait(list(self._ref_of.values()), num_returns=1, timeout=timeout)
             if not ready:
                 raise TimeoutError("Timed out waiting for result")
-            self._fetch_ready(ready[0])
+            self._fetch(self._finished_with(ready[0]))
         index = next(iter(self._fetched))
         self._done_unordered.add(index)
         return self._result(index)
@@ -113,17 +119,25 @@ class PipelinedActorPool:
             ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
             if not ready:
                 raise TimeoutError("Timed out waiting for a free actor")
-            self._fetch_ready(ready[0])
+            self._fetch(self._finished_with(ready[0]))
         return self._ref_of[index]
 
-    def _fetch_ready(self, needed: Any) -> None:
-        """Fetch `needed` (waiting for it) and every other call already finished, in
-        one `ray.get`; each fetched call frees its actor's slot for a queued one."""
+    def _oldest_half_with(self, needed: Any) -> list[Any]:
+        """`needed` and the older half of the calls in flight: waiting for them in one
+        `ray.get` leaves the newer half to keep the actors busy meanwhile."""
+        oldest = list(itertools.islice(self._in_flight, (len(self._in_flight) + 1) // 2))
+        return oldest if needed in oldest else [*oldest, needed]
+
+    def _finished_with(self, needed: Any) -> list[Any]:
+        """`needed` and every other call in flight that has already finished."""
         refs = list(self._in_flight)
         ready = ray.wait(refs, num_returns=len(refs), timeout=0)[0] if len(refs) > 1 else []
-        if needed not in ready:
-            ready.append(needed)
-        for ref, outcome in zip(ready, _outcomes(ready), strict=True):
+        return ready if needed in ready else [*ready, needed]
+
+    def _fetch(self, refs: list[Any]) -> None:
+        """Fetch these calls' results in one `ray.get` (waiting for each); every fetched
+        call frees its actor's slot for a queued one."""
+        for ref, outcome in zip(refs, _outcomes(refs), strict=True):
             index, actor = self._in_flight.pop(ref)
             if self._ref_of.pop(index, None) is not None:  # else forgotten by a new map
                 self._fetched[index] = outcome

@@ -23,7 +23,7 @@ import ray
 from pydantic import Field
 from ray.util import ActorPool
 
-from raybricks.pool import PipelinedActorPool
+from raybricks.pool import DEFAULT_DEPTH, PipelinedActorPool
 from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
 
 VALUES = [1, 2, 3, 4]
@@ -50,7 +50,9 @@ class ActorPoolParams(StageParams):
     slow_call_seconds: float = Field(1.0, gt=0)
     get_next_timeout_seconds: float = Field(0.2, gt=0)
     throughput_items: int = Field(2000, ge=1)
-    pipeline_depth: int = Field(8, ge=1, description="calls in flight per actor, pipelined")
+    pipeline_depth: int = Field(
+        DEFAULT_DEPTH, ge=1, description="calls in flight per actor, pipelined"
+    )
 
 
 class ActorPoolStage(Stage[ActorPoolParams]):
