@@ -5,21 +5,19 @@ from a driver and from a task, several rounds. Run against a cluster:
     raybricks exec -- python benchmarks/counter_calls.py OUT.json
 
 Both counters and both tasks are pinned to one worker node, so the figures compare the
-calls, not where Ray happened to place them; rounds alternate between the four runs,
-so a slow moment of the machine is shared out.
+calls, not where Ray happened to place them; the four runs alternate round by round.
 """
 
 import json
 import os
-import statistics
 import sys
-import time
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raybricks.cluster import live_worker_nodes
 from raybricks.stages.detached_actors import Counter, call_counter, call_from_task
+from rounds import alternating_rates
 
 CALLS, ROUNDS, NAME = 5000, 7, "BenchCounter"
 
@@ -27,12 +25,6 @@ CALLS, ROUNDS, NAME = 5000, 7, "BenchCounter"
 @ray.remote(num_cpus=0)
 def bare_task(counter, calls):
     return ray.get([counter.next.remote() for _ in range(calls)])
-
-
-def rate(run):
-    clock = time.perf_counter()
-    assert len(run()) == CALLS
-    return CALLS / (time.perf_counter() - clock)
 
 
 def main(out):
@@ -49,15 +41,10 @@ def main(out):
         "stage: from a task": lambda: ray.get(from_task.remote(NAME, CALLS)),
         "bare: from a task": lambda: ray.get(bare_from_task.remote(bare, CALLS)),
     }
-    samples = {name: [] for name in runs}
-    for round_ in range(ROUNDS + 1):
-        for name, run in runs.items():
-            calls_per_second = rate(run)
-            if round_:  # the first round warms up
-                samples[name].append(calls_per_second)
+    rates = alternating_rates(runs, CALLS, ROUNDS)
     ray.kill(ray.get_actor(NAME))
     with open(out, "w") as f:
-        json.dump({name: statistics.median(r) for name, r in samples.items()}, f)
+        json.dump(rates, f)
 
 
 if __name__ == "__main__":
