@@ -31,8 +31,8 @@ import ray
 Submit = Callable[[Any, Any], Any]  # (actor, value) -> ObjectRef
 Outcome = tuple[bool, Any]  # (returned normally, its value or its exception)
 # Small calls need a deep queue to hide each round trip (here, 2 actors: depth 8 ran at
-# 0.63-0.72x of direct submission, 16 to 128 at 0.80-0.9x); a shallow one bounds the
-# memory and latency of big calls.
+# 0.63-0.72x of direct submission, 16 to 256 at 0.8-0.99x, noisily); a shallow one
+# bounds the memory and latency of big calls.
 DEFAULT_DEPTH = 32
 
 

@@ -111,7 +111,7 @@ class Supervisor:
         self.training = {kind: w.train.remote(*self.work) for kind, w in self.workers.items()}
 
     def state(self) -> dict[str, str]:
-        self._restart_crashed()
+        self._retrain_lost()
         return {kind: self._state_of(worker) for kind, worker in self.workers.items()}
 
     @staticmethod
@@ -131,7 +131,7 @@ class Supervisor:
         for worker in self.workers.values():
             ray.kill(worker, no_restart=True)
 
-    def _restart_crashed(self) -> None:
+    def _retrain_lost(self) -> None:
         finished, _ = ray.wait(
             list(self.training.values()), num_returns=len(self.training), timeout=0
         )
@@ -205,7 +205,9 @@ def _check(timeline: list[Any], report: dict[str, Any], params: TreeOfActorsPara
         order = [STATES.index(state) for state in seen if state != RESTARTING]
         resets = sum(1 for before, after in itertools.pairwise(order) if after < before)
         model = report["models"][kind]
-        expect(resets <= model["restarted"], f"{kind} went {seen}: states must follow the work")
+        expect(
+            resets <= int(model["restarted"]), f"{kind} went {seen}: states must follow the work"
+        )
         expect(model["steps"] >= 1, f"{kind} trained no step")
         expect(model["loss"] < model["first_loss"], f"{kind} did not learn: {model}")
     crashed = params.crash_kind
