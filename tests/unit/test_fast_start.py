@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psutil
@@ -83,28 +84,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_head_port_is_polled_until_it_opens():
-    port = free_port()
-    head = a_head(port, listen_after=1.0)
+@contextmanager
+def a_running_head(port: int, listen_after: float) -> Iterator[subprocess.Popen[bytes]]:
+    head = a_head(port, listen_after)
     try:
-        assert fast_start._wait_until_port_in_use("127.0.0.1", port)
+        yield head
     finally:
         head.kill()
         head.wait()
+
+
+def test_the_head_port_is_polled_until_it_opens():
+    port = free_port()
+    with a_running_head(port, listen_after=1.0):
+        assert fast_start._wait_until_port_in_use("127.0.0.1", port)
 
 
 def test_a_port_that_never_opens_gives_up_at_the_limit(monkeypatch):
     monkeypatch.setattr(fast_start, "HEAD_PORT_TIMEOUT_SECONDS", 0.5)
     port = free_port()
-    head = a_head(port, listen_after=60)
-    try:
+    with a_running_head(port, listen_after=60) as head:
         clock = time.monotonic()
         assert not fast_start._wait_until_port_in_use("127.0.0.1", port)
         assert 0.5 <= time.monotonic() - clock < 5
         assert head.poll() is None  # it was waited for while it ran
-    finally:
-        head.kill()
-        head.wait()
 
 
 def test_a_head_that_exits_is_given_up_on_at_once():
