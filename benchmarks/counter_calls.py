@@ -19,7 +19,7 @@ from raybricks.cluster import live_worker_nodes
 from raybricks.stages.detached_actors import Counter, call_counter, call_from_task
 from rounds import alternating_rates
 
-CALLS, ROUNDS, NAME = 5000, 7, "BenchCounter"
+CALLS, NAME = 5000, "BenchCounter"
 
 
 @ray.remote(num_cpus=0)
@@ -41,7 +41,7 @@ def main(out):
         "stage: from a task": lambda: ray.get(from_task.remote(NAME, CALLS)),
         "bare: from a task": lambda: ray.get(bare_from_task.remote(bare, CALLS)),
     }
-    rates = alternating_rates(runs, CALLS, ROUNDS)
+    rates = alternating_rates(runs, CALLS)
     ray.kill(ray.get_actor(NAME))
     with open(out, "w") as f:
         json.dump(rates, f)

@@ -14,7 +14,7 @@ from raybricks.pool import DEFAULT_DEPTH as DEPTH
 from raybricks.pool import PipelinedActorPool
 from rounds import alternating_rates
 
-ITEMS, ROUNDS, ACTORS = 5000, 7, 2
+ITEMS, ACTORS = 5000, 2
 
 
 @ray.remote
@@ -38,7 +38,7 @@ def main(out):
         ),
     }
     with open(out, "w") as f:
-        json.dump(alternating_rates(runs, ITEMS, ROUNDS), f)
+        json.dump(alternating_rates(runs, ITEMS), f)
 
 
 if __name__ == "__main__":

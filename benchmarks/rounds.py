@@ -6,8 +6,10 @@ import statistics
 import time
 from collections.abc import Callable, Sized
 
+ROUNDS = 7  # measured rounds, after one that warms up
 
-def alternating_rates(runs: dict[str, Callable[[], Sized]], calls: int, rounds: int):
+
+def alternating_rates(runs: dict[str, Callable[[], Sized]], calls: int, rounds: int = ROUNDS):
     """Median calls/s of each run; each must return its `calls` results."""
     samples = {name: [] for name in runs}
     for round_ in range(rounds + 1):

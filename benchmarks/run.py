@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from raybricks.report import versions
+from rounds import ROUNDS  # beside this script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -152,7 +153,7 @@ def main():
         f"{platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {v['python']}, "
         f"Ray {v['ray']}, pyspark {v['pyspark']}, raybricks {v['raybricks']}. Each figure is "
-        f"the median of {repeat} runs (call rates: of 7 alternating rounds), on "
+        f"the median of {repeat} runs (call rates: of {ROUNDS} alternating rounds), on "
         "local-cluster[2,1,1024] "
         "with two Ray worker nodes.",
         "",
