@@ -104,10 +104,7 @@ class PipelinedActorPool:
         if not self._fetched:
             while not self._ref_of:  # all remaining calls still queued: make room
                 self._sent(self._queued[0][0], timeout)
-            ready, _ = ray.wait(list(self._ref_of.values()), num_returns=1, timeout=timeout)
-            if not ready:
-                raise TimeoutError("Timed out waiting for result")
-            self._fetch(self._finished_with(ready[0]))
+            self._fetch_once_one_finishes(list(self._ref_of.values()), timeout, "result")
         index = next(iter(self._fetched))
         self._done_unordered.add(index)
         return self._result(index)
@@ -116,11 +113,15 @@ class PipelinedActorPool:
         """The ref of call `index`, once it has left the queue: calls ahead of it must
         finish first to make room."""
         while index not in self._ref_of:
-            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
-            if not ready:
-                raise TimeoutError("Timed out waiting for a free actor")
-            self._fetch(self._finished_with(ready[0]))
+            self._fetch_once_one_finishes(list(self._in_flight), timeout, "a free actor")
         return self._ref_of[index]
+
+    def _fetch_once_one_finishes(self, refs: list[Any], timeout: float | None, what: str) -> None:
+        """Wait for the first of `refs` to finish, then fetch every finished call."""
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if not ready:
+            raise TimeoutError(f"Timed out waiting for {what}")
+        self._fetch(self._finished_with(ready[0]))
 
     def _oldest_half_with(self, needed: Any) -> list[Any]:
         """`needed` and the older half of the calls in flight: waiting for them in one
