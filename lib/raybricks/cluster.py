@@ -23,7 +23,7 @@ from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 from raybricks import signals
 from raybricks.auth import auth_environment, clear_auth, configure_auth
 from raybricks.errors import ClusterStartError
-from raybricks.fast_start import faster_setup
+from raybricks.fast_start import faster_setup, warming_python_workers
 from raybricks.settings import ClusterSettings
 from raybricks.spark_session import LOOPBACK, get_or_create_spark, put_interpreter_on_path
 
@@ -181,6 +181,7 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
             with (
                 signals.deferred("starting the Ray cluster"),
                 faster_setup(cluster.fast_start) as fast,
+                warming_python_workers(spark.sparkContext, enabled=fast),
             ):
                 address, _ = setup_ray_cluster(**arguments)
                 context = ray.init(address=address, namespace=namespace, log_to_driver=False)

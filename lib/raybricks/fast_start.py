@@ -7,14 +7,21 @@ Ray on Spark 2.60 spends most of its start-up in fixed waits:
   for 10 s (`RAY_ON_SPARK_RAY_WORKER_NODE_STARTUP_INTERVAL`), and a node that finds the
   lock taken sleeps 10 s before trying again, so two nodes on one machine start 10-20 s
   apart.
+Ray needs the spacing: nodes of one cluster on one machine share a session folder, and
+each picks its raylet's socket name there by looking for an unused one, so two nodes
+starting together can pick the same name and one fails to bind it.
+
 Here the head's port is polled instead (same 20 s limit, cut short if the head's
-process ends), readiness is checked every
-0.25 s, and port ranges are claimed by `claim_worker_port_range`: the same lock and
-allocation table as Ray's (so nodes of Ray's own clusters on the machine stay out of
-its ranges), with the lock polled every 0.1 s and held only until the node's raylet
-listens. The hold is needed: nodes of one cluster on one machine share a session
-folder, and each picks its raylet's socket name there by looking for an unused one,
-so two nodes starting together can pick the same name and one fails to bind it.
+process ends), readiness is checked every 0.25 s, and worker nodes start at once, side
+by side:
+- each worker node gets a temp folder of its own (`node_temp_dir`), so its session
+  folder and socket names are its own, as on a machine of its own;
+- port ranges are claimed by `claim_worker_port_range`: the same lock and allocation
+  table as Ray's (so nodes of Ray's own clusters on the machine stay out of its
+  ranges), with the lock polled every 0.1 s and held only while the table is written.
+Ray's probe job warms one Spark Python worker; every other worker node's task then
+starts Python and imports Ray cold (about 2.5 s here) while the cluster waits, so
+`warming_python_workers` warms one per task slot while Ray's start runs.
 
 Any other Ray version keeps Ray's own timings, with one log line saying so.
 """
@@ -27,6 +34,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +42,8 @@ from typing import Any
 
 import psutil
 import ray
+from pyspark import SparkContext
+from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 
 logger = logging.getLogger(__name__)
@@ -42,8 +52,8 @@ READ_FOR_RAY = "2.60.0"
 HEAD_PORT_TIMEOUT_SECONDS = 20.0  # Ray's own limit for the head to open its port
 READY_CHECK_SECONDS = 0.25
 LOCK_POLL_SECONDS = 0.1
-LOCK_HOLD_MAX_SECONDS = 10.0  # Ray's own fixed hold
 LOCK_TIMEOUT_SECONDS = 120.0
+WARM_JOIN_SECONDS = 10.0
 
 # Ray's own files (cluster_init._preallocate_ray_worker_port_range), shared on purpose.
 PORT_LOCK_FILE = Path("/tmp/ray_on_spark_worker_startup_barrier_lock.lock")
@@ -51,9 +61,15 @@ PORT_TABLE_FILE = Path("/tmp/ray_on_spark_worker_port_allocation.txt")
 FIRST_PORT, PORTS_PER_NODE, LAST_PORT = 20000, 1000, 65536
 
 
+# Ray's own, kept before any patch: node_temp_dir's start calls it.
+_start_ray_worker_nodes = spark_job_server._start_ray_worker_nodes
+
+
 def available() -> bool:
     """Whether this Ray is the version whose internals were read for this."""
-    return ray.__version__ == READ_FOR_RAY and all(hasattr(cluster_init, n) for n in _patches())
+    return ray.__version__ == READ_FOR_RAY and all(
+        hasattr(module, name) for module, name, _ in _patches()
+    )
 
 
 @contextmanager
@@ -75,23 +91,78 @@ def faster_setup(enabled: bool = True) -> Iterator[bool]:
         yield False
         return
     patches = _patches()
-    saved = {name: getattr(cluster_init, name) for name in patches}
-    for name, value in patches.items():
-        setattr(cluster_init, name, value)
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, value in patches:
+        setattr(module, name, value)
     try:
         yield True
     finally:
-        for name, value in saved.items():
-            setattr(cluster_init, name, value)
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
-def _patches() -> dict[str, Any]:
-    return {
-        "_RAY_HEAD_STARTUP_TIMEOUT": 0,
-        "_RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL": READY_CHECK_SECONDS,
-        "is_port_in_use": _wait_until_port_in_use,
-        "_preallocate_ray_worker_port_range": claim_worker_port_range,
-    }
+@contextmanager
+def warming_python_workers(context: SparkContext, enabled: bool = True) -> Iterator[None]:
+    """Within this block, a Spark job starts a Python worker that imports Ray on every
+    task slot; Ray's worker-node tasks then reuse them. On exit the job is cancelled
+    if it still runs (it may queue behind other jobs on a busy cluster)."""
+    if not enabled:
+        yield
+        return
+    group = f"raybricks-warm-{uuid.uuid4().hex[:8]}"
+    warming = threading.Thread(target=_warm, args=(context, group), name=group, daemon=True)
+    warming.start()
+    try:
+        yield
+    finally:
+        context.cancelJobGroup(group)
+        warming.join(WARM_JOIN_SECONDS)
+
+
+def _warm(context: SparkContext, group: str) -> None:
+    slots = context.defaultParallelism
+    clock = time.monotonic()
+    try:
+        context.setJobGroup(group, "raybricks: warm Python workers for Ray worker nodes")
+        context.parallelize(range(slots), slots).foreach(import_ray_on_spark)
+    except Exception as exc:  # it only saves time: the start goes on without it
+        logger.info("warming Spark's Python workers ended early: %s", str(exc).splitlines()[0])
+        return
+    logger.info(
+        "warmed Spark Python workers on %d task slots in %.1f s", slots, time.monotonic() - clock
+    )
+
+
+def import_ray_on_spark(_: int) -> None:
+    """Runs in a Spark Python worker. Pickled by reference, so unpickling it imports
+    this module, and with it Ray and Ray on Spark, as a worker node's task does."""
+
+
+def _patches() -> list[tuple[Any, str, Any]]:
+    """(module, name, value): what is replaced in Ray while the block runs."""
+    return [
+        (cluster_init, "_RAY_HEAD_STARTUP_TIMEOUT", 0),
+        (cluster_init, "_RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL", READY_CHECK_SECONDS),
+        (cluster_init, "is_port_in_use", _wait_until_port_in_use),
+        (cluster_init, "_preallocate_ray_worker_port_range", claim_worker_port_range),
+        (spark_job_server, "_start_ray_worker_nodes", _start_worker_node_in_own_dir),
+    ]
+
+
+def node_temp_dir(cluster_temp_dir: str, node_id: str) -> str:
+    """A worker node's own temp folder, beside the cluster's (where the head's is).
+
+    Ray on Spark copies each folder's logs to `<log path>/<folder name>-logs` as
+    the node exits, and removes the folder."""
+    return f"{cluster_temp_dir}-node-{node_id}"
+
+
+def _start_worker_node_in_own_dir(**arguments: Any) -> Any:
+    """Ray's worker-node start (run by its Spark job server, in this process), with
+    the node's temp folder its own."""
+    if arguments.get("ray_temp_dir") is not None:  # None: Ray's global mode
+        arguments["ray_temp_dir"] = node_temp_dir(arguments["ray_temp_dir"], arguments["node_id"])
+    return _start_ray_worker_nodes(**arguments)
 
 
 def _wait_until_port_in_use(host: str, port: int) -> bool:
@@ -126,16 +197,12 @@ def claim_worker_port_range() -> tuple[int, int]:
     """A free 1000-port range for one Ray node's workers on this machine, as
     `(begin, end)` with `end` exclusive: Ray's allocation, with a polled lock.
 
-    The table holds `pid slot` lines; slots of dead processes are free again. The
-    lock stays held until the raylet this process goes on to start listens."""
+    The table holds `pid slot` lines; slots of dead processes are free again."""
     lock = _acquire(PORT_LOCK_FILE)
-    claimed_at = time.time()
     try:
         begin = FIRST_PORT + _claim_slot(PORT_TABLE_FILE, os.getpid()) * PORTS_PER_NODE
-    except BaseException:
+    finally:
         _release(lock)
-        raise
-    threading.Thread(target=_release_once_listening, args=(lock, claimed_at), daemon=True).start()
     return begin, begin + PORTS_PER_NODE
 
 
@@ -153,28 +220,6 @@ def _acquire(path: Path) -> int:
                     f"{path} stayed locked for {LOCK_TIMEOUT_SECONDS:.0f} s"
                 ) from None
             time.sleep(LOCK_POLL_SECONDS)
-
-
-def _release_once_listening(lock: int, claimed_at: float) -> None:
-    deadline = time.monotonic() + LOCK_HOLD_MAX_SECONDS
-    try:
-        while time.monotonic() < deadline and not _raylet_listening(since=claimed_at):
-            time.sleep(LOCK_POLL_SECONDS)
-    finally:
-        _release(lock)
-
-
-def _raylet_listening(since: float) -> bool:
-    """Whether a raylet started by this process since then holds its socket."""
-    for process in psutil.Process().children(recursive=True):
-        try:
-            if process.name() == "raylet" and process.create_time() >= since:
-                sockets = process.net_connections(kind="unix")
-                if any(Path(s.laddr).name.startswith("raylet") for s in sockets):
-                    return True
-        except psutil.Error:
-            continue  # it ended meanwhile, or is not ours to inspect
-    return False
 
 
 def _release(fd: int) -> None:

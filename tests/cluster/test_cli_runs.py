@@ -85,6 +85,10 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_and_ray_logs(tmp_pa
     assert (run_dir / "ray-timeline.json").stat().st_size > 0
     assert f"run folder: {run_dir}" in done.stdout
     assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
+    # Fast start: each worker node ran in a temp folder of its own (so its logs come in
+    # a folder of their own), and a Python worker per Spark task slot was warmed.
+    assert wait_for(lambda: len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2, 30)
+    assert "warmed Spark Python workers on 2 task slots" in (run_dir / "driver.log").read_text()
     assert left_after(mark) == []
 
 

@@ -14,13 +14,14 @@ from contextlib import contextmanager
 import psutil
 import pytest
 from pyspark import cloudpickle
+from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 
 from raybricks import fast_start
 
 
 def ray_internals():
-    return tuple(getattr(cluster_init, name) for name in fast_start._patches())
+    return tuple(getattr(module, name) for module, name, _ in fast_start._patches())
 
 
 def test_patches_inside_the_block_and_restores_after():
@@ -31,7 +32,15 @@ def test_patches_inside_the_block_and_restores_after():
         assert cluster_init._preallocate_ray_worker_port_range is (
             fast_start.claim_worker_port_range
         )
+        assert spark_job_server._start_ray_worker_nodes is not before[-1]
     assert ray_internals() == before
+    assert spark_job_server._start_ray_worker_nodes is fast_start._start_ray_worker_nodes
+
+
+def test_each_worker_node_gets_a_temp_folder_of_its_own_beside_the_clusters():
+    cluster = "/tmp/ray-9100-1a2b3c4d"
+    folders = {fast_start.node_temp_dir(cluster, node_id) for node_id in ("1", "2")}
+    assert folders == {f"{cluster}-node-1", f"{cluster}-node-2"}
 
 
 def test_another_ray_version_keeps_rays_timings_with_one_log_line(monkeypatch, caplog):
@@ -62,6 +71,12 @@ def test_worker_tasks_get_the_claim_by_reference_when_pickled():
     with fast_start.faster_setup():
         task = cloudpickle.dumps(a_task_like_rays)
     assert b"raybricks.fast_start" in task and b"claim_worker_port_range" in task
+
+
+def test_the_warming_task_imports_ray_on_spark_by_reference():
+    """Unpickled in a Spark Python worker, the task imports this module and so Ray."""
+    task = cloudpickle.dumps(fast_start.import_ray_on_spark)
+    assert b"raybricks.fast_start" in task and b"import_ray_on_spark" in task
 
 
 def a_head(port: int, listen_after: float | None) -> subprocess.Popen[bytes]:
@@ -125,7 +140,6 @@ def test_a_head_that_exits_is_given_up_on_at_once():
 def port_files(tmp_path, monkeypatch):
     monkeypatch.setattr(fast_start, "PORT_LOCK_FILE", tmp_path / "ports.lock")
     monkeypatch.setattr(fast_start, "PORT_TABLE_FILE", tmp_path / "ports.txt")
-    monkeypatch.setattr(fast_start, "LOCK_HOLD_MAX_SECONDS", 0.5)
     return tmp_path / "ports.txt"
 
 
@@ -139,25 +153,17 @@ def test_port_ranges_never_overlap_and_dead_slots_are_reused(port_files):
     assert rows == {str(os.getppid()): "0", str(os.getpid()): "1"}
 
 
-def test_the_lock_is_held_after_a_claim_and_then_released(port_files):
+def test_a_taken_lock_is_waited_for_and_free_again_right_after_a_claim(port_files, monkeypatch):
+    monkeypatch.setattr(fast_start, "LOCK_TIMEOUT_SECONDS", 0.3)
+    taken = fast_start._acquire(fast_start.PORT_LOCK_FILE)
+    with pytest.raises(TimeoutError, match="stayed locked"):
+        fast_start.claim_worker_port_range()
+    fast_start._release(taken)
     fast_start.claim_worker_port_range()
-    with pytest.raises(TimeoutError), _lock_timeout(0.05):
-        fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))
-    # No raylet is started here, so the hold ends at its limit; then it is free.
-    fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))
+    fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))  # free at once
 
 
-@contextmanager
-def _lock_timeout(seconds):
-    saved, fast_start.LOCK_TIMEOUT_SECONDS = fast_start.LOCK_TIMEOUT_SECONDS, seconds
-    try:
-        yield
-    finally:
-        fast_start.LOCK_TIMEOUT_SECONDS = saved
-
-
-def test_claims_racing_from_many_processes_get_distinct_ranges(port_files, monkeypatch):
-    monkeypatch.setattr(fast_start, "LOCK_HOLD_MAX_SECONDS", 0.1)
+def test_claims_racing_from_many_processes_get_distinct_ranges(port_files):
     fork = multiprocessing.get_context("fork")
     ready, claimed = fork.Barrier(6), fork.SimpleQueue()
     claimants = [fork.Process(target=_claim, args=(ready, claimed)) for _ in range(6)]
