@@ -115,7 +115,8 @@ def warming_python_workers(context: SparkContext, enabled: bool = True) -> Itera
     try:
         yield
     finally:
-        context.cancelJobGroup(group)
+        if warming.is_alive():
+            context.cancelJobGroup(group)
         warming.join(WARM_JOIN_SECONDS)
 
 
