@@ -19,6 +19,10 @@ by side:
 - port ranges are claimed by `claim_worker_port_range`: the same lock and allocation
   table as Ray's (so nodes of Ray's own clusters on the machine stay out of its
   ranges), with the lock polled every 0.1 s and held only while the table is written.
+- the ports Ray picks at random (the head's, and each worker node's dashboard agent's)
+  are kept from other raybricks clusters on the machine until bound
+  (`reserve_unused_port`): Ray only checks a port is free when it picks it, and two
+  clusters starting at once may pick the same one before either binds it.
 Ray's probe job warms one Spark Python worker; every other worker node's task then
 starts Python and imports Ray cold (about 2.5 s here) while the cluster waits, so
 `warming_python_workers` warms one per task slot while Ray's start runs.
@@ -35,7 +39,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ import ray
 from pyspark import SparkContext
 from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
+from ray.util.spark import utils as ray_on_spark_utils
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +64,10 @@ WARM_JOIN_SECONDS = 10.0
 PORT_LOCK_FILE = Path("/tmp/ray_on_spark_worker_startup_barrier_lock.lock")
 PORT_TABLE_FILE = Path("/tmp/ray_on_spark_worker_port_allocation.txt")
 FIRST_PORT, PORTS_PER_NODE, LAST_PORT = 20000, 1000, 65536
+# Ours: the ports picked for raybricks clusters on this machine, not yet surely bound.
+RESERVED_PORTS_LOCK_FILE = Path("/tmp/raybricks_ray_on_spark_ports.lock")
+RESERVED_PORTS_FILE = Path("/tmp/raybricks_ray_on_spark_ports.txt")
+RESERVED_SECONDS = 120.0  # a picked port is bound (or given up) well within this
 
 
 # Ray's own, kept before any patch: node_temp_dir's start calls it.
@@ -146,6 +155,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (cluster_init, "_RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL", READY_CHECK_SECONDS),
         (cluster_init, "is_port_in_use", _wait_until_port_in_use),
         (cluster_init, "_preallocate_ray_worker_port_range", claim_worker_port_range),
+        (cluster_init, "get_random_unused_port", reserve_unused_port),
         (spark_job_server, "_start_ray_worker_nodes", _start_worker_node_in_own_dir),
     ]
 
@@ -229,11 +239,47 @@ def _release(fd: int) -> None:
 
 
 def _claim_slot(table: Path, pid: int) -> int:
-    rows = [line.split() for line in table.read_text().splitlines()] if table.exists() else []
-    taken = {int(p): int(s) for p, s in rows if psutil.pid_exists(int(p))}
+    taken = {int(p): int(s) for p, s in _rows(table) if psutil.pid_exists(int(p))}
     slot = next(i for i in range(len(taken) + 1) if i not in taken.values())
     if FIRST_PORT + (slot + 1) * PORTS_PER_NODE > LAST_PORT:  # checked before it is taken
         raise RuntimeError(f"no free worker port range left on this machine (slot {slot})")
     taken[pid] = slot
-    table.write_text("".join(f"{p} {s}\n" for p, s in taken.items()))
+    _write_rows(table, taken.items())
     return slot
+
+
+def reserve_unused_port(
+    host: str,
+    min_port: int = 1024,
+    max_port: int = 65535,
+    max_retries: int = 100,
+    exclude_list: list[int] | None = None,
+) -> int:
+    """Ray's `get_random_unused_port`, skipping the ports reserved on this machine, and
+    reserving the one it returns for `RESERVED_SECONDS` (or until this process ends).
+
+    The table holds `pid port time` lines."""
+    lock = _acquire(RESERVED_PORTS_LOCK_FILE)
+    try:
+        now = time.time()
+        reserved = [
+            (int(pid), int(port), float(at))
+            for pid, port, at in _rows(RESERVED_PORTS_FILE)
+            if now - float(at) < RESERVED_SECONDS and psutil.pid_exists(int(pid))
+        ]
+        skip = [*(exclude_list or ()), *(port for _, port, _ in reserved)]
+        port: int = ray_on_spark_utils.get_random_unused_port(
+            host, min_port, max_port, max_retries, exclude_list=skip
+        )
+        _write_rows(RESERVED_PORTS_FILE, [*reserved, (os.getpid(), port, now)])
+    finally:
+        _release(lock)
+    return port
+
+
+def _rows(table: Path) -> list[list[str]]:
+    return [line.split() for line in table.read_text().splitlines()] if table.exists() else []
+
+
+def _write_rows(table: Path, rows: Iterable[Iterable[object]]) -> None:
+    table.write_text("".join(" ".join(map(str, row)) + "\n" for row in rows))

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import psutil
 import pytest
@@ -140,6 +141,8 @@ def test_a_head_that_exits_is_given_up_on_at_once():
 def port_files(tmp_path, monkeypatch):
     monkeypatch.setattr(fast_start, "PORT_LOCK_FILE", tmp_path / "ports.lock")
     monkeypatch.setattr(fast_start, "PORT_TABLE_FILE", tmp_path / "ports.txt")
+    monkeypatch.setattr(fast_start, "RESERVED_PORTS_LOCK_FILE", tmp_path / "reserved.lock")
+    monkeypatch.setattr(fast_start, "RESERVED_PORTS_FILE", tmp_path / "reserved.txt")
     return tmp_path / "ports.txt"
 
 
@@ -189,3 +192,38 @@ def test_no_range_left_raises_and_takes_nothing(port_files, monkeypatch):
         fast_start.claim_worker_port_range()
     assert port_files.read_text() == f"{os.getppid()} 0\n"
     fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))  # and the lock is free
+
+
+# Free on this machine (Ray's own check), and few, so that random picks would collide.
+SOME_PORTS = range(41000, 41006)
+
+
+def test_ports_picked_at_once_by_many_processes_are_distinct(port_files):
+    fork = multiprocessing.get_context("fork")
+    ready, picked = fork.Barrier(len(SOME_PORTS)), fork.SimpleQueue()
+    pickers = [fork.Process(target=_pick, args=(ready, picked)) for _ in SOME_PORTS]
+    for picker in pickers:
+        picker.start()
+    ports = sorted(picked.get() for _ in pickers)
+    for picker in pickers:
+        picker.join(30)
+    assert ports == list(SOME_PORTS)  # none bound them: only the reservations kept them apart
+
+
+def _pick(ready, picked) -> None:
+    ready.wait()  # all at once
+    picked.put(fast_start.reserve_unused_port("127.0.0.1", SOME_PORTS[0], SOME_PORTS[-1]))
+    ready.wait()  # alive until every one has picked
+
+
+def test_a_reservation_ends_with_its_process_or_after_its_time(port_files):
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    long_ago = time.time() - fast_start.RESERVED_SECONDS - 1
+    fast_start.RESERVED_PORTS_FILE.write_text(
+        f"{ended.pid} 41000 {time.time()}\n{os.getppid()} 41001 {long_ago}\n"
+    )
+    pick = partial(fast_start.reserve_unused_port, "127.0.0.1", 41000, 41001)
+    assert {pick(), pick()} == {41000, 41001}
+    with pytest.raises(RuntimeError, match="Get available port"):
+        pick()  # both are reserved now, by this live process
