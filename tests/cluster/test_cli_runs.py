@@ -180,13 +180,14 @@ TERM, INT = signal.SIGTERM, signal.SIGINT
 @pytest.mark.parametrize(
     ("phase", "log_line", "after", "signals", "stage_status"),
     [
-        ("spark start", "starting a local Spark", 1.0, [TERM], "skipped"),
+        # SIGINT where SparkContext() sets a SIGINT handler of its own; both signals take
+        # the same path after that (the `deferred` unit test sends both).
+        ("spark start", "starting a local Spark", 1.0, [INT], "skipped"),
         ("ray start", "starting Ray on Spark", 1.0, [TERM], "skipped"),
         ("mid-stage", "namespaces: started", 1.0, [TERM], "failed"),
-        ("mid-stage", "namespaces: started", 1.0, [INT], "failed"),
         ("shutdown, twice", "shutting the Ray cluster down", 0.0, [TERM, TERM], "passed"),
     ],
-    ids=["spark-start", "ray-start", "stage-sigterm", "stage-sigint", "shutdown-twice"],
+    ids=["spark-start-sigint", "ray-start", "stage", "shutdown-twice"],
 )
 def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
     tmp_path, env, phase, log_line, after, signals, stage_status
@@ -235,7 +236,7 @@ def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
     ("conf_text", "flags", "error"),
     [
         pytest.param(
-            "cluster:\n  head_node_options:\n    no_such_ray_start_option: 1\n",
+            SMALL_CLUSTER + "  head_node_options:\n    no_such_ray_start_option: 1\n",
             [],
             "the Ray cluster could not start",
             id="the-head-fails",

@@ -10,7 +10,9 @@
   `no_restart=True` ends it for good, restarts left or not.
 
 The actor's own state is lost on restart, so the constructor counts its starts in a
-separate `Tally` actor; that count, and the changing pid, are the evidence.
+separate `Tally` actor; that count, and the changing pid, are the evidence. One actor
+runs out of restarts; another may always restart, and shows what does not restart it:
+a Python exception, and `ray.kill(no_restart=True)`.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class Fragile:
         return self.failures
 
 
+APP_RETRIES = 3  # max_task_retries of the unlimited actor: retries an exception may get
+
+
 class FaultToleranceParams(StageParams):
     max_restarts: int = Field(2, ge=0, description="restarts allowed to the fragile actor")
     max_task_retries: int = Field(2, ge=0)
@@ -104,12 +109,10 @@ class FaultTolerance(Stage[FaultToleranceParams]):
             )
             ctx.record(**_crash_is_retried(limited, timeout))
             ctx.record(**_restarts_run_out(ctx, limited, params.max_restarts - 1, timeout))
-            app = fragile("app", max_restarts=1, max_task_retries=3)
-            ctx.record(**_exceptions_are_not_retried(app, 3, timeout))
-            killed = fragile("killed", max_restarts=2)
-            ctx.record(**_kill_with_and_without_restart(ctx, killed, timeout))
-            unlimited = fragile("unlimited", max_restarts=-1)
+            unlimited = fragile("unlimited", max_restarts=-1, max_task_retries=APP_RETRIES)
+            ctx.record(**_exceptions_are_not_retried(unlimited, APP_RETRIES, timeout))
             ctx.record(**_unlimited_restarts(ctx, unlimited, params.unlimited_crashes, timeout))
+            ctx.record(**_kill_with_and_without_restart(ctx, unlimited, timeout))
         finally:
             for actor in made:
                 ray.kill(actor, no_restart=True)
@@ -173,7 +176,7 @@ def _kill_with_and_without_restart(ctx: StageContext, actor: Any, timeout: float
     pid = ray.get(actor.pid.remote(), timeout=timeout)
     ray.kill(actor, no_restart=False)
     restarted_pid = pid_after_restart(ctx, actor, pid, timeout)
-    ray.kill(actor, no_restart=True)  # one restart is still left, and not used
+    ray.kill(actor, no_restart=True)  # restarts are left, and not used
     dead = died(ctx, actor, timeout)
     expect(dead, "ray.kill(no_restart=True) left the actor alive")
     return {"kill_restarted_pids": [pid, restarted_pid], "kill_no_restart_dead": dead}
