@@ -15,7 +15,7 @@ Here the head's port is polled instead (same 20 s limit, cut short if the head's
 process ends), readiness is checked every 0.25 s, and worker nodes start at once, side
 by side:
 - each worker node gets a temp folder of its own (`node_temp_dir`), so its session
-  folder and socket names are its own, as on a machine of its own;
+  folder and socket names are its own, as on a machine of its own.
 - port ranges are claimed by `claim_worker_port_range`: the same lock and allocation
   table as Ray's (so nodes of Ray's own clusters on the machine stay out of its
   ranges), with the lock polled every 0.1 s and held only while the table is written.
@@ -70,7 +70,7 @@ RESERVED_PORTS_FILE = Path("/tmp/raybricks_ray_on_spark_ports.txt")
 RESERVED_SECONDS = 120.0  # a picked port is bound (or given up) well within this
 
 
-# Ray's own, kept before any patch: node_temp_dir's start calls it.
+# Ray's own, kept before any patch: `_start_worker_node_in_own_dir` calls it.
 _start_ray_worker_nodes = spark_job_server._start_ray_worker_nodes
 
 
@@ -86,8 +86,9 @@ def faster_setup(enabled: bool = True) -> Iterator[bool]:
     """Within this block, `setup_ray_cluster` skips its fixed waits. Yields whether it
     does; Ray's module is restored on exit.
 
-    Worker nodes start in Spark tasks, which get the port-range claim through the
-    pickled task function (it names `claim_worker_port_range` by module)."""
+    Worker nodes start in Spark tasks, which get the port-range claim and the port
+    reservation through the pickled task function (it names `claim_worker_port_range`
+    and `reserve_unused_port` by module)."""
     if not enabled:
         yield False
         return

@@ -64,14 +64,18 @@ def test_the_setting_turns_it_off():
         assert ray_internals() == before
 
 
-def test_worker_tasks_get_the_claim_by_reference_when_pickled():
-    """Ray pickles its worker-node task function in the driver; the patched global
-    must travel as an importable reference, so executors run the same claim."""
+def test_worker_tasks_get_the_claim_and_reservation_by_reference_when_pickled():
+    """Ray pickles its worker-node task function in the driver; the patched globals
+    must travel as importable references, so executors run the same code."""
     # Defined in Ray's module namespace, as Ray's nested task function is.
-    a_task_like_rays = eval("lambda _: _preallocate_ray_worker_port_range()", vars(cluster_init))
+    a_task_like_rays = eval(
+        "lambda _: (_preallocate_ray_worker_port_range(), get_random_unused_port('h'))",
+        vars(cluster_init),
+    )
     with fast_start.faster_setup():
         task = cloudpickle.dumps(a_task_like_rays)
-    assert b"raybricks.fast_start" in task and b"claim_worker_port_range" in task
+    assert b"raybricks.fast_start" in task
+    assert b"claim_worker_port_range" in task and b"reserve_unused_port" in task
 
 
 def test_the_warming_task_imports_ray_on_spark_by_reference():
