@@ -1,12 +1,14 @@
 """Every comparison of the performance work, side by side on this machine; writes
 benchmarks/RESULTS.md. Not a test: it measures, it does not judge.
 
-    .venv/bin/python benchmarks/run.py [--repeat 3]
+    .venv/bin/python -m benchmarks.run [--repeat 3]
+
+Each run starts once every process of the run before it has ended (Ray's nodes copy
+their logs and clean up after the driver exits), so no run pays for another's exit.
 """
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -16,22 +18,30 @@ import time
 from pathlib import Path
 
 import psutil
+from benchmarks.rounds import ROUNDS
+from tests.cluster.processes import left_after, marked_env
 
 from raybricks.report import versions
-from rounds import ROUNDS  # beside this script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def started(command, **kwargs):
+    """The command, started quietly with a mark its processes inherit; and the mark."""
+    env, mark = marked_env(RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs
+    )
+    return proc, mark
 
 
 def measured(command, **kwargs):
-    """Wall seconds, the peak RSS (MiB) of the process itself, and its exit code."""
+    """Wall seconds, the peak RSS (MiB) of the process itself, and its exit code;
+    returns once the processes it started have ended too."""
     clock = time.perf_counter()
-    proc = subprocess.Popen(
-        command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs
-    )
+    proc, mark = started(command, **kwargs)
     watched, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
@@ -39,7 +49,9 @@ def measured(command, **kwargs):
         except psutil.NoSuchProcess:
             break
         time.sleep(0.1)
-    return time.perf_counter() - clock, peak / 2**20, proc.wait()
+    seconds, code = time.perf_counter() - clock, proc.wait()
+    left_after(mark)
+    return seconds, peak / 2**20, code
 
 
 def conf_file(folder, fast_start):
@@ -88,11 +100,10 @@ def cluster_start(folder, repeat):
 
 def two_clusters_at_once(folder):
     runs = [exec_cmd(folder, True, "true", namespace=f"pair-{i}") for i in range(2)]
-    procs = [
-        subprocess.Popen(a, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for a, _ in runs
-    ]
-    codes = [p.wait() for p in procs]
+    procs = [started(args) for args, _ in runs]
+    codes = [proc.wait() for proc, _ in procs]
+    for _, mark in procs:
+        left_after(mark)
     return codes, [
         startup_seconds(logs) if code == 0 else None
         for (_, logs), code in zip(runs, codes, strict=True)
@@ -149,7 +160,7 @@ def main():
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `benchmarks/run.py --repeat {repeat}` on {time.strftime('%Y-%m-%d')}: "
+        f"Written by `python -m benchmarks.run --repeat {repeat}` on {time.strftime('%Y-%m-%d')}: "
         f"{platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {v['python']}, "
         f"Ray {v['ray']}, pyspark {v['pyspark']}, raybricks {v['raybricks']}. Each figure is "
