@@ -83,8 +83,8 @@ def available() -> bool:
 
 @contextmanager
 def faster_setup(enabled: bool = True) -> Iterator[bool]:
-    """Within this block, `setup_ray_cluster` skips its fixed waits. Yields whether it
-    does; Ray's module is restored on exit.
+    """Within this block, `setup_ray_cluster` skips its fixed waits and starts worker
+    nodes side by side. Yields whether it does; Ray's modules are restored on exit.
 
     Worker nodes start in Spark tasks, which get the port-range claim and the port
     reservation through the pickled task function (it names `claim_worker_port_range`
