@@ -13,12 +13,18 @@ The actor's own state is lost on restart, so the constructor counts its starts i
 separate `Tally` actor; that count, and the changing pid, are the evidence. One actor
 runs out of restarts; another may always restart, and shows what does not restart it:
 a Python exception, and `ray.kill(no_restart=True)`.
+
+Ray answers a call that was in flight at a crash only after a fixed wait (1 s in Ray
+2.60), retried or not. So the retry is shown once; the other crashes are calls nobody
+waits for, and the restart is seen when the new process counts itself in the tally.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -37,8 +43,15 @@ class Tally:
         self.starts: dict[str, int] = {}
 
     def started(self, key: str) -> int:
-        self.starts[key] = self.starts.get(key, 0) + 1
+        self.starts[key] = self.starts_of(key) + 1
         return self.starts[key]
+
+    def starts_of(self, key: str) -> int:
+        return self.starts.get(key, 0)
+
+
+EXCEPTION_RETRIES = 1  # of fail_and_retry (each retry waits 1 s in Ray 2.60)
+POLL_SECONDS = 0.05
 
 
 @ray.remote(num_cpus=0)
@@ -53,11 +66,12 @@ class Fragile:
     def pid(self) -> int:
         return os.getpid()
 
-    def double_surviving_a_crash(self, x: int) -> int:
-        """The first incarnation dies mid-call (a system failure); a retry answers."""
+    def double_surviving_a_crash(self, x: int) -> tuple[int, int, int]:
+        """The first start dies mid-call (a system failure); Ray re-sends the call to
+        the restarted actor, which answers `(2 * x, its pid, its start count)`."""
         if self.generation == 1:
             os._exit(1)
-        return 2 * x
+        return 2 * x, os.getpid(), self.generation
 
     @ray.method(max_task_retries=0)  # a crash on purpose must not be re-sent
     def crash(self) -> None:
@@ -67,7 +81,7 @@ class Fragile:
         self.failures += 1
         raise ValueError(f"application error {self.failures}")
 
-    @ray.method(retry_exceptions=True)
+    @ray.method(retry_exceptions=True, max_task_retries=EXCEPTION_RETRIES)
     def fail_and_retry(self) -> None:
         self.failures += 1
         raise ValueError(f"application error {self.failures}")
@@ -76,14 +90,20 @@ class Fragile:
         return self.failures
 
 
-APP_RETRIES = 3  # max_task_retries of the unlimited actor: retries an exception may get
-
-
 class FaultToleranceParams(StageParams):
     max_restarts: int = Field(2, ge=0, description="restarts allowed to the fragile actor")
     max_task_retries: int = Field(2, ge=0)
     unlimited_crashes: int = Field(3, ge=1, description="crashes shown with max_restarts=-1")
     call_timeout_seconds: float = Field(60.0, gt=0)
+
+
+@dataclass(frozen=True)
+class Crashable:
+    """A fragile actor, the tally its starts are counted in, and its key there."""
+
+    actor: Any
+    tally: Any
+    key: str
 
 
 class FaultTolerance(Stage[FaultToleranceParams]):
@@ -95,24 +115,22 @@ class FaultTolerance(Stage[FaultToleranceParams]):
         tally = Tally.remote()  # type: ignore[attr-defined]
         made: list[Any] = [tally]
 
-        def fragile(key: str, **options: Any) -> Any:
-            actor = Fragile.options(**options).remote(tally, key)  # type: ignore[attr-defined]
+        def fragile(key: str, max_restarts: int) -> Crashable:
+            actor = Fragile.options(  # type: ignore[attr-defined]
+                max_restarts=max_restarts, max_task_retries=params.max_task_retries
+            ).remote(tally, key)
             made.append(actor)
-            return actor
+            return Crashable(actor, tally, key)
 
         timeout = params.call_timeout_seconds
         try:
-            limited = fragile(
-                "limited",
-                max_restarts=params.max_restarts,
-                max_task_retries=params.max_task_retries,
-            )
-            ctx.record(**_crash_is_retried(limited, timeout))
+            limited = fragile("limited", params.max_restarts)
+            ctx.record(**_crash_is_retried(limited.actor, timeout))
             ctx.record(**_restarts_run_out(ctx, limited, params.max_restarts - 1, timeout))
-            unlimited = fragile("unlimited", max_restarts=-1, max_task_retries=APP_RETRIES)
-            ctx.record(**_exceptions_are_not_retried(unlimited, APP_RETRIES, timeout))
+            unlimited = fragile("unlimited", max_restarts=-1)
+            ctx.record(**_exceptions_are_not_retried(unlimited.actor, timeout))
             ctx.record(**_unlimited_restarts(ctx, unlimited, params.unlimited_crashes, timeout))
-            ctx.record(**_kill_with_and_without_restart(ctx, unlimited, timeout))
+            ctx.record(**_kill_with_and_without_restart(ctx, unlimited.actor, timeout))
         finally:
             for actor in made:
                 ray.kill(actor, no_restart=True)
@@ -121,12 +139,13 @@ class FaultTolerance(Stage[FaultToleranceParams]):
 def _crash_is_retried(actor: Any, timeout: float) -> dict[str, Any]:
     pid, generation = ray.get(actor.whoami.remote(), timeout=timeout)
     try:
-        answer = ray.get(actor.double_surviving_a_crash.remote(21), timeout=timeout)
+        answer, new_pid, new_generation = ray.get(
+            actor.double_surviving_a_crash.remote(21), timeout=timeout
+        )
     except RayActorError as exc:
         raise StageFailed(
             f"the call in flight at the crash was not retried: {type(exc).__name__}"
         ) from None
-    new_pid, new_generation = ray.get(actor.whoami.remote(), timeout=timeout)
     expect(answer == 42, f"the retried call answered {answer}")
     expect(new_pid != pid and new_generation == generation + 1, "no restart was observed")
     return {
@@ -137,20 +156,17 @@ def _crash_is_retried(actor: Any, timeout: float) -> dict[str, Any]:
 
 
 def _restarts_run_out(
-    ctx: StageContext, actor: Any, restarts_left: int, timeout: float
+    ctx: StageContext, fragile: Crashable, restarts_left: int, timeout: float
 ) -> dict[str, Any]:
     """Crash it until no restart is left: then it stays dead."""
-    generations = []
-    for _ in range(restarts_left):
-        _crash(actor, timeout)
-        generations.append(_generation(ctx, actor, timeout))
-    _crash(actor, timeout)
-    dead = died(ctx, actor, timeout)
+    generations = [_restarted_after_crash(ctx, fragile, timeout)[1] for _ in range(restarts_left)]
+    fragile.actor.crash.remote()
+    dead = died(ctx, fragile.actor, timeout)
     expect(dead, "the actor answered after its last allowed restart")
     return {"generations_until_limit": generations, "dead_past_max_restarts": dead}
 
 
-def _exceptions_are_not_retried(actor: Any, retries: int, timeout: float) -> dict[str, Any]:
+def _exceptions_are_not_retried(actor: Any, timeout: float) -> dict[str, Any]:
     pid, _ = ray.get(actor.whoami.remote(), timeout=timeout)
     try:
         ray.get(actor.fail.remote(), timeout=timeout)
@@ -164,7 +180,8 @@ def _exceptions_are_not_retried(actor: Any, retries: int, timeout: float) -> dic
     with contextlib.suppress(RayTaskError):
         ray.get(actor.fail_and_retry.remote(), timeout=timeout)
     retried = ray.get(actor.failures_seen.remote(), timeout=timeout) - plain
-    expect(retried == 1 + retries, f"retry_exceptions=True ran {retried} times, not {1 + retries}")
+    runs = 1 + EXCEPTION_RETRIES
+    expect(retried == runs, f"retry_exceptions=True ran {retried} times, not {runs}")
     return {
         "runs_of_failing_call": plain,
         "runs_with_retry_exceptions": retried,
@@ -183,25 +200,24 @@ def _kill_with_and_without_restart(ctx: StageContext, actor: Any, timeout: float
 
 
 def _unlimited_restarts(
-    ctx: StageContext, actor: Any, crashes: int, timeout: float
+    ctx: StageContext, fragile: Crashable, crashes: int, timeout: float
 ) -> dict[str, Any]:
-    generations = [_generation(ctx, actor, timeout)]
-    for _ in range(crashes):
-        _crash(actor, timeout)
-        generations.append(_generation(ctx, actor, timeout))
+    generations = [when_available(ctx, fragile.actor.whoami.remote, timeout)[1]]
+    generations += [_restarted_after_crash(ctx, fragile, timeout)[1] for _ in range(crashes)]
     expect(generations == list(range(1, crashes + 2)), f"restarts went {generations}")
     return {"unlimited_generations": generations}
 
 
-def _crash(actor: Any, timeout: float) -> None:
-    try:
-        ray.get(actor.crash.remote(), timeout=timeout)
-    except RayActorError:
-        return  # the call dies with the process: expected
-    raise StageFailed("crash() returned")
-
-
-def _generation(ctx: StageContext, actor: Any, timeout: float) -> int:
-    """Which start of the actor answers (once it is back from a restart)."""
-    generation: int = when_available(ctx, actor.whoami.remote, timeout)[1]
-    return generation
+def _restarted_after_crash(
+    ctx: StageContext, fragile: Crashable, timeout: float
+) -> tuple[int, int]:
+    """Crash the actor's process and wait for its restart: `(pid, start count)` of the
+    restarted actor. The crash call dies with the process, and nobody waits for it."""
+    starts = ray.get(fragile.tally.starts_of.remote(fragile.key), timeout=timeout)
+    fragile.actor.crash.remote()
+    deadline = time.monotonic() + timeout
+    while ray.get(fragile.tally.starts_of.remote(fragile.key), timeout=timeout) == starts:
+        expect(time.monotonic() < deadline, f"the actor did not restart within {timeout:g} s")
+        ctx.wait(POLL_SECONDS)
+    whoami: tuple[int, int] = when_available(ctx, fragile.actor.whoami.remote, timeout)
+    return whoami
