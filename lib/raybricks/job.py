@@ -37,7 +37,11 @@ Work = Callable[[ClusterInfo, Report], int]
 
 def run_stages(settings: Settings, run_dir: Path) -> Report:
     runner = Runner(
-        settings.stages, settings.params_for, settings.stage_timeout_seconds, live_worker_nodes
+        settings.stages,
+        settings.params_for,
+        settings.stage_timeout_seconds,
+        live_worker_nodes,
+        settings.parallel_stages,
     )
 
     def work(cluster: ClusterInfo, report: Report) -> int:

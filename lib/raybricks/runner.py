@@ -1,11 +1,12 @@
-"""Runs the selected stages in order, times each, and keeps what each proved.
+"""Runs the selected stages, times each, and keeps what each proved.
 
-A failing stage is recorded and the next one still runs. Results start out as
-`skipped`, so whatever stops the run, the report lists every selected stage truthfully.
+Stages start in the order given, up to `parallel` at once (1: one after another). A
+failing stage is recorded and the others still run. Results start out as `skipped`,
+so whatever stops the run, the report lists every selected stage truthfully.
 
-Each stage runs in its own thread while the main thread waits for it, for two reasons:
-a stage that hangs can be given up on after its timeout, and a signal handler that
-raises (cancellation) does so in the main thread's plain-Python wait, never inside
+Each stage runs in its own thread while the main thread waits for them, for two
+reasons: a stage that hangs can be given up on after its timeout, and a signal handler
+that raises (cancellation) does so in the main thread's plain-Python wait, never inside
 Ray's compiled calls, which turn such an exception into a `SystemError`. Either way the
 stage is then asked to stop and given a grace period to leave Ray and clean up: the
 cluster must not be disconnected while a stage thread is inside a Ray call.
@@ -14,9 +15,11 @@ cluster must not be disconnected while a stage thread is inside a Ray call.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from raybricks.report import StageResult
@@ -28,6 +31,20 @@ logger = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 15.0  # for a stopped stage to leave Ray and kill its actors
 
 
+@dataclass(eq=False)
+class _Running:
+    """One stage in its thread."""
+
+    number: int
+    result: StageResult
+    ctx: StageContext
+    thread: threading.Thread
+    nodes_before: set[str]
+    deadline: float
+    clock: float = field(default_factory=time.monotonic)
+    failure: list[BaseException] = field(default_factory=list)
+
+
 class Runner:
     def __init__(
         self,
@@ -35,12 +52,14 @@ class Runner:
         params_for: Callable[[str], Any],
         timeout_seconds: float | None = None,
         worker_nodes: Callable[[], set[str]] = set,
+        parallel: int = 1,
     ) -> None:
         """`worker_nodes` gives the cluster's live worker nodes: any lost or joined
-        during a stage are logged and recorded in its evidence."""
+        while a stage runs are logged and recorded in its evidence."""
         self.params_for = params_for
         self.timeout_seconds = timeout_seconds
         self.worker_nodes = worker_nodes
+        self.parallel = parallel
         self.results = [StageResult(name) for name in names]
 
     @property
@@ -48,54 +67,84 @@ class Runner:
         return all(result.status == "passed" for result in self.results)
 
     def run(self, make_context: Callable[[], StageContext]) -> list[StageResult]:
-        for number, result in enumerate(self.results, 1):
-            logger.debug("stage %d/%d %s: started", number, len(self.results), result.name)
-            self._run_one(result, make_context())
-            logger.info(
-                "stage %d/%d %s: %s in %.1f s%s",
-                number,
-                len(self.results),
-                result.name,
-                result.status,
-                result.seconds,
-                f" ({result.error})" if result.error else "",
-            )
+        waiting = list(enumerate(self.results, 1))
+        running: list[_Running] = []
+        ended: queue.SimpleQueue[_Running] = queue.SimpleQueue()
+        try:
+            while waiting or running:
+                while waiting and len(running) < self.parallel:
+                    number, result = waiting.pop(0)
+                    stage = self._prepare(number, result, make_context(), ended)
+                    running.append(stage)  # before it starts: a cancel may come at once
+                    stage.thread.start()
+                self._wait_for_one(running, ended)
+        except BaseException as exc:  # cancelled while waiting: record how far each got
+            for stage in running:
+                if stage.thread.is_alive():
+                    stage.result.status, stage.result.error = "failed", f"interrupted ({exc})"
+            _stop(running)
+            for stage in running:
+                self._end(stage)
+            raise
         return self.results
 
-    def _run_one(self, result: StageResult, ctx: StageContext) -> None:
+    def _prepare(
+        self, number: int, result: StageResult, ctx: StageContext, ended: queue.SimpleQueue
+    ) -> _Running:
+        """The stage in a thread, not yet started, that puts itself in `ended` at its end."""
         stage = STAGES[result.name]()
         params = self.params_for(result.name)
-        failure: list[BaseException] = []
 
         def body() -> None:
             try:
                 stage.run(ctx, params)
             except BaseException as exc:
-                failure.append(exc)
+                running.failure.append(exc)
+            finally:
+                ended.put(running)
 
-        nodes_before = self.worker_nodes()
-        clock = time.monotonic()
-        worker = threading.Thread(target=body, name=f"stage-{result.name}", daemon=True)
-        try:
-            worker.start()
-            worker.join(self.timeout_seconds)
-        except BaseException as exc:  # cancelled while waiting: record how far it got
-            result.status, result.error = "failed", f"interrupted ({exc})"
-            _stop(worker, ctx, result.name)
-            raise
-        finally:
-            result.seconds = round(time.monotonic() - clock, 2)
-            result.evidence = dict(ctx.evidence)
-            self._record_node_changes(result, nodes_before)
-        if worker.is_alive():
-            result.status = "failed"
-            result.error = f"timed out after {self.timeout_seconds:g} s"
-            logger.error("stage %s %s", result.name, result.error)
-            _stop(worker, ctx, result.name)
-        elif not failure:
-            result.status = "passed"
-        else:
-            self._record_failure(result, failure[0])
+        logger.debug("stage %d/%d %s: started", number, len(self.results), result.name)
+        thread = threading.Thread(target=body, name=f"stage-{result.name}", daemon=True)
+        deadline = time.monotonic() + (self.timeout_seconds or float("inf"))
+        running = _Running(number, result, ctx, thread, self.worker_nodes(), deadline)
+        return running
+
+    def _wait_for_one(self, running: list[_Running], ended: queue.SimpleQueue) -> None:
+        """Wait until a running stage ends or passes its deadline; record it."""
+        while True:
+            deadline = min(stage.deadline for stage in running)
+            try:
+                done = ended.get(timeout=min(max(0.0, deadline - time.monotonic()), 3600.0))
+            except queue.Empty:
+                done = next(stage for stage in running if stage.deadline == deadline)
+                done.result.status = "failed"
+                done.result.error = f"timed out after {self.timeout_seconds:g} s"
+                logger.error("stage %s %s", done.result.name, done.result.error)
+                _stop([done])
+            if done in running:  # not a stage given up on earlier that ended since
+                break
+        running.remove(done)
+        self._end(done)
+
+    def _end(self, stage: _Running) -> None:
+        result = stage.result
+        result.seconds = round(time.monotonic() - stage.clock, 2)
+        result.evidence = dict(stage.ctx.evidence)
+        self._record_node_changes(result, stage.nodes_before)
+        if result.status == "skipped":  # neither interrupted nor timed out: it ended
+            if stage.failure:
+                self._record_failure(result, stage.failure[0])
+            else:
+                result.status = "passed"
+        logger.info(
+            "stage %d/%d %s: %s in %.1f s%s",
+            stage.number,
+            len(self.results),
+            result.name,
+            result.status,
+            result.seconds,
+            f" ({result.error})" if result.error else "",
+        )
 
     def _record_node_changes(self, result: StageResult, before: set[str]) -> None:
         after = self.worker_nodes()
@@ -115,9 +164,14 @@ class Runner:
             logger.error("stage %s raised", result.name, exc_info=exc)
 
 
-def _stop(worker: threading.Thread, ctx: StageContext, name: str) -> None:
-    """Ask a stage to stop and wait a bounded time for it to leave Ray."""
-    ctx.stop.set()
-    worker.join(STOP_GRACE_SECONDS)
-    if worker.is_alive():
-        logger.warning("stage %s did not stop within %.0f s", name, STOP_GRACE_SECONDS)
+def _stop(stages: list[_Running]) -> None:
+    """Ask stages to stop and wait a bounded time for them to leave Ray."""
+    for stage in stages:
+        stage.ctx.stop.set()
+    grace_ends = time.monotonic() + STOP_GRACE_SECONDS
+    for stage in stages:
+        stage.thread.join(max(0.0, grace_ends - time.monotonic()))
+        if stage.thread.is_alive():
+            logger.warning(
+                "stage %s did not stop within %.0f s", stage.result.name, STOP_GRACE_SECONDS
+            )

@@ -151,6 +151,9 @@ class Settings(_Strict):
     stage_timeout_seconds: float = Field(
         300.0, gt=0, description="a stage still running after this fails as timed out"
     )
+    parallel_stages: int = Field(
+        3, ge=1, description="stages run at once, started in order; 1 runs one after another"
+    )
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     stage_params: StageParamsSection = Field(default_factory=StageParamsSection)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -66,10 +67,20 @@ class Hangs(Stage[StageParams]):
             ctx.record(cleaned_up=True)
 
 
+class Meets(Stage[StageParams]):
+    name, summary = "meets", "passes only while another stage runs at the same time"
+    barrier = threading.Barrier(2, timeout=1.0)
+
+    def run(self, ctx: StageContext, params: StageParams) -> None:
+        ran.append(self.name)
+        self.barrier.wait()
+
+
 @pytest.fixture(autouse=True)
 def toy_stages(monkeypatch):
     ran.clear()
-    toys = {stage.name: stage for stage in (Passes, ExpectFails, Raises, Interrupted, Hangs)}
+    Meets.barrier.reset()
+    toys = {stage.name: stage for stage in (Passes, ExpectFails, Raises, Interrupted, Hangs, Meets)}
     monkeypatch.setattr("raybricks.runner.STAGES", toys)
 
 
@@ -156,3 +167,46 @@ def test_worker_nodes_lost_or_joined_during_a_stage_are_recorded(caplog):
     }
     assert unchanged.evidence == {"count": 3}
     assert "stage passes: worker nodes lost: ['a']" in caplog.text
+
+
+def test_parallel_stages_run_at_once_start_in_order_and_report_in_order():
+    runner = Runner(["meets", "meets", "passes"], lambda name: StageParams(), parallel=2)
+    runner.run(context)
+    assert ran == ["meets", "meets", "passes"]
+    assert [(r.name, r.status) for r in runner.results] == [
+        ("meets", "passed"),
+        ("meets", "passed"),
+        ("passes", "passed"),
+    ]
+
+
+def test_one_stage_at_a_time_by_default():
+    runner = Runner(["meets", "meets"], lambda name: StageParams())
+    runner.run(context)
+    assert [r.status for r in runner.results] == ["failed", "failed"]  # they never met
+    assert runner.results[0].error == "BrokenBarrierError: "
+
+
+def test_a_signal_stops_every_running_stage_and_leaves_the_rest_skipped(sigterm_cancels):
+    runner = Runner(["hangs", "interrupted", "passes"], lambda name: StageParams(), parallel=2)
+    with pytest.raises(Cancelled):
+        runner.run(context)
+    assert [(r.name, r.status, r.error) for r in runner.results] == [
+        ("hangs", "failed", "interrupted (SIGTERM)"),
+        ("interrupted", "failed", "interrupted (SIGTERM)"),
+        ("passes", "skipped", None),
+    ]
+    assert all(r.evidence["cleaned_up"] for r in runner.results[:2])
+
+
+def test_a_stage_past_its_timeout_fails_while_the_others_go_on():
+    runner = Runner(
+        ["hangs", "passes", "passes"], lambda name: StageParams(), timeout_seconds=0.5, parallel=2
+    )
+    runner.run(context)
+    assert [(r.name, r.status) for r in runner.results] == [
+        ("hangs", "failed"),
+        ("passes", "passed"),
+        ("passes", "passed"),
+    ]
+    assert runner.results[0].error == "timed out after 0.5 s"

@@ -140,6 +140,7 @@ BAD_INPUT = [
         {},
         ["stage_params.options_override.override_num_cpus", "-1"],
     ),
+    ("parallel_stages: 0\n", {}, ["parallel_stages", "0", "greater than or equal to 1"]),
     ("namespace: no\n", {}, ["namespace", "False", "valid string"]),  # YAML 1.1: no is False
     ("- a list\n", {}, ["holds a list", "mapping"]),
     ("cluster: [unclosed\n", {}, ["not valid YAML", "line"]),
