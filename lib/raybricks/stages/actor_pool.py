@@ -47,9 +47,9 @@ class Actor:
 
 class ActorPoolParams(StageParams):
     pool_size: int = Field(5, ge=1, description="actors in the pool, as in the lesson")
-    slow_call_seconds: float = Field(1.0, gt=0)
+    slow_call_seconds: float = Field(0.5, gt=0)
     get_next_timeout_seconds: float = Field(0.2, gt=0)
-    throughput_items: int = Field(2000, ge=1)
+    throughput_items: int = Field(1000, ge=1)
     pipeline_depth: int = Field(
         DEFAULT_DEPTH, ge=1, description="calls in flight per actor, pipelined"
     )
