@@ -26,6 +26,8 @@ by side:
 Ray's probe job warms one Spark Python worker; every other worker node's task then
 starts Python and imports Ray cold (about 2.5 s here) while the cluster waits, so
 `warming_python_workers` warms one per task slot while Ray's start runs.
+And the head's raylet starts beside its dashboard, not after it (`head_start`, run by
+the head's `ray start` as its `RAY_START_HOOK`).
 
 Any other Ray version keeps Ray's own timings, with one log line saying so.
 """
@@ -51,14 +53,17 @@ from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 from ray.util.spark import utils as ray_on_spark_utils
 
+from raybricks.head_start import READ_FOR_RAY
+
 logger = logging.getLogger(__name__)
 
-READ_FOR_RAY = "2.60.0"
 HEAD_PORT_TIMEOUT_SECONDS = 20.0  # Ray's own limit for the head to open its port
 READY_CHECK_SECONDS = 0.25
 LOCK_POLL_SECONDS = 0.1
 LOCK_TIMEOUT_SECONDS = 120.0
 WARM_JOIN_SECONDS = 10.0
+START_HOOK_VAR = "RAY_START_HOOK"  # read by `ray start`, which the head inherits it from
+HEAD_START_HOOK = "raybricks.head_start.start_raylet_beside_dashboard"
 
 # Ray's own files (cluster_init._preallocate_ray_worker_port_range), shared on purpose.
 PORT_LOCK_FILE = Path("/tmp/ray_on_spark_worker_startup_barrier_lock.lock")
@@ -105,10 +110,30 @@ def faster_setup(enabled: bool = True) -> Iterator[bool]:
     for module, name, value in patches:
         setattr(module, name, value)
     try:
-        yield True
+        with _head_start_hook():
+            yield True
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
+
+
+@contextmanager
+def _head_start_hook() -> Iterator[None]:
+    """Within this block, a head started from this process starts its raylet beside its
+    dashboard. A start hook of the user's own is kept (and the head waits as in Ray)."""
+    if START_HOOK_VAR in os.environ:
+        logger.info(
+            "%s is set (%s): the head's raylet waits for the dashboard, as in Ray",
+            START_HOOK_VAR,
+            os.environ[START_HOOK_VAR],
+        )
+        yield
+        return
+    os.environ[START_HOOK_VAR] = HEAD_START_HOOK
+    try:
+        yield
+    finally:
+        os.environ.pop(START_HOOK_VAR, None)
 
 
 @contextmanager

@@ -7,10 +7,12 @@ other pytest-xdist worker runs the session cluster's tests beside it."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -63,6 +65,17 @@ def ray_node_logs(run_dir: Path) -> list[Path]:
     return list(run_dir.glob("ray-*-logs/*/raylet*.out"))
 
 
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
+
+
+def first_time(log: Path, text: str = "") -> datetime:
+    """When the first line holding `text` was logged (Ray's logs stamp each line)."""
+    for line in log.read_text().splitlines():
+        if text in line and (stamp := TIMESTAMP.search(line)):
+            return datetime.strptime(stamp[0], "%Y-%m-%d %H:%M:%S,%f")
+    raise AssertionError(f"no stamped line with {text!r} in {log}")
+
+
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_run_passes_every_stage_and_leaves_report_driver_log_and_ray_logs(tmp_path, env):
     environment, mark = env
@@ -89,6 +102,10 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_and_ray_logs(tmp_pa
     # a folder of their own), and a Python worker per Spark task slot was warmed.
     assert wait_for(lambda: len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2, 30)
     assert "warmed Spark Python workers on 2 task slots" in (run_dir / "driver.log").read_text()
+    # ... and the head's raylet started beside its dashboard, not once it was up.
+    (head_logs,) = [p for p in run_dir.glob("ray-*-logs/*") if "-node-" not in p.parent.name]
+    dashboard_up = first_time(head_logs / "dashboard.log", "http server initialized")
+    assert first_time(head_logs / "raylet.out") < dashboard_up
     assert left_after(mark) == []
 
 
