@@ -25,7 +25,13 @@ from raybricks.auth import auth_environment, clear_auth, configure_auth
 from raybricks.errors import ClusterStartError
 from raybricks.fast_start import faster_setup, warming_python_workers
 from raybricks.settings import ClusterSettings
-from raybricks.spark_session import LOOPBACK, get_or_create_spark, put_interpreter_on_path
+from raybricks.spark_session import (
+    LOOPBACK,
+    Spark,
+    get_or_create_spark,
+    local_cluster_shape,
+    put_interpreter_on_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +61,6 @@ def is_local_mode(master: str) -> bool:
 
 
 HEAD_RESOURCE = "node:__internal_head__"
-_LOCAL_CLUSTER = re.compile(r"local-cluster\[(\d+),\s*(\d+),\s*\d+\]")
 _LOCAL = re.compile(r"local(?:\[(\*|\d+)(?:,\d+)?\])?")
 
 
@@ -63,8 +68,8 @@ def local_capacity(master: str, cpus_per_node: int | None) -> int | None:
     """How many Ray worker nodes a local master can ever hold (one per Spark task),
     or None where the master string does not fix Spark's size (a real cluster may
     grow, and without a CPU count Ray sizes each node from the machine)."""
-    if match := _LOCAL_CLUSTER.fullmatch(master):
-        workers, cores = int(match[1]), int(match[2])
+    if shape := local_cluster_shape(master):
+        workers, cores = shape
         return workers * (cores // cpus_per_node) if cpus_per_node else None
     if match := _LOCAL.fullmatch(master):  # local mode: one CPU per task, whatever is set
         threads = match[1] or "1"
@@ -157,19 +162,20 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
 
     Ray's nodes copy their logs into `log_dir` as they exit. Start-up failures raise
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
-    owns_spark = started = False
+    spark: Spark | None = None
+    started = False
     try:
         # Cut short, a start leaves processes behind, so a cancel waits for it (and
         # lands inside this try). SparkContext() sets its own SIGINT handler, and
         # `deferred` restores the caller's.
         with signals.deferred("starting Spark"):
             try:
-                spark, owns_spark = get_or_create_spark(cluster.spark_master)
+                spark = get_or_create_spark(cluster.spark_master, cluster.spark_class_archive)
             except Exception as exc:
                 raise ClusterStartError(f"Spark could not start: {exc}") from exc
-        put_interpreter_on_path(spark)
+        put_interpreter_on_path(spark.session)
         configure_auth(cluster.auth)
-        master = str(spark.sparkContext.master)
+        master = str(spark.session.sparkContext.master)
         arguments = setup_arguments(cluster, master, log_dir)
         check_room(master, arguments)
         logger.info("starting Ray on Spark: %s", arguments)
@@ -181,7 +187,7 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
             with (
                 signals.deferred("starting the Ray cluster"),
                 faster_setup(cluster.fast_start) as fast,
-                warming_python_workers(spark.sparkContext, enabled=fast),
+                warming_python_workers(spark.session.sparkContext, enabled=fast),
             ):
                 address, _ = setup_ray_cluster(**arguments)
                 context = ray.init(address=address, namespace=namespace, log_to_driver=False)
@@ -207,7 +213,7 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
         with signals.deferred("shutting down"):
             if started:
                 shutdown(log_dir)
-            if owns_spark:
+            if spark is not None:
                 _quietly("stopping Spark", spark.stop)
 
 

@@ -83,6 +83,11 @@ class ClusterSettings(_Strict):
     worker_node_options: NodeOptions = Field(default_factory=dict)
     include_dashboard: bool = True
     fast_start: bool = Field(True, description="skip Ray's fixed start-up waits (Ray 2.60)")
+    spark_class_archive: bool = Field(
+        True,
+        description="a Spark started here maps its driver JVM's classes from an archive "
+        "cached by the first run (JDK class-data sharing)",
+    )
     auth: Literal["token", "disabled"] = Field(
         "token", description="token: a fresh token per run; disabled: anyone may connect"
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from raybricks import jvm_archive
 from raybricks.cluster import ClusterInfo, ray_on_spark
 from raybricks.settings import ClusterSettings
 from tests.cluster.processes import wait_for
@@ -38,11 +39,16 @@ def stray_token_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     home = tmp_path_factory.mktemp("home")
     (home / ".ray").mkdir()
     (home / ".ray" / "auth_token").write_text(STRAY_TOKEN)
-    saved = os.environ.get("HOME")
+    saved = {name: os.environ.get(name) for name in ("HOME", "XDG_CACHE_HOME")}
+    # The Spark JVMs' class archive stays in the user's cache, shared by every run.
+    os.environ["XDG_CACHE_HOME"] = str(jvm_archive.cache_home())
     os.environ["HOME"] = str(home)  # before any JVM or Ray node inherits it
     yield home
-    if saved is not None:
-        os.environ["HOME"] = saved
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @dataclass(frozen=True)
