@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -31,6 +33,15 @@ def expect(condition: bool, message: str) -> None:
     """Fail the stage with `message` unless `condition` holds."""
     if not condition:
         raise StageFailed(message)
+
+
+def side_by_side(*parts: Callable[[], None]) -> None:
+    """Run independent parts of a stage at once, each in a thread; once all have ended,
+    raise the first one's error, if any."""
+    with ThreadPoolExecutor(len(parts), thread_name_prefix="stage-part") as pool:
+        ended = [pool.submit(part) for part in parts]
+    for part in ended:
+        part.result()
 
 
 class StageParams(BaseModel):

@@ -31,7 +31,14 @@ import ray
 from pydantic import Field
 from ray.exceptions import RayActorError, RayTaskError
 
-from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+from raybricks.stages.base import (
+    Stage,
+    StageContext,
+    StageFailed,
+    StageParams,
+    expect,
+    side_by_side,
+)
 from raybricks.stages.lifecycle import died, pid_after_restart, when_available
 
 
@@ -125,12 +132,18 @@ class FaultTolerance(Stage[FaultToleranceParams]):
         timeout = params.call_timeout_seconds
         try:
             limited = fragile("limited", params.max_restarts)
-            ctx.record(**_crash_is_retried(limited.actor, timeout))
-            ctx.record(**_restarts_run_out(ctx, limited, params.max_restarts - 1, timeout))
             unlimited = fragile("unlimited", max_restarts=-1)
-            ctx.record(**_exceptions_are_not_retried(unlimited.actor, timeout))
-            ctx.record(**_unlimited_restarts(ctx, unlimited, params.unlimited_crashes, timeout))
-            ctx.record(**_kill_with_and_without_restart(ctx, unlimited.actor, timeout))
+
+            def limited_restarts() -> None:
+                ctx.record(**_crash_is_retried(limited.actor, timeout))
+                ctx.record(**_restarts_run_out(ctx, limited, params.max_restarts - 1, timeout))
+
+            def unlimited_restarts() -> None:
+                ctx.record(**_exceptions_are_not_retried(unlimited.actor, timeout))
+                ctx.record(**_unlimited_restarts(ctx, unlimited, params.unlimited_crashes, timeout))
+                ctx.record(**_kill_with_and_without_restart(ctx, unlimited.actor, timeout))
+
+            side_by_side(limited_restarts, unlimited_restarts)  # two actors, two stories
         finally:
             for actor in made:
                 ray.kill(actor, no_restart=True)
