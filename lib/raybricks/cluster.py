@@ -23,7 +23,7 @@ from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 from raybricks import signals
 from raybricks.auth import auth_environment, clear_auth, configure_auth
 from raybricks.errors import ClusterStartError
-from raybricks.fast_start import faster_setup, warming_python_workers
+from raybricks.fast_start import faster_setup, faster_shutdown, warming_python_workers
 from raybricks.settings import ClusterSettings
 from raybricks.spark_session import (
     LOOPBACK,
@@ -212,17 +212,18 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
         # A cancel arriving now (a second one, say) waits for the teardown.
         with signals.deferred("shutting down"):
             if started:
-                shutdown(log_dir)
+                shutdown(log_dir, fast=cluster.fast_start)
             if spark is not None:
                 _quietly("stopping Spark", spark.stop)
 
 
-def shutdown(log_dir: Path) -> None:
+def shutdown(log_dir: Path, fast: bool = True) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises."""
     logger.info("shutting the Ray cluster down")
     _quietly("disconnecting from Ray", ray.shutdown)
     signals.reinstall()
-    _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
+    with faster_shutdown(fast):
+        _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
     clear_auth()
     logger.info("Ray cluster shut down; its logs go to %s", log_dir)
 

@@ -1,4 +1,5 @@
-"""A faster `setup_ray_cluster`, for the one Ray version whose waits we have read.
+"""A faster `setup_ray_cluster` (and shutdown), for the one Ray version whose waits we
+have read.
 
 Ray on Spark 2.60 spends most of its start-up in fixed waits:
 - after launching the head it sleeps 20 s, then checks once that the head's port is open;
@@ -12,7 +13,7 @@ each picks its raylet's socket name there by looking for an unused one, so two n
 starting together can pick the same name and one fails to bind it.
 
 Here the head's port is polled instead (same 20 s limit, cut short if the head's
-process ends), readiness is checked every 0.25 s, and worker nodes start at once, side
+process ends), readiness is checked every 0.1 s, and worker nodes start at once, side
 by side:
 - each worker node gets a temp folder of its own (`node_temp_dir`), so its session
   folder and socket names are its own, as on a machine of its own.
@@ -29,6 +30,9 @@ starts Python and imports Ray cold (about 2.5 s here) while the cluster waits, s
 And the head's raylet starts beside its dashboard, not after it (`head_start`, run by
 the head's `ray start` as its `RAY_START_HOOK`).
 
+At shutdown, Ray's job server is stopped without Ray's closing 1 s sleep
+(`faster_shutdown`), and it looks for that stop every 0.05 s, not every 0.5 s.
+
 Any other Ray version keeps Ray's own timings, with one log line saying so.
 """
 
@@ -43,6 +47,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +63,11 @@ from raybricks.head_start import READ_FOR_RAY
 logger = logging.getLogger(__name__)
 
 HEAD_PORT_TIMEOUT_SECONDS = 20.0  # Ray's own limit for the head to open its port
-READY_CHECK_SECONDS = 0.25
+READY_CHECK_SECONDS = 0.1
 LOCK_POLL_SECONDS = 0.1
 LOCK_TIMEOUT_SECONDS = 120.0
 WARM_JOIN_SECONDS = 10.0
+JOB_SERVER_POLL_SECONDS = 0.05
 START_HOOK_VAR = "RAY_START_HOOK"  # read by `ray start`, which the head inherits it from
 HEAD_START_HOOK = "raybricks.head_start.start_raylet_beside_dashboard"
 
@@ -105,16 +111,32 @@ def faster_setup(enabled: bool = True) -> Iterator[bool]:
         )
         yield False
         return
-    patches = _patches()
-    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
-    for module, name, value in patches:
-        setattr(module, name, value)
+    with _patched(_patches()), _head_start_hook():
+        yield True
+
+
+@contextmanager
+def faster_shutdown(enabled: bool = True) -> Iterator[None]:
+    """Within this block, `shutdown_ray_cluster` skips Ray's closing 1 s sleep, which
+    keeps a notebook's process alive while the worker nodes' Spark jobs are cancelled:
+    raybricks goes on to stop Spark itself, or leaves it running."""
+    if not (enabled and available()):
+        yield
+        return
+    with _patched([(spark_job_server.SparkJobServer, "shutdown", _shut_down_job_server)]):
+        yield
+
+
+@contextmanager
+def _patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, value in patches:
+        setattr(owner, name, value)
     try:
-        with _head_start_hook():
-            yield True
+        yield
     finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 @contextmanager
@@ -183,7 +205,29 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (cluster_init, "_preallocate_ray_worker_port_range", claim_worker_port_range),
         (cluster_init, "get_random_unused_port", reserve_unused_port),
         (spark_job_server, "_start_ray_worker_nodes", _start_worker_node_in_own_dir),
+        (spark_job_server, "_start_spark_job_server", _start_job_server),
     ]
+
+
+def _start_job_server(host: str, port: int, spark: Any, ray_node_custom_env: Any) -> Any:
+    """Ray's Spark job server (worker nodes are asked of it), serving with a short poll:
+    its shutdown waits for the serving loop's next look (Ray's: every 0.5 s)."""
+    server = spark_job_server.SparkJobServer((host, port), spark, ray_node_custom_env)
+    serving = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": JOB_SERVER_POLL_SECONDS}
+    )
+    serving.daemon = True
+    serving.start()
+    return server
+
+
+def _shut_down_job_server(server: Any) -> None:
+    """Ray's `SparkJobServer.shutdown`, without its closing sleep."""
+    ThreadingHTTPServer.shutdown(server)
+    with server.node_registry_lock:
+        job_groups = list(server.task_status_dict)
+    for job_group in job_groups:
+        server.spark.sparkContext.cancelJobGroup(job_group)
 
 
 def node_temp_dir(cluster_temp_dir: str, node_id: str) -> str:
