@@ -1,18 +1,20 @@
-"""Class-data sharing for the driver JVM of a Spark that raybricks starts itself.
+"""Class-data sharing for the JVMs of a Spark that raybricks starts itself.
 
-Most of a local Spark's start is its driver JVM loading and linking Spark's classes. A
-JVM can map them from an archive instead (class-data sharing): here the SparkContext
-and session were ready in 3.5 s instead of 8.4 s. A first run's JVM writes the archive
-as it exits (`-XX:ArchiveClassesAtExit`); it is kept under the user's cache folder, one
-per JVM, Spark version and JVM options, so an upgrade of either simply trains anew.
+Most of a local Spark's start is its JVMs (the driver, and one per executor) loading and
+linking Spark's classes. A JVM can map them from an archive instead (class-data
+sharing): here it halved the driver's start, and the executors' CPU time. A first run's
+JVMs write the archives as they exit (`-XX:ArchiveClassesAtExit`); they are kept under
+the user's cache folder, one set per JVM build, Spark version and JVM options, so an
+upgrade of either simply trains anew.
 
-A JVM that maps a partly written archive crashes. So a run writes to a file of its own,
-and that file becomes the archive only once the JVM that wrote it has exited cleanly.
+A JVM that maps a partly written archive crashes. So a training run's JVMs write files
+of their own, and such a file becomes the archive only once a JVM started as the one
+that wrote it has mapped it, with sharing required and the archive's checksum verified.
 
-    archive = driver_archive(QUICK_START_JVM)      # None: no cache folder, or no java
-    options = archive.java_options()               # for spark.driver.extraJavaOptions
-    ...                                            # Spark runs, stops; its JVM exits
-    archive.keep(jvm_exit_code)                    # a training run's archive is kept
+    archives = class_archives(QUICK_START_JVM)     # None: no cache folder, or no java
+    archives.java_options("driver")                # for spark.driver.extraJavaOptions
+    ...                                            # Spark runs; its JVMs exit
+    archives.keep({"driver": driver_command, "executor": executor_command})
 """
 
 from __future__ import annotations
@@ -21,60 +23,72 @@ import hashlib
 import logging
 import os
 import shutil
+import subprocess
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyspark
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE = "driver.jsa"
-# The JVM's own notes on classes it cannot archive would end up on the console.
+KINDS = ("driver", "executor")
+# The JVM's notes on classes it cannot archive would end up on the console.
 QUIET = "-Xlog:cds=off,cds+dynamic=off"
+CHECK_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
-class DriverArchive:
-    """The archive a driver JVM maps, or (training) the file it writes as it exits."""
+class ClassArchives:
+    """The archives a local Spark's JVMs map, or (for a kind without one yet) the
+    files this run's JVMs of that kind write as they exit."""
 
-    path: Path
-    training: bool
+    folder: Path
+    mapped: frozenset[str]
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
-    def java_options(self) -> str:
-        flag = "ArchiveClassesAtExit" if self.training else "SharedArchiveFile"
-        return f"-XX:{flag}={self.path} {QUIET}"
+    @property
+    def training(self) -> bool:
+        return self.mapped != frozenset(KINDS)
 
-    def keep(self, jvm_exit_code: int | None) -> None:
-        """After a training run's JVM has exited: keep what it wrote if it exited
-        cleanly, else drop it. Nothing to do for a run that mapped the archive."""
-        if not self.training:
-            return
-        written = self.path.is_file() and self.path.stat().st_size > 0
-        if jvm_exit_code == 0 and written:
-            os.replace(self.path, self.path.with_name(ARCHIVE))
-            logger.info("Spark's driver JVM will load its classes from %s", self.path.parent)
-        else:
-            logger.info("no class archive kept (the JVM exited with %s)", jvm_exit_code)
-            self.path.unlink(missing_ok=True)
+    def java_options(self, kind: str) -> str:
+        if kind in self.mapped:
+            return f"-XX:SharedArchiveFile={self.folder / f'{kind}.jsa'} {QUIET}"
+        # Spark puts each executor's id in place of {{EXECUTOR_ID}}: a file each.
+        written = f"training-{self.run}-{kind}{'-{{EXECUTOR_ID}}' * (kind == 'executor')}.jsa"
+        return f"-XX:ArchiveClassesAtExit={self.folder / written} {QUIET}"
+
+    def keep(self, commands: Mapping[str, Sequence[str]]) -> None:
+        """After a training run's JVMs have exited: for each kind trained, keep the first
+        file that a JVM started as `commands[kind]` maps cleanly; drop the others."""
+        for kind in sorted(set(KINDS) - self.mapped):
+            written = sorted(self.folder.glob(f"training-{self.run}-{kind}*.jsa"))
+            command = commands.get(kind)
+            kept = next((f for f in written if command and _maps(command, f)), None)
+            if kept is not None:
+                os.replace(kept, self.folder / f"{kind}.jsa")
+                logger.info("Spark's %s JVMs will map their classes from %s", kind, self.folder)
+            else:
+                logger.info("no class archive kept for Spark's %s JVMs", kind)
+            for path in written:
+                path.unlink(missing_ok=True)
 
 
-def driver_archive(jvm_options: str) -> DriverArchive | None:
-    """The archive for a driver JVM started with `jvm_options`, or the file a training
-    run writes it to; None when the JVM or a writable cache folder cannot be found."""
+def class_archives(jvm_options: str) -> ClassArchives | None:
+    """The archives for JVMs started with `jvm_options`; None when the JVM or a
+    writable cache folder cannot be found."""
     java = java_binary()
     if java is None:
         return None
     folder = cache_root() / _key(java, jvm_options)
-    archive = folder / ARCHIVE
-    if archive.is_file():
-        return DriverArchive(archive, training=False)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        logger.info("no class archive for Spark's JVM: %s", exc)
+        logger.info("no class archives for Spark's JVMs: %s", exc)
         return None
-    return DriverArchive(folder / f"training-{uuid.uuid4().hex[:12]}.jsa", training=True)
+    mapped = frozenset(kind for kind in KINDS if (folder / f"{kind}.jsa").is_file())
+    return ClassArchives(folder, mapped)
 
 
 def cache_home() -> Path:
@@ -97,10 +111,31 @@ def _key(java: Path, jvm_options: str) -> str:
     """Names what an archive depends on: the JVM build, Spark's jars, the options."""
     modules = java.parent.parent / "lib" / "modules"  # changes with every JDK build
     stamp = modules.stat() if modules.is_file() else java.stat()
-    identity = [
-        str(java),
-        f"{stamp.st_size}:{stamp.st_mtime_ns}",
-        pyspark.__version__,
-        jvm_options,
-    ]
-    return hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+    identity = [str(java), f"{stamp.st_size}:{stamp.st_mtime_ns}", pyspark.__version__]
+    return hashlib.sha256("\n".join([*identity, jvm_options]).encode()).hexdigest()[:16]
+
+
+def _maps(command: Sequence[str], archive: Path) -> bool:
+    """Whether a JVM started with `command`'s binary, options and class path maps
+    `archive`: with sharing required it fails (or crashes) rather than run without."""
+    check = [*_jvm_part(command), f"-XX:SharedArchiveFile={archive}"]
+    check += ["-Xshare:on", "-XX:+VerifySharedSpaces", "-version"]
+    try:
+        done = subprocess.run(check, capture_output=True, timeout=CHECK_SECONDS)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _jvm_part(command: Sequence[str]) -> list[str]:
+    """The java binary and its options (class path included), without the main class,
+    its arguments, or the option that wrote an archive."""
+    part, rest = [command[0]], iter(command[1:])
+    for token in rest:
+        if token in ("-cp", "-classpath", "--class-path"):
+            part += [token, next(rest, "")]
+        elif not token.startswith("-"):
+            break  # the main class
+        elif not token.startswith("-XX:ArchiveClassesAtExit="):
+            part.append(token)
+    return part

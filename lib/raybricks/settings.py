@@ -85,8 +85,8 @@ class ClusterSettings(_Strict):
     fast_start: bool = Field(True, description="skip Ray's fixed start-up waits (Ray 2.60)")
     spark_class_archive: bool = Field(
         True,
-        description="a Spark started here maps its driver JVM's classes from an archive "
-        "cached by the first run (JDK class-data sharing)",
+        description="a Spark started here maps its JVMs' classes from archives cached by "
+        "the first run (JDK class-data sharing)",
     )
     auth: Literal["token", "disabled"] = Field(
         "token", description="token: a fresh token per run; disabled: anyone may connect"

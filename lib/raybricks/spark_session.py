@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
+import psutil
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from raybricks.jvm_archive import DriverArchive, driver_archive
+from raybricks.jvm_archive import KINDS, ClassArchives, class_archives
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +34,28 @@ _LOCAL_CLUSTER = re.compile(r"local-cluster\[(\d+),\s*(\d+),\s*\d+\]")
 
 @dataclass
 class Spark:
-    """A run's Spark session, whether this run started it, and the class archive of
-    the driver JVM it started (if any)."""
+    """A run's Spark session, whether this run started it, and the class archives of
+    the JVMs it started (if any)."""
 
     session: SparkSession
     started_here: bool
-    archive: DriverArchive | None = None
+    archives: ClassArchives | None = None
 
     def stop(self) -> None:
-        """Stop Spark if this run started it. A run that trained the class archive
-        also ends the driver JVM, which writes the archive as it exits."""
+        """Stop Spark if this run started it. A run that trained class archives also
+        ends the driver JVM, waits for the JVMs to write their archives as they exit,
+        and keeps those that map."""
         if not self.started_here:
             return
+        if self.archives is None or not self.archives.training:
+            self.session.stop()
+            return
+        jvms = jvm_processes(self.session.sparkContext)
+        commands = {kind: processes[0].cmdline() for kind, processes in jvms.items() if processes}
         self.session.stop()
-        if self.archive is not None and self.archive.training:
-            self.archive.keep(_end_driver_jvm())
+        _end_driver_jvm()
+        psutil.wait_procs([p for processes in jvms.values() for p in processes], JVM_EXIT_SECONDS)
+        self.archives.keep(commands)
 
 
 def launched_by_spark_submit() -> bool:
@@ -67,13 +74,16 @@ def get_or_create_spark(master: str, class_archive: bool = True) -> Spark:
         spark = SparkSession.builder.appName("raybricks").getOrCreate()
         logger.info("using spark-submit's Spark (master %s)", spark.sparkContext.master)
         return Spark(spark, started_here=True)
-    archive = driver_archive(QUICK_START_JVM) if class_archive else None
-    driver_jvm = f"{QUICK_START_JVM} {archive.java_options()}" if archive else QUICK_START_JVM
+    archives = class_archives(QUICK_START_JVM) if class_archive else None
+    jvm = {
+        kind: f"{QUICK_START_JVM} {archives.java_options(kind) if archives else ''}"
+        for kind in KINDS
+    }
     logger.info(
         "starting a local Spark (master %s) on %s%s",
         master,
         LOOPBACK,
-        " (training its JVM's class archive)" if archive and archive.training else "",
+        " (training its JVMs' class archives)" if archives and archives.training else "",
     )
     os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors run our venv
@@ -85,13 +95,13 @@ def get_or_create_spark(master: str, class_archive: bool = True) -> Spark:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.executorEnv.SPARK_LOCAL_IP", LOOPBACK)
-        .config("spark.driver.extraJavaOptions", driver_jvm)
-        .config("spark.executor.extraJavaOptions", QUICK_START_JVM)
+        .config("spark.driver.extraJavaOptions", jvm["driver"])
+        .config("spark.executor.extraJavaOptions", jvm["executor"])
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
     _wait_for_executors(spark.sparkContext, master)
-    return Spark(spark, started_here=True, archive=archive)
+    return Spark(spark, started_here=True, archives=archives)
 
 
 def local_cluster_shape(master: str) -> tuple[int, int] | None:
@@ -117,22 +127,35 @@ def _wait_for_executors(context: SparkContext, master: str) -> None:
         time.sleep(0.05)
 
 
-def _end_driver_jvm() -> int | None:
+def jvm_processes(context: SparkContext) -> dict[str, list[psutil.Process]]:
+    """This Spark's JVM processes by kind: the driver PySpark started, the executors."""
+    process = getattr(SparkContext._gateway, "proc", None)
+    driver = [psutil.Process(process.pid)] if process is not None else []
+    app = ["--app-id", context.applicationId]
+    executors = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "org.apache.spark.executor.CoarseGrainedExecutorBackend" in (p.info["cmdline"] or [])
+        and _holds(p.info["cmdline"], app)
+    ]
+    return {"driver": driver, "executor": executors}
+
+
+def _holds(command: list[str], part: list[str]) -> bool:
+    return any(command[i : i + len(part)] == part for i in range(len(command)))
+
+
+def _end_driver_jvm() -> None:
     """End the JVM that PySpark started for this process (it exits when its stdin
-    closes) and wait for it; its exit code. The next session starts a new one."""
+    closes); the next session starts a new one."""
     gateway = SparkContext._gateway
     process = getattr(gateway, "proc", None)
     if gateway is None or process is None:
-        return None
+        return
     gateway.shutdown()
     if process.stdin is not None:
         process.stdin.close()
     SparkContext._gateway = SparkContext._jvm = None
-    try:
-        return int(process.wait(JVM_EXIT_SECONDS))
-    except subprocess.TimeoutExpired:
-        logger.warning("Spark's driver JVM did not exit within %.0f s", JVM_EXIT_SECONDS)
-        return None
 
 
 def put_interpreter_on_path(spark: SparkSession) -> None:

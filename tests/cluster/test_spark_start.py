@@ -1,4 +1,4 @@
-"""A local Spark's driver JVM: the first start trains its class archive, the next maps it.
+"""A local Spark's JVMs: the first start trains their class archives, the next maps them.
 
 Each start runs in a process of its own, as a run does (the session's cluster holds
 this process's Spark)."""
@@ -12,12 +12,16 @@ import pytest
 
 from tests.cluster.processes import left_after, marked_env
 
+# Which archives the driver and executor JVMs have mapped, seen in their memory maps.
 START_AND_STOP = """
-from raybricks.spark_session import get_or_create_spark
-spark = get_or_create_spark("local[1]")
+from pathlib import Path
+from raybricks.spark_session import get_or_create_spark, jvm_processes
+spark = get_or_create_spark("local-cluster[1,1,1024]")
 context = spark.session.sparkContext
-vm = context._jvm.java.lang.System.getProperty("java.vm.info")
-print(spark.archive.training, vm, context.parallelize([1, 2]).sum(), sep="|")
+total = context.parallelize([1, 2]).sum()
+for kind, processes in jvm_processes(context).items():
+    maps = {Path(m.path).name for p in processes for m in p.memory_maps()}
+    print(kind, spark.archives.training, f"{kind}.jsa" in maps, total)
 spark.stop()
 """
 
@@ -28,22 +32,18 @@ def start_and_stop_spark(environment: dict[str, str]) -> list[str]:
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-1].split("|")
+    return done.stdout.strip().splitlines()[-2:]
 
 
-@pytest.mark.timeout(300)
-def test_the_first_start_trains_the_class_archive_and_the_next_maps_it(tmp_path):
+@pytest.mark.timeout(400)
+def test_the_first_start_trains_the_class_archives_and_the_next_maps_them(tmp_path):
     environment, mark = marked_env(XDG_CACHE_HOME=str(tmp_path))
-    training, _, total = start_and_stop_spark(environment)
-    assert (training, total) == ("True", "3")
-    (archive,) = tmp_path.glob("raybricks/jvm/*/*")
-    assert archive.name == "driver.jsa"  # the training file, renamed once the JVM exited
+    assert start_and_stop_spark(environment) == ["driver True False 3", "executor True False 3"]
+    kept = sorted(p.name for p in tmp_path.glob("raybricks/jvm/*/*"))
+    assert kept == ["driver.jsa", "executor.jsa"]  # the training files, checked and renamed
 
-    training, vm, total = start_and_stop_spark(environment)
-    # A JVM shares class data only if every archive it was given mapped: ours too.
-    assert (training, total) == ("False", "3")
-    assert "sharing" in vm
+    assert start_and_stop_spark(environment) == ["driver False True 3", "executor False True 3"]
     assert left_after(mark) == []

@@ -1,8 +1,10 @@
-"""The driver JVM's class archive: trained once, kept only from a clean JVM exit, one per
-JVM and options. (A real JVM writes and maps one in tests/cluster/test_spark_start.py.)"""
+"""The Spark JVMs' class archives: trained once per kind, a written file kept only once a
+JVM maps it, one set per JVM and options. Real (small) archives, written by a real JVM;
+Spark's own JVMs write and map theirs in tests/cluster/test_spark_start.py."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,45 +20,73 @@ def cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "raybricks" / "jvm"
 
 
-def trained(exit_code: int | None, content: bytes = b"classes") -> jvm_archive.DriverArchive:
-    archive = jvm_archive.driver_archive(OPTIONS)
-    assert archive is not None and archive.training
-    archive.path.write_bytes(content)  # as the JVM does when it exits
-    archive.keep(exit_code)
-    return archive
+@pytest.fixture(scope="module")
+def java() -> str:
+    found = jvm_archive.java_binary()
+    assert found is not None, "Java 17 must be installed"
+    return str(found)
 
 
-def test_a_first_run_trains_and_a_clean_exit_makes_the_archive_the_next_run_maps(cache):
-    training = jvm_archive.driver_archive(OPTIONS)
-    assert training is not None and training.training
-    assert f"-XX:ArchiveClassesAtExit={training.path}" in training.java_options()
-    assert training.path.parent.parent == cache
-    trained(0)
-    mapped = jvm_archive.driver_archive(OPTIONS)
-    assert mapped is not None and not mapped.training
-    assert mapped.java_options().startswith(f"-XX:SharedArchiveFile={mapped.path} ")
-    assert [p.name for p in mapped.path.parent.iterdir()] == ["driver.jsa"]
+def written_by_a_jvm(java: str, archives: jvm_archive.ClassArchives, kind: str) -> Path:
+    """Run a JVM with the training options of `kind`, as Spark would (executor 0)."""
+    options = archives.java_options(kind).replace("{{EXECUTOR_ID}}", "0").split()
+    subprocess.run([java, *options, "-version"], check=True, capture_output=True)
+    (path,) = archives.folder.glob(f"training-{archives.run}-{kind}*.jsa")
+    return path
 
 
-@pytest.mark.parametrize(("exit_code", "content"), [(1, b"half"), (None, b"half"), (0, b"")])
-def test_what_a_jvm_did_not_finish_cleanly_is_dropped(exit_code, content):
-    archive = trained(exit_code, content)
-    assert not archive.path.exists()
-    again = jvm_archive.driver_archive(OPTIONS)
-    assert again is not None and again.training  # the next run trains anew
+def test_a_first_run_trains_and_keeps_what_a_jvm_maps_for_the_next_run(java, cache):
+    archives = jvm_archive.class_archives(OPTIONS)
+    assert archives is not None and archives.training and archives.mapped == frozenset()
+    assert archives.folder.parent == cache
+    assert "-{{EXECUTOR_ID}}.jsa" in archives.java_options("executor")  # a file per executor
+    for kind in jvm_archive.KINDS:
+        written_by_a_jvm(java, archives, kind)
+    archives.keep({kind: [java] for kind in jvm_archive.KINDS})
+
+    again = jvm_archive.class_archives(OPTIONS)
+    assert again is not None and not again.training
+    assert again.java_options("executor").startswith(
+        f"-XX:SharedArchiveFile={again.folder / 'executor.jsa'} "
+    )
+    assert sorted(p.name for p in again.folder.iterdir()) == ["driver.jsa", "executor.jsa"]
 
 
-def test_each_set_of_jvm_options_has_an_archive_of_its_own():
-    trained(0)
-    other = jvm_archive.driver_archive(OPTIONS + " -XX:+UseSerialGC")
-    assert other is not None and other.training
+def test_a_partly_written_archive_is_dropped_and_the_next_run_trains_again(java):
+    archives = jvm_archive.class_archives(OPTIONS)
+    assert archives is not None
+    written = written_by_a_jvm(java, archives, "driver")
+    written.write_bytes(written.read_bytes()[: written.stat().st_size // 2])  # cut short
+    archives.keep({"driver": [java]})
+    assert list(archives.folder.iterdir()) == []
+    again = jvm_archive.class_archives(OPTIONS)
+    assert again is not None and "driver" not in again.mapped
 
 
-def test_no_archive_without_a_cache_folder_or_a_java(tmp_path, monkeypatch):
+def test_without_the_command_of_the_jvm_that_wrote_it_nothing_is_kept(java):
+    archives = jvm_archive.class_archives(OPTIONS)
+    assert archives is not None
+    written_by_a_jvm(java, archives, "executor")
+    archives.keep({})  # no executor seen
+    assert list(archives.folder.iterdir()) == []
+
+
+def test_each_set_of_jvm_options_has_archives_of_its_own():
+    one = jvm_archive.class_archives(OPTIONS)
+    other = jvm_archive.class_archives(OPTIONS + " -XX:+UseSerialGC")
+    assert one is not None and other is not None and one.folder != other.folder
+
+
+def test_no_archives_without_a_cache_folder_or_a_java(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    assert jvm_archive.driver_archive(OPTIONS) is None
+    assert jvm_archive.class_archives(OPTIONS) is None
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
     assert jvm_archive.java_binary() is None
-    assert jvm_archive.driver_archive(OPTIONS) is None
+    assert jvm_archive.class_archives(OPTIONS) is None
+
+
+def test_the_check_starts_the_jvm_as_it_ran_without_its_program_or_the_writing_option():
+    command = ["java", "-cp", "a:b", "-Xmx1g", "-XX:ArchiveClassesAtExit=x.jsa", "Main", "-v"]
+    assert jvm_archive._jvm_part(command) == ["java", "-cp", "a:b", "-Xmx1g"]
