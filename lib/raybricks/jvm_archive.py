@@ -119,7 +119,7 @@ def _maps(command: Sequence[str], archive: Path) -> bool:
     """Whether a JVM started with `command`'s binary, options and class path maps
     `archive`: with sharing required it fails (or crashes) rather than run without."""
     check = [*_jvm_part(command), f"-XX:SharedArchiveFile={archive}"]
-    check += ["-Xshare:on", "-XX:+VerifySharedSpaces", "-version"]
+    check += ["-Xshare:on", "-XX:+VerifySharedSpaces", "-XX:ErrorFile=/dev/null", "-version"]
     try:
         done = subprocess.run(check, capture_output=True, timeout=CHECK_SECONDS)
     except (OSError, subprocess.TimeoutExpired):
