@@ -118,11 +118,15 @@ def check_joined(arguments: dict[str, Any]) -> None:
         )
 
 
-def setup_arguments(cluster: ClusterSettings, master: str, log_dir: Path) -> dict[str, Any]:
+def setup_arguments(
+    cluster: ClusterSettings, master: str, log_dir: Path, stream_worker_logs: bool = True
+) -> dict[str, Any]:
     """`setup_ray_cluster`'s keyword arguments for these settings on this master.
 
     In local mode Spark has no stage scheduling, so Ray refuses CPU and GPU counts (a
-    worker node gets `spark.task.cpus`); elsewhere they must be given together."""
+    worker node gets `spark.task.cpus`); elsewhere they must be given together. Without
+    `stream_worker_logs`, no node runs a log monitor (which only sends workers' output
+    to drivers), unless the node options ask for one."""
     cpus, gpus = cluster.num_cpus_worker_node, cluster.num_gpus_worker_node
     if is_local_mode(master):
         if cpus is not None or gpus is not None:
@@ -134,9 +138,13 @@ def setup_arguments(cluster: ClusterSettings, master: str, log_dir: Path) -> dic
         cpus = gpus = None
     elif cpus is not None and gpus is None:
         gpus = 0
+    head_options = {**cluster.head_node_options, "include_dashboard": cluster.include_dashboard}
     worker_options = dict(cluster.worker_node_options)
     if master.startswith("local"):
         worker_options.setdefault("node_ip_address", LOOPBACK)
+    if not stream_worker_logs:
+        for options in (head_options, worker_options):
+            options.setdefault("include_log_monitor", False)
     arguments: dict[str, Any] = {
         "max_worker_nodes": cluster.max_worker_nodes,
         "min_worker_nodes": cluster.min_worker_nodes,
@@ -145,10 +153,7 @@ def setup_arguments(cluster: ClusterSettings, master: str, log_dir: Path) -> dic
         "num_cpus_head_node": cluster.num_cpus_head_node,
         "memory_worker_node": cluster.memory_worker_node,
         "object_store_memory_worker_node": cluster.object_store_memory_worker_node,
-        "head_node_options": {
-            **cluster.head_node_options,
-            "include_dashboard": cluster.include_dashboard,
-        },
+        "head_node_options": head_options,
         "worker_node_options": worker_options,
         "collect_log_to_path": str(log_dir),
     }
@@ -156,9 +161,13 @@ def setup_arguments(cluster: ClusterSettings, master: str, log_dir: Path) -> dic
 
 
 @contextmanager
-def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Iterator[ClusterInfo]:
+def ray_on_spark(
+    cluster: ClusterSettings, namespace: str, log_dir: Path, stream_worker_logs: bool = True
+) -> Iterator[ClusterInfo]:
     """Start Ray inside Spark, connect this driver in `namespace`, yield what was
     started; on exit disconnect, shut the cluster down and stop a Spark started here.
+    `stream_worker_logs`: whether drivers may get their workers' output (see
+    `setup_arguments`); their logs land in `log_dir` either way.
 
     Ray's nodes copy their logs into `log_dir` as they exit. Start-up failures raise
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
@@ -176,7 +185,7 @@ def ray_on_spark(cluster: ClusterSettings, namespace: str, log_dir: Path) -> Ite
         put_interpreter_on_path(spark.session)
         configure_auth(cluster.auth)
         master = str(spark.session.sparkContext.master)
-        arguments = setup_arguments(cluster, master, log_dir)
+        arguments = setup_arguments(cluster, master, log_dir, stream_worker_logs)
         check_room(master, arguments)
         logger.info("starting Ray on Spark: %s", arguments)
         clock = time.monotonic()

@@ -49,8 +49,9 @@ def run_stages(settings: Settings, run_dir: Path) -> Report:
         _save_timeline(run_dir)
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
-    # the report lists every selected stage from the start (skipped until run)
-    return _run(settings, run_dir, work, stages=runner.results)
+    # The report lists every selected stage from the start (skipped until run). This
+    # driver takes no output from its workers (log_to_driver=False): no log monitors.
+    return _run(settings, run_dir, work, stages=runner.results, stream_worker_logs=False)
 
 
 def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
@@ -80,7 +81,11 @@ def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
 
 
 def _run(
-    settings: Settings, run_dir: Path, work: Work, stages: list[StageResult] | None = None
+    settings: Settings,
+    run_dir: Path,
+    work: Work,
+    stages: list[StageResult] | None = None,
+    stream_worker_logs: bool = True,
 ) -> Report:
     report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
     report.stages = stages or []
@@ -88,7 +93,9 @@ def _run(
     try:
         with (
             signals.handled_by(_cancel),
-            ray_on_spark(settings.cluster, settings.namespace, run_dir) as cluster,
+            ray_on_spark(
+                settings.cluster, settings.namespace, run_dir, stream_worker_logs
+            ) as cluster,
         ):
             report.cluster = cluster.as_dict()
             try:

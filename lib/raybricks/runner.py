@@ -92,22 +92,22 @@ class Runner:
         self, number: int, result: StageResult, ctx: StageContext, ended: queue.SimpleQueue
     ) -> _Running:
         """The stage in a thread, not yet started, that puts itself in `ended` at its end."""
-        stage = STAGES[result.name]()
+        pattern = STAGES[result.name]()
         params = self.params_for(result.name)
 
         def body() -> None:
             try:
-                stage.run(ctx, params)
+                pattern.run(ctx, params)
             except BaseException as exc:
-                running.failure.append(exc)
+                this.failure.append(exc)
             finally:
-                ended.put(running)
+                ended.put(this)
 
         logger.debug("stage %d/%d %s: started", number, len(self.results), result.name)
         thread = threading.Thread(target=body, name=f"stage-{result.name}", daemon=True)
         deadline = time.monotonic() + (self.timeout_seconds or float("inf"))
-        running = _Running(number, result, ctx, thread, self.worker_nodes(), deadline)
-        return running
+        this = _Running(number, result, ctx, thread, self.worker_nodes(), deadline)
+        return this
 
     def _wait_for_one(self, running: list[_Running], ended: queue.SimpleQueue) -> None:
         """Wait until a running stage ends or passes its deadline; record it."""

@@ -61,9 +61,12 @@ class ClusterUnderTest:
 def ray_cluster(
     stray_token_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ClusterUnderTest]:
-    """The local default cluster (local-cluster[2,1,1024], two Ray worker nodes)."""
+    """The local default cluster (local-cluster[2,1,1024], two Ray worker nodes), as
+    `raybricks run` starts it."""
     log_dir = tmp_path_factory.mktemp("session-run")
-    with ray_on_spark(ClusterSettings(), namespace=NAMESPACE, log_dir=log_dir) as info:
+    with ray_on_spark(
+        ClusterSettings(), namespace=NAMESPACE, log_dir=log_dir, stream_worker_logs=False
+    ) as info:
         yield ClusterUnderTest(info, log_dir)
     # Checked once the session's cluster is shut down (a failure here fails the run):
     assert "RAY_ADDRESS" not in os.environ

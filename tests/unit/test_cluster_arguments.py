@@ -102,3 +102,12 @@ def test_autoscaling_needs_room_only_for_its_minimum():
         ClusterSettings(max_worker_nodes=4, min_worker_nodes=2), "local-cluster[2,1,1024]", LOGS
     )
     check_room("local-cluster[2,1,1024]", arguments)  # max 4 > room 2: autoscaling up to 2
+
+
+def test_without_streamed_worker_logs_no_node_runs_a_log_monitor_unless_asked():
+    streamed = setup_arguments(ClusterSettings(), "local-cluster[2,1,1024]", LOGS)
+    assert "include_log_monitor" not in streamed["head_node_options"]
+    asked = ClusterSettings(worker_node_options={"include_log_monitor": True})
+    quiet = setup_arguments(asked, "local-cluster[2,1,1024]", LOGS, stream_worker_logs=False)
+    assert quiet["head_node_options"]["include_log_monitor"] is False
+    assert quiet["worker_node_options"]["include_log_monitor"] is True
