@@ -56,8 +56,9 @@ class ClassArchives:
         if kind in self.mapped:
             return f"-XX:SharedArchiveFile={self.folder / f'{kind}.jsa'} {QUIET}"
         # Spark puts each executor's id in place of {{EXECUTOR_ID}}: a file each.
-        written = f"training-{self.run}-{kind}{'-{{EXECUTOR_ID}}' * (kind == 'executor')}.jsa"
-        return f"-XX:ArchiveClassesAtExit={self.folder / written} {QUIET}"
+        each = "-{{EXECUTOR_ID}}" if kind == "executor" else ""
+        written = self.folder / f"training-{self.run}-{kind}{each}.jsa"
+        return f"-XX:ArchiveClassesAtExit={written} {QUIET}"
 
     def keep(self, commands: Mapping[str, Sequence[str]]) -> None:
         """After a training run's JVMs have exited: for each kind trained, keep the first
