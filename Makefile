@@ -23,7 +23,7 @@ test: setup         # unit tests, then the cluster tier (a real local Spark and 
 test-unit: setup    # only the tests that need no cluster (seconds)
 	$(BIN)/pytest tests/unit
 
-test-slow: setup    # reruns, runs side by side and cancels, repeated (about 25 min)
+test-slow: setup    # reruns, runs side by side and cancels, repeated (about 10 min)
 	$(BIN)/pytest -m slow
 
 lint: setup
