@@ -2,23 +2,19 @@
 everything, and falls back to Ray's own behaviour with one log line elsewhere."""
 
 import logging
-import multiprocessing
-import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 
 import psutil
-import pytest
 from pyspark import cloudpickle
 from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 
-from raybricks import fast_start
+from raybricks import fast_start, ports
 
 
 def ray_internals():
@@ -30,9 +26,7 @@ def test_patches_inside_the_block_and_restores_after():
     with fast_start.faster_setup() as fast:
         assert fast
         assert cluster_init._RAY_HEAD_STARTUP_TIMEOUT == 0
-        assert cluster_init._preallocate_ray_worker_port_range is (
-            fast_start.claim_worker_port_range
-        )
+        assert cluster_init._preallocate_ray_worker_port_range is ports.claim_worker_port_range
         assert spark_job_server._start_ray_worker_nodes is not before[-1]
     assert ray_internals() == before
     assert spark_job_server._start_ray_worker_nodes is fast_start._start_ray_worker_nodes
@@ -74,7 +68,7 @@ def test_worker_tasks_get_the_claim_and_reservation_by_reference_when_pickled():
     )
     with fast_start.faster_setup():
         task = cloudpickle.dumps(a_task_like_rays)
-    assert b"raybricks.fast_start" in task
+    assert b"raybricks.ports" in task
     assert b"claim_worker_port_range" in task and b"reserve_unused_port" in task
 
 
@@ -139,95 +133,3 @@ def test_a_head_that_exits_is_given_up_on_at_once():
     clock = time.monotonic()
     assert not fast_start._wait_until_port_in_use("127.0.0.1", port)
     assert time.monotonic() - clock < fast_start.HEAD_PORT_TIMEOUT_SECONDS / 4
-
-
-@pytest.fixture
-def port_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(fast_start, "PORT_LOCK_FILE", tmp_path / "ports.lock")
-    monkeypatch.setattr(fast_start, "PORT_TABLE_FILE", tmp_path / "ports.txt")
-    monkeypatch.setattr(fast_start, "RESERVED_PORTS_LOCK_FILE", tmp_path / "reserved.lock")
-    monkeypatch.setattr(fast_start, "RESERVED_PORTS_FILE", tmp_path / "reserved.txt")
-    return tmp_path / "ports.txt"
-
-
-def test_port_ranges_never_overlap_and_dead_slots_are_reused(port_files):
-    ended = subprocess.Popen(["true"])
-    ended.wait()
-    port_files.write_text(f"{os.getppid()} 0\n{ended.pid} 1\n")
-    begin, end = fast_start.claim_worker_port_range()
-    assert (begin, end) == (21000, 22000)  # slot 1 was a dead process's
-    rows = dict(line.split() for line in port_files.read_text().splitlines())
-    assert rows == {str(os.getppid()): "0", str(os.getpid()): "1"}
-
-
-def test_a_taken_lock_is_waited_for_and_free_again_right_after_a_claim(port_files, monkeypatch):
-    monkeypatch.setattr(fast_start, "LOCK_TIMEOUT_SECONDS", 0.3)
-    taken = fast_start._acquire(fast_start.PORT_LOCK_FILE)
-    with pytest.raises(TimeoutError, match="stayed locked"):
-        fast_start.claim_worker_port_range()
-    fast_start._release(taken)
-    fast_start.claim_worker_port_range()
-    fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))  # free at once
-
-
-def test_claims_racing_from_many_processes_get_distinct_ranges(port_files):
-    fork = multiprocessing.get_context("fork")
-    ready, claimed = fork.Barrier(6), fork.SimpleQueue()
-    claimants = [fork.Process(target=_claim, args=(ready, claimed)) for _ in range(6)]
-    for claimant in claimants:
-        claimant.start()
-    begins = sorted(claimed.get() for _ in claimants)
-    for claimant in claimants:
-        claimant.join(30)
-    assert begins == [20000 + slot * 1000 for slot in range(6)]
-
-
-def _claim(ready, claimed) -> None:
-    ready.wait()  # all at once
-    begin, _ = fast_start.claim_worker_port_range()
-    claimed.put(begin)
-    ready.wait()  # stay alive until every one has claimed, as Ray nodes do
-
-
-def test_no_range_left_raises_and_takes_nothing(port_files, monkeypatch):
-    monkeypatch.setattr(fast_start, "LAST_PORT", 21000)  # room for slot 0 only
-    port_files.write_text(f"{os.getppid()} 0\n")
-    with pytest.raises(RuntimeError, match="no free worker port range"):
-        fast_start.claim_worker_port_range()
-    assert port_files.read_text() == f"{os.getppid()} 0\n"
-    fast_start._release(fast_start._acquire(fast_start.PORT_LOCK_FILE))  # and the lock is free
-
-
-# Free on this machine (Ray's own check), and few, so that random picks would collide.
-SOME_PORTS = range(41000, 41006)
-
-
-def test_ports_picked_at_once_by_many_processes_are_distinct(port_files):
-    fork = multiprocessing.get_context("fork")
-    ready, picked = fork.Barrier(len(SOME_PORTS)), fork.SimpleQueue()
-    pickers = [fork.Process(target=_pick, args=(ready, picked)) for _ in SOME_PORTS]
-    for picker in pickers:
-        picker.start()
-    ports = sorted(picked.get() for _ in pickers)
-    for picker in pickers:
-        picker.join(30)
-    assert ports == list(SOME_PORTS)  # none bound them: only the reservations kept them apart
-
-
-def _pick(ready, picked) -> None:
-    ready.wait()  # all at once
-    picked.put(fast_start.reserve_unused_port("127.0.0.1", SOME_PORTS[0], SOME_PORTS[-1]))
-    ready.wait()  # alive until every one has picked
-
-
-def test_a_reservation_ends_with_its_process_or_after_its_time(port_files):
-    ended = subprocess.Popen(["true"])
-    ended.wait()
-    long_ago = time.time() - fast_start.RESERVED_SECONDS - 1
-    fast_start.RESERVED_PORTS_FILE.write_text(
-        f"{ended.pid} 41000 {time.time()}\n{os.getppid()} 41001 {long_ago}\n"
-    )
-    pick = partial(fast_start.reserve_unused_port, "127.0.0.1", 41000, 41001)
-    assert {pick(), pick()} == {41000, 41001}
-    with pytest.raises(RuntimeError, match="Get available port"):
-        pick()  # both are reserved now, by this live process

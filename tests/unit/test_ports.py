@@ -1,0 +1,104 @@
+"""Port ranges and reserved ports: distinct across processes racing for them, freed when
+their process ends, and the shared lock never left taken."""
+
+import multiprocessing
+import os
+import subprocess
+import time
+from functools import partial
+
+import pytest
+
+from raybricks import ports
+
+
+@pytest.fixture
+def port_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(ports, "PORT_LOCK_FILE", tmp_path / "ports.lock")
+    monkeypatch.setattr(ports, "PORT_TABLE_FILE", tmp_path / "ports.txt")
+    monkeypatch.setattr(ports, "RESERVED_PORTS_LOCK_FILE", tmp_path / "reserved.lock")
+    monkeypatch.setattr(ports, "RESERVED_PORTS_FILE", tmp_path / "reserved.txt")
+    return tmp_path / "ports.txt"
+
+
+def test_port_ranges_never_overlap_and_dead_slots_are_reused(port_files):
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    port_files.write_text(f"{os.getppid()} 0\n{ended.pid} 1\n")
+    begin, end = ports.claim_worker_port_range()
+    assert (begin, end) == (21000, 22000)  # slot 1 was a dead process's
+    rows = dict(line.split() for line in port_files.read_text().splitlines())
+    assert rows == {str(os.getppid()): "0", str(os.getpid()): "1"}
+
+
+def test_a_taken_lock_is_waited_for_and_free_again_right_after_a_claim(port_files, monkeypatch):
+    monkeypatch.setattr(ports, "LOCK_TIMEOUT_SECONDS", 0.3)
+    taken = ports._acquire(ports.PORT_LOCK_FILE)
+    with pytest.raises(TimeoutError, match="stayed locked"):
+        ports.claim_worker_port_range()
+    ports._release(taken)
+    ports.claim_worker_port_range()
+    ports._release(ports._acquire(ports.PORT_LOCK_FILE))  # free at once
+
+
+def test_claims_racing_from_many_processes_get_distinct_ranges(port_files):
+    fork = multiprocessing.get_context("fork")
+    ready, claimed = fork.Barrier(6), fork.SimpleQueue()
+    claimants = [fork.Process(target=_claim, args=(ready, claimed)) for _ in range(6)]
+    for claimant in claimants:
+        claimant.start()
+    begins = sorted(claimed.get() for _ in claimants)
+    for claimant in claimants:
+        claimant.join(30)
+    assert begins == [20000 + slot * 1000 for slot in range(6)]
+
+
+def _claim(ready, claimed) -> None:
+    ready.wait()  # all at once
+    begin, _ = ports.claim_worker_port_range()
+    claimed.put(begin)
+    ready.wait()  # stay alive until every one has claimed, as Ray nodes do
+
+
+def test_no_range_left_raises_and_takes_nothing(port_files, monkeypatch):
+    monkeypatch.setattr(ports, "LAST_PORT", 21000)  # room for slot 0 only
+    port_files.write_text(f"{os.getppid()} 0\n")
+    with pytest.raises(RuntimeError, match="no free worker port range"):
+        ports.claim_worker_port_range()
+    assert port_files.read_text() == f"{os.getppid()} 0\n"
+    ports._release(ports._acquire(ports.PORT_LOCK_FILE))  # and the lock is free
+
+
+# Free on this machine (Ray's own check), and few, so that random picks would collide.
+SOME_PORTS = range(41000, 41006)
+
+
+def test_ports_picked_at_once_by_many_processes_are_distinct(port_files):
+    fork = multiprocessing.get_context("fork")
+    ready, picked = fork.Barrier(len(SOME_PORTS)), fork.SimpleQueue()
+    pickers = [fork.Process(target=_pick, args=(ready, picked)) for _ in SOME_PORTS]
+    for picker in pickers:
+        picker.start()
+    ports = sorted(picked.get() for _ in pickers)
+    for picker in pickers:
+        picker.join(30)
+    assert ports == list(SOME_PORTS)  # none bound them: only the reservations kept them apart
+
+
+def _pick(ready, picked) -> None:
+    ready.wait()  # all at once
+    picked.put(ports.reserve_unused_port("127.0.0.1", SOME_PORTS[0], SOME_PORTS[-1]))
+    ready.wait()  # alive until every one has picked
+
+
+def test_a_reservation_ends_with_its_process_or_after_its_time(port_files):
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    long_ago = time.time() - ports.RESERVED_SECONDS - 1
+    ports.RESERVED_PORTS_FILE.write_text(
+        f"{ended.pid} 41000 {time.time()}\n{os.getppid()} 41001 {long_ago}\n"
+    )
+    pick = partial(ports.reserve_unused_port, "127.0.0.1", 41000, 41001)
+    assert {pick(), pick()} == {41000, 41001}
+    with pytest.raises(RuntimeError, match="Get available port"):
+        pick()  # both are reserved now, by this live process
