@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,8 @@ def ray_on_spark(
     `stream_worker_logs`: whether drivers may get their workers' output (see
     `setup_arguments`); their logs land in `log_dir` either way.
 
-    Ray's nodes copy their logs into `log_dir` as they exit. Start-up failures raise
+    Ray's nodes copy their logs into `log_dir` as they exit, and a local cluster's Spark
+    executors' output moves there once Spark stops. Start-up failures raise
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
     spark: Spark | None = None
     started = False
@@ -223,7 +225,7 @@ def ray_on_spark(
             if started:
                 shutdown(log_dir, fast=cluster.fast_start)
             if spark is not None:
-                _quietly("stopping Spark", spark.stop)
+                _quietly("stopping Spark", partial(spark.stop, log_dir))
 
 
 def shutdown(log_dir: Path, fast: bool = True) -> None:

@@ -3,7 +3,7 @@ one that raybricks starts itself, bound to loopback.
 
     spark = get_or_create_spark("local-cluster[2,1,1024]")
     ...  # spark.session
-    spark.stop()   # stops it only if it was started here
+    spark.stop(run_dir)   # stops it only if it was started here
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 from pyspark import SparkContext
@@ -30,6 +32,7 @@ QUICK_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 JVM_EXIT_SECONDS = 60.0  # for a training JVM to write its class archive and exit
 EXECUTORS_SECONDS = 30.0  # as Spark's own spark.scheduler.maxRegisteredResourcesWaitingTime
 _LOCAL_CLUSTER = re.compile(r"local-cluster\[(\d+),\s*(\d+),\s*\d+\]")
+EXECUTOR_LOGS = "spark-executors"  # in the run folder: a local cluster's executors' output
 
 
 @dataclass
@@ -41,12 +44,19 @@ class Spark:
     started_here: bool
     archives: ClassArchives | None = None
 
-    def stop(self) -> None:
-        """Stop Spark if this run started it. A run that trained class archives also
-        ends the driver JVM, waits for the JVMs to write their archives as they exit,
-        and keeps those that map."""
+    def stop(self, log_dir: Path | None = None) -> None:
+        """Stop Spark if this run started it. A local cluster's executors write their
+        output (a worker node's `ray start` among it) under Spark's own install: it
+        moves to `log_dir`. A run that trained class archives also ends the driver JVM,
+        waits for the JVMs to write their archives as they exit, and keeps those that map."""
         if not self.started_here:
             return
+        executor_logs = local_executor_logs(self.session.sparkContext)
+        self._stop_jvms()
+        if executor_logs is not None and log_dir is not None and executor_logs.is_dir():
+            shutil.move(executor_logs, log_dir / EXECUTOR_LOGS)
+
+    def _stop_jvms(self) -> None:
         if self.archives is None or not self.archives.training:
             self.session.stop()
             return
@@ -108,6 +118,15 @@ def local_cluster_shape(master: str) -> tuple[int, int] | None:
     """`(workers, cores per worker)` of a `local-cluster[W,C,MB]` master, else None."""
     match = _LOCAL_CLUSTER.fullmatch(master)
     return (int(match[1]), int(match[2])) if match else None
+
+
+def local_executor_logs(context: SparkContext) -> Path | None:
+    """Where a local cluster's executors write their stdout and stderr, a folder per
+    executor: `$SPARK_HOME/work/<app id>`, as the driver JVM's workers see it."""
+    if local_cluster_shape(str(context.master)) is None or context._jvm is None:
+        return None
+    spark_home = context._jvm.java.lang.System.getenv("SPARK_HOME")
+    return Path(spark_home, "work", context.applicationId) if spark_home else None
 
 
 def _wait_for_executors(context: SparkContext, master: str) -> None:

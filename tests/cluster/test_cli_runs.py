@@ -77,7 +77,7 @@ def first_time(log: Path, text: str = "") -> datetime:
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_run_passes_every_stage_and_leaves_report_driver_log_and_ray_logs(tmp_path, env):
+def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(tmp_path, env):
     environment, mark = env
     log_root = tmp_path / "runs"
     done = finished(
@@ -106,6 +106,10 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_and_ray_logs(tmp_pa
     (head_logs,) = [p for p in run_dir.glob("ray-*-logs/*") if "-node-" not in p.parent.name]
     dashboard_up = first_time(head_logs / "dashboard.log", "http server initialized")
     assert first_time(head_logs / "raylet.out") < dashboard_up
+    # Each Spark executor hosted a worker node, whose `ray start` output came along.
+    executors = sorted((run_dir / "spark-executors").iterdir())
+    assert [folder.name for folder in executors] == ["0", "1"]
+    assert all("Ray runtime started" in (folder / "stderr").read_text() for folder in executors)
     assert left_after(mark) == []
 
 

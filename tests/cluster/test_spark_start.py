@@ -1,4 +1,5 @@
-"""A local Spark's JVMs: the first start trains their class archives, the next maps them.
+"""A local Spark's JVMs: the first start trains their class archives, the next maps them;
+either way the executors' output moves from Spark's install to the run folder.
 
 Each start runs in a process of its own, as a run does (the session's cluster holds
 this process's Spark)."""
@@ -7,43 +8,57 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from raybricks.spark_session import EXECUTOR_LOGS
 from tests.cluster.processes import left_after, marked_env
 
-# Which archives the driver and executor JVMs have mapped, seen in their memory maps.
+# Which archives the driver and executor JVMs have mapped, seen in their memory maps;
+# then the executors' output folder, as Spark left it and once stopped.
 START_AND_STOP = """
+import sys
 from pathlib import Path
-from raybricks.spark_session import get_or_create_spark, jvm_processes
+from raybricks.spark_session import get_or_create_spark, jvm_processes, local_executor_logs
 spark = get_or_create_spark("local-cluster[1,1,1024]")
 context = spark.session.sparkContext
 total = context.parallelize([1, 2]).sum()
 for kind, processes in jvm_processes(context).items():
     maps = {Path(m.path).name for p in processes for m in p.memory_maps()}
     print(kind, spark.archives.training, f"{kind}.jsa" in maps, total)
-spark.stop()
+print(local_executor_logs(context))
+spark.stop(Path(sys.argv[1]))
 """
 
 
-def start_and_stop_spark(environment: dict[str, str]) -> list[str]:
+def start_and_stop_spark(environment: dict[str, str], run_dir: Path) -> list[str]:
+    """What START_AND_STOP printed of its JVMs' archives, once it has checked that the
+    executors' output moved to `run_dir`."""
+    run_dir.mkdir()
     done = subprocess.run(
-        [sys.executable, "-c", START_AND_STOP],
+        [sys.executable, "-c", START_AND_STOP, str(run_dir)],
         env=environment,
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-2:]
+    *archives, spark_folder = done.stdout.strip().splitlines()[-3:]
+    assert Path(spark_folder).parent.name == "work" and not Path(spark_folder).exists()
+    stderr = run_dir / EXECUTOR_LOGS / "0" / "stderr"
+    assert "CoarseGrainedExecutorBackend" in stderr.read_text()
+    return archives
 
 
 @pytest.mark.timeout(400)
 def test_the_first_start_trains_the_class_archives_and_the_next_maps_them(tmp_path):
     environment, mark = marked_env(XDG_CACHE_HOME=str(tmp_path))
-    assert start_and_stop_spark(environment) == ["driver True False 3", "executor True False 3"]
+    trained = start_and_stop_spark(environment, tmp_path / "training-run")
+    assert trained == ["driver True False 3", "executor True False 3"]
     kept = sorted(p.name for p in tmp_path.glob("raybricks/jvm/*/*"))
     assert kept == ["driver.jsa", "executor.jsa"]  # the training files, checked and renamed
 
-    assert start_and_stop_spark(environment) == ["driver False True 3", "executor False True 3"]
+    mapped = start_and_stop_spark(environment, tmp_path / "next-run")
+    assert mapped == ["driver False True 3", "executor False True 3"]
     assert left_after(mark) == []
