@@ -24,7 +24,12 @@ from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 from raybricks import signals
 from raybricks.auth import auth_environment, clear_auth, configure_auth
 from raybricks.errors import ClusterStartError
-from raybricks.fast_start import faster_setup, faster_shutdown, warming_python_workers
+from raybricks.fast_start import (
+    faster_setup,
+    faster_shutdown,
+    head_running,
+    warming_python_workers,
+)
 from raybricks.settings import ClusterSettings
 from raybricks.spark_session import (
     LOOPBACK,
@@ -54,6 +59,11 @@ class ClusterInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def head_alive(self) -> bool:
+        """Whether the cluster's head still runs (Ray on Spark starts it as a child of
+        this driver). Its `ray start` ends when any of the head's processes does."""
+        return head_running(int(self.address.rsplit(":", 1)[1]))
 
 
 def is_local_mode(master: str) -> bool:

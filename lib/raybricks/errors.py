@@ -20,8 +20,19 @@ class BadInput(Exception):
     the value and the fix; nothing has been started when this is raised."""
 
 
-class ClusterStartError(Exception):
+class ClusterError(Exception):
+    """The cluster failed the run: exit code 3."""
+
+
+class ClusterStartError(ClusterError):
     """Spark or the Ray-on-Spark cluster could not start."""
+
+
+class ClusterLost(ClusterError):
+    """The Ray cluster's head exited while the run used it."""
+
+    def __init__(self) -> None:
+        super().__init__("the Ray cluster's head exited")
 
 
 class Cancelled(BaseException):

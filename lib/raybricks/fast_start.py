@@ -238,13 +238,13 @@ def _wait_until_port_in_use(host: str, port: int) -> bool:
             probe.settimeout(1.0)
             if probe.connect_ex((host, port)) == 0:
                 return True
-        if not _head_running(port):
+        if not head_running(port):
             return False  # Ray then reports the head's exit code and its output
         time.sleep(0.1)
     return False
 
 
-def _head_running(port: int) -> bool:
+def head_running(port: int) -> bool:
     """Whether a child of this process still runs the Ray head for `port` (Ray
     starts it as `python -m ray.util.spark.start_ray_node --head --port=PORT ...`)."""
     for child in psutil.Process().children():

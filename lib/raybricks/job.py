@@ -20,9 +20,9 @@ import ray
 from raybricks import signals
 from raybricks.auth import auth_environment
 from raybricks.cluster import ClusterInfo, live_worker_nodes, ray_on_spark
-from raybricks.errors import Cancelled, ClusterStartError, ExitCode
+from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
 from raybricks.report import Report, StageResult, write_report
-from raybricks.runner import Runner
+from raybricks.runner import HEAD_CHECK_SECONDS, Runner
 from raybricks.settings import Settings
 from raybricks.stages.base import StageContext
 
@@ -45,7 +45,9 @@ def run_stages(settings: Settings, run_dir: Path) -> Report:
     )
 
     def work(cluster: ClusterInfo, report: Report) -> int:
-        runner.run(lambda: StageContext(settings.namespace, run_dir, cluster.address))
+        runner.run(
+            lambda: StageContext(settings.namespace, run_dir, cluster.address), cluster.head_alive
+        )
         _save_timeline(run_dir)
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
@@ -70,7 +72,7 @@ def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
         logger.info("running %s against %s", argv, cluster.address)
         try:
             with _child(argv, env) as child:
-                code = child.wait()
+                code = wait_while_the_head_runs(child, cluster.head_alive)
         except OSError as exc:
             logger.error("cannot run %r: %s", argv[0], exc.strerror)
             code = COMMAND_NOT_RUNNABLE
@@ -100,19 +102,19 @@ def _run(
             report.cluster = cluster.as_dict()
             try:
                 code = work(cluster, report)
-            except (Cancelled, KeyboardInterrupt) as exc:
+            except (Cancelled, KeyboardInterrupt, ClusterLost) as exc:
                 # Written before teardown: Ray can end the process during a disconnect
-                # that comes right after its connect, and the report must say cancelled.
-                _cancelled(report, exc)
+                # that comes right after its connect (or a minute after losing the
+                # head), and the report must say why the run ended.
+                _ended_early(report, exc)
                 write_report(report, run_dir)
                 raise
     except (Cancelled, KeyboardInterrupt) as exc:
         _cancelled(report, exc)
         logger.warning("run %s; the cluster was shut down", report.error)
-    except ClusterStartError as exc:
+    except ClusterError as exc:
         logger.error("%s", exc, exc_info=True)
-        report.error = str(exc)
-        report.finish("failed", ExitCode.CLUSTER_FAILED)
+        _cluster_failed(report, exc)
     except Exception as exc:
         logger.exception("run failed")
         report.error = f"{type(exc).__name__}: {exc}"
@@ -124,6 +126,18 @@ def _run(
             report.finish("failed", ExitCode.STAGE_FAILED)
         write_report(report, run_dir)
     return report
+
+
+def _ended_early(report: Report, exc: BaseException) -> None:
+    if isinstance(exc, ClusterLost):
+        _cluster_failed(report, exc)
+    else:
+        _cancelled(report, exc)
+
+
+def _cluster_failed(report: Report, exc: ClusterError) -> None:
+    report.error = str(exc)
+    report.finish("failed", ExitCode.CLUSTER_FAILED)
 
 
 def _cancelled(report: Report, exc: BaseException) -> None:
@@ -152,6 +166,16 @@ def _child(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[by
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+def wait_while_the_head_runs(child: subprocess.Popen[bytes], head_alive: Callable[[], bool]) -> int:
+    """The child's exit code, or `ClusterLost` if the cluster's head goes first."""
+    while True:
+        try:
+            return child.wait(timeout=HEAD_CHECK_SECONDS)
+        except subprocess.TimeoutExpired:
+            if not head_alive():
+                raise ClusterLost from None
 
 
 def _save_timeline(run_dir: Path) -> None:

@@ -4,12 +4,14 @@ Stages start in the order given, up to `parallel` at once (1: one after another)
 failing stage is recorded and the others still run. Results start out as `skipped`,
 so whatever stops the run, the report lists every selected stage truthfully.
 
-Each stage runs in its own thread while the main thread waits for them, for two
-reasons: a stage that hangs can be given up on after its timeout, and a signal handler
+Each stage runs in its own thread while the main thread waits for them, for three
+reasons: a stage that hangs can be given up on after its timeout; a signal handler
 that raises (cancellation) does so in the main thread's plain-Python wait, never inside
-Ray's compiled calls, which turn such an exception into a `SystemError`. Either way the
-stage is then asked to stop and given a grace period to leave Ray and clean up: the
-cluster must not be disconnected while a stage thread is inside a Ray call.
+Ray's compiled calls, which turn such an exception into a `SystemError`; and the wait
+looks every second whether the cluster's head still runs, since calls into a cluster
+without one hang until Ray ends the process a minute later. Either way the stage is
+then asked to stop and given a grace period to leave Ray and clean up: the cluster
+must not be disconnected while a stage thread is inside a Ray call.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from raybricks.errors import ClusterLost
 from raybricks.report import StageResult
 from raybricks.stages import STAGES
 from raybricks.stages.base import StageContext, StageFailed
@@ -29,6 +32,8 @@ from raybricks.stages.base import StageContext, StageFailed
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 15.0  # for a stopped stage to leave Ray and kill its actors
+HEADLESS_GRACE_SECONDS = 1.0
+HEAD_CHECK_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -61,12 +66,20 @@ class Runner:
         self.worker_nodes = worker_nodes
         self.parallel = parallel
         self.results = [StageResult(name) for name in names]
+        self.head_alive: Callable[[], bool] = lambda: True
 
     @property
     def passed(self) -> bool:
         return all(result.status == "passed" for result in self.results)
 
-    def run(self, make_context: Callable[[], StageContext]) -> list[StageResult]:
+    def run(
+        self,
+        make_context: Callable[[], StageContext],
+        head_alive: Callable[[], bool] = lambda: True,
+    ) -> list[StageResult]:
+        """Run the stages; raises `ClusterLost` once `head_alive()` says the cluster's
+        head has gone (the stages running then are failed and stopped)."""
+        self.head_alive = head_alive
         waiting = list(enumerate(self.results, 1))
         running: list[_Running] = []
         ended: queue.SimpleQueue[_Running] = queue.SimpleQueue()
@@ -78,11 +91,13 @@ class Runner:
                     running.append(stage)  # before it starts: a cancel may come at once
                     stage.thread.start()
                 self._wait_for_one(running, ended)
-        except BaseException as exc:  # cancelled while waiting: record how far each got
+        except BaseException as exc:  # cancelled or head lost: record how far each got
             for stage in running:
                 if stage.thread.is_alive():
                     stage.result.status, stage.result.error = "failed", f"interrupted ({exc})"
-            _stop(running)
+            # Calls into a cluster without its head hang: their stages get no long grace.
+            headless = isinstance(exc, ClusterLost)
+            _stop(running, HEADLESS_GRACE_SECONDS if headless else STOP_GRACE_SECONDS)
             for stage in running:
                 self._end(stage)
             raise
@@ -114,8 +129,13 @@ class Runner:
         while True:
             deadline = min(stage.deadline for stage in running)
             try:
-                done = ended.get(timeout=min(max(0.0, deadline - time.monotonic()), 3600.0))
+                wait = max(0.0, min(deadline - time.monotonic(), HEAD_CHECK_SECONDS))
+                done = ended.get(timeout=wait)
             except queue.Empty:
+                if not self.head_alive():
+                    raise ClusterLost from None
+                if time.monotonic() < deadline:
+                    continue
                 done = next(stage for stage in running if stage.deadline == deadline)
                 done.result.status = "failed"
                 done.result.error = f"timed out after {self.timeout_seconds:g} s"
@@ -147,6 +167,8 @@ class Runner:
         )
 
     def _record_node_changes(self, result: StageResult, before: set[str]) -> None:
+        if not self.head_alive():
+            return  # nobody to ask: the cluster's node table lives with its head
         after = self.worker_nodes()
         for change, nodes in (("lost", before - after), ("joined", after - before)):
             if nodes:
@@ -164,14 +186,12 @@ class Runner:
             logger.error("stage %s raised", result.name, exc_info=exc)
 
 
-def _stop(stages: list[_Running]) -> None:
-    """Ask stages to stop and wait a bounded time for them to leave Ray."""
+def _stop(stages: list[_Running], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Ask stages to stop and wait up to `grace` seconds for them to leave Ray."""
     for stage in stages:
         stage.ctx.stop.set()
-    grace_ends = time.monotonic() + STOP_GRACE_SECONDS
+    grace_ends = time.monotonic() + grace
     for stage in stages:
         stage.thread.join(max(0.0, grace_ends - time.monotonic()))
         if stage.thread.is_alive():
-            logger.warning(
-                "stage %s did not stop within %.0f s", stage.result.name, STOP_GRACE_SECONDS
-            )
+            logger.warning("stage %s did not stop within %.0f s", stage.result.name, grace)

@@ -22,10 +22,23 @@ def marked_env(**extra: str) -> tuple[dict[str, str], str]:
 
 def marked_processes(mark: str) -> list[str]:
     found = []
-    for proc in psutil.process_iter(["pid", "name"]):
+    for proc in running_marked(mark):
         try:
-            if proc.environ().get(MARK) == mark and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+            found.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def running_marked(mark: str, name: str | None = None) -> list[psutil.Process]:
+    """The running processes with `mark` in their environment (and that name, if given)."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if name not in (None, proc.info["name"]) or proc.environ().get(MARK) != mark:
+                continue
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from raybricks.stages import STAGES
-from tests.cluster.processes import left_after, marked_env, wait_for
+from tests.cluster.processes import left_after, marked_env, running_marked, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -194,6 +194,42 @@ def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
         assert leaks == [], "the run's token was written to its run folder"
 
 
+class InTheBackground:
+    """`raybricks run` of the namespaces stage alone, in the background while the test
+    acts on it; within `with`, it is ended when the test leaves the block."""
+
+    def __init__(self, tmp_path: Path, environment: dict[str, str], conf_text: str) -> None:
+        conf = tmp_path / "conf.yml"
+        conf.write_text(conf_text)
+        self.log_root = tmp_path / "runs"
+        self.stderr = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads: it fills
+        self.command = [BIN / "raybricks", "run", *one_stage(conf, self.log_root, "namespaces")]
+        self.environment = environment
+
+    def __enter__(self) -> InTheBackground:
+        with self.stderr.open("w") as err:
+            self.proc = subprocess.Popen(
+                self.command,
+                env=self.environment,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=ROOT,
+            )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def wait_until_logged(self, line: str, phase: str) -> None:
+        def reached() -> bool:
+            logs = list(self.log_root.glob("*/driver.log"))
+            return bool(logs) and line in logs[0].read_text()
+
+        assert wait_for(reached, timeout=180, interval=0.1), f"the run never reached {phase}"
+
+
 TERM, INT = signal.SIGTERM, signal.SIGINT
 
 
@@ -214,33 +250,17 @@ def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
     tmp_path, env, phase, log_line, after, signals, stage_status
 ):
     environment, mark = env
-    conf = tmp_path / "no-auth.yml"
-    conf.write_text(SMALL_CLUSTER + "  auth: disabled\n")  # despite the stray token file
-    log_root = tmp_path / "runs"
-    stderr = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads: that would fill up
+    # auth disabled, despite the stray token file
+    run = InTheBackground(tmp_path, environment, SMALL_CLUSTER + "  auth: disabled\n")
     code = 128 + signals[0]
-    with (
-        stderr.open("w") as err,
-        subprocess.Popen(
-            [BIN / "raybricks", "run", *one_stage(conf, log_root, "namespaces")],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            cwd=ROOT,
-        ) as run,
-    ):
-
-        def reached() -> bool:
-            logs = list(log_root.glob("*/driver.log"))
-            return bool(logs) and log_line in logs[0].read_text()
-
-        assert wait_for(reached, timeout=180, interval=0.1), f"the run never reached {phase}"
+    with run:
+        run.wait_until_logged(log_line, phase)
         time.sleep(after)
         for signum in signals:
-            run.send_signal(signum)
+            run.proc.send_signal(signum)
             time.sleep(0.3)
-        assert run.wait(timeout=120) == code, stderr.read_text()[-3000:]
-    run_dir = only_run_dir(log_root)
+        assert run.proc.wait(timeout=120) == code, run.stderr.read_text()[-3000:]
+    run_dir = only_run_dir(run.log_root)
     report = report_of(run_dir)
     assert (report["status"], report["exit_code"]) == ("cancelled", code)
     assert report["error"] == f"cancelled by {signal.Signals(signals[0]).name}"
@@ -287,4 +307,27 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
     assert report["error"].startswith(error)
     assert error in done.stderr
     assert [(s["name"], s["status"]) for s in report["stages"]] == [(n, "skipped") for n in STAGES]
+    assert left_after(mark) == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_head_lost_mid_stage_ends_the_run_with_exit_3_and_leaves_nothing(tmp_path, env):
+    """Without its head a cluster answers nothing, and a minute later Ray ends the
+    driver; the run notices within a second or two and ends as any failure does."""
+    environment, mark = env
+    with InTheBackground(tmp_path, environment, SMALL_CLUSTER) as run:
+        run.wait_until_logged("namespaces: started", "mid-stage")
+        time.sleep(1.0)
+        (gcs,) = running_marked(mark, "gcs_server")
+        gcs.kill()
+        # 3, not the code of Ray ending the process: the run ended as any failure does
+        assert run.proc.wait(timeout=120) == 3, run.stderr.read_text()[-3000:]
+    report = report_of(only_run_dir(run.log_root))
+    assert (report["status"], report["exit_code"]) == ("failed", 3)
+    assert report["error"] == "the Ray cluster's head exited"
+    namespaces = report["stages"][0]
+    assert (namespaces["status"], namespaces["error"]) == (
+        "failed",
+        "interrupted (the Ray cluster's head exited)",
+    )
     assert left_after(mark) == []

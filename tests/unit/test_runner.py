@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from raybricks.errors import Cancelled
+from raybricks.errors import Cancelled, ClusterLost
 from raybricks.runner import Runner
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
 
@@ -210,3 +210,27 @@ def test_a_stage_past_its_timeout_fails_while_the_others_go_on():
         ("passes", "passed"),
     ]
     assert runner.results[0].error == "timed out after 0.5 s"
+
+
+def test_a_lost_head_stops_the_running_stages_and_leaves_the_rest_skipped():
+    head = threading.Event()
+    head.set()
+    threading.Timer(0.3, head.clear).start()  # the head exits while `hangs` works
+    nodes_asked: list[bool] = []
+
+    def worker_nodes() -> set[str]:
+        nodes_asked.append(head.is_set())
+        return {"a"}
+
+    runner = Runner(["passes", "hangs", "passes"], lambda name: StageParams(), 30, worker_nodes)
+    clock = time.monotonic()
+    with pytest.raises(ClusterLost, match="the Ray cluster's head exited"):
+        runner.run(context, head_alive=head.is_set)
+    assert time.monotonic() - clock < 5  # noticed within a look or two, not at the timeout
+    assert [(r.name, r.status, r.error) for r in runner.results] == [
+        ("passes", "passed", None),
+        ("hangs", "failed", "interrupted (the Ray cluster's head exited)"),
+        ("passes", "skipped", None),
+    ]
+    assert runner.results[1].evidence == {"started": True, "cleaned_up": True}
+    assert False not in nodes_asked  # a cluster without its head is not asked for nodes
