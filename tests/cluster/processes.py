@@ -4,6 +4,7 @@ child inherits (Spark's JVMs, executors, Ray's nodes and workers)."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -63,7 +64,8 @@ def left_after(mark: str, timeout: float = 60) -> list[str]:
 def kill_node(node_id: str) -> int:
     """Kill a Ray node on this machine from outside, as a lost machine would end it:
     every process of the node (in Ray on Spark, the tree under the Spark task's
-    `start_ray_node`), at once. Returns how many processes were killed."""
+    `start_ray_node`), at once, then remove the temp folder it can no longer remove
+    itself. Returns how many processes were killed."""
     raylet = next(
         proc
         for proc in psutil.process_iter(["name", "cmdline"])
@@ -73,9 +75,12 @@ def kill_node(node_id: str) -> int:
         (p for p in raylet.parents() if "ray.util.spark.start_ray_node" in p.cmdline()), raylet
     )
     tree = [root, *root.children(recursive=True)]
+    temp_dirs = [arg.split("=", 1)[1] for arg in root.cmdline() if arg.startswith("--temp-dir=")]
     for proc in tree:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             continue
+    for folder in temp_dirs:  # SIGKILL leaves nothing running that writes there
+        shutil.rmtree(folder, ignore_errors=True)
     return len(tree)
