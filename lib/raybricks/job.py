@@ -11,8 +11,10 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import ray
@@ -48,7 +50,7 @@ def run_stages(settings: Settings, run_dir: Path) -> Report:
         runner.run(
             lambda: StageContext(settings.namespace, run_dir, cluster.address), cluster.head_alive
         )
-        _save_timeline(run_dir)
+        _unless_the_head_goes(partial(_save_timeline, run_dir), cluster.head_alive)
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
     # The report lists every selected stage from the start (skipped until run). This
@@ -176,6 +178,17 @@ def wait_while_the_head_runs(child: subprocess.Popen[bytes], head_alive: Callabl
         except subprocess.TimeoutExpired:
             if not head_alive():
                 raise ClusterLost from None
+
+
+def _unless_the_head_goes(call: Callable[[], None], head_alive: Callable[[], bool]) -> None:
+    """Run `call`, which asks the cluster, in a thread, and raise `ClusterLost` if the head
+    goes first: a call into a cluster without its head waits until Ray ends the process."""
+    calling = threading.Thread(target=call, name="raybricks-head-watched", daemon=True)
+    calling.start()
+    while calling.is_alive():
+        calling.join(HEAD_CHECK_SECONDS)
+        if calling.is_alive() and not head_alive():
+            raise ClusterLost
 
 
 def _save_timeline(run_dir: Path) -> None:

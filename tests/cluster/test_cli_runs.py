@@ -195,15 +195,17 @@ def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
 
 
 class InTheBackground:
-    """`raybricks run` of the namespaces stage alone, in the background while the test
-    acts on it; within `with`, it is ended when the test leaves the block."""
+    """`raybricks run` of one stage, in the background while the test acts on it;
+    within `with`, it is ended when the test leaves the block."""
 
-    def __init__(self, tmp_path: Path, environment: dict[str, str], conf_text: str) -> None:
+    def __init__(
+        self, tmp_path: Path, environment: dict[str, str], conf_text: str, stage: str
+    ) -> None:
         conf = tmp_path / "conf.yml"
         conf.write_text(conf_text)
         self.log_root = tmp_path / "runs"
         self.stderr = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads: it fills
-        self.command = [BIN / "raybricks", "run", *one_stage(conf, self.log_root, "namespaces")]
+        self.command = [BIN / "raybricks", "run", *one_stage(conf, self.log_root, stage)]
         self.environment = environment
 
     def __enter__(self) -> InTheBackground:
@@ -251,7 +253,8 @@ def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
 ):
     environment, mark = env
     # auth disabled, despite the stray token file
-    run = InTheBackground(tmp_path, environment, SMALL_CLUSTER + "  auth: disabled\n")
+    conf = SMALL_CLUSTER + "  auth: disabled\n"
+    run = InTheBackground(tmp_path, environment, conf, "namespaces")
     code = 128 + signals[0]
     with run:
         run.wait_until_logged(log_line, phase)
@@ -315,8 +318,13 @@ def test_a_head_lost_mid_stage_ends_the_run_with_exit_3_and_leaves_nothing(tmp_p
     """Without its head a cluster answers nothing, and a minute later Ray ends the
     driver; the run notices within a second or two and ends as any failure does."""
     environment, mark = env
-    with InTheBackground(tmp_path, environment, SMALL_CLUSTER) as run:
-        run.wait_until_logged("namespaces: started", "mid-stage")
+    # A stage that surely lasts past the kill: its workers train for 40 s.
+    conf = SMALL_CLUSTER + (
+        "stage_params:\n  tree_of_actors:\n"
+        "    {step_seconds: 5, budget_seconds: 120, timeout_seconds: 120}\n"
+    )
+    with InTheBackground(tmp_path, environment, conf, "tree_of_actors") as run:
+        run.wait_until_logged("tree_of_actors: started", "mid-stage")
         time.sleep(1.0)
         (gcs,) = running_marked(mark, "gcs_server")
         gcs.kill()
@@ -325,9 +333,7 @@ def test_a_head_lost_mid_stage_ends_the_run_with_exit_3_and_leaves_nothing(tmp_p
     report = report_of(only_run_dir(run.log_root))
     assert (report["status"], report["exit_code"]) == ("failed", 3)
     assert report["error"] == "the Ray cluster's head exited"
-    namespaces = report["stages"][0]
-    assert (namespaces["status"], namespaces["error"]) == (
-        "failed",
-        "interrupted (the Ray cluster's head exited)",
-    )
+    # Failed: stopped by the runner ("interrupted (the Ray cluster's head exited)"), or
+    # by one of its own calls failing first, whichever came first.
+    assert report["stages"][0]["status"] == "failed"
     assert left_after(mark) == []

@@ -1,15 +1,16 @@
-"""How `raybricks exec` waits for its command: the command's exit code, unless the
-cluster's head exits first."""
+"""Waiting on what needs the cluster (`exec`'s command, the timeline) ends once the
+cluster's head exits."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from raybricks.errors import ClusterLost
-from raybricks.job import wait_while_the_head_runs
+from raybricks.job import _unless_the_head_goes, wait_while_the_head_runs
 
 
 def test_the_commands_exit_code_while_the_head_runs():
@@ -24,3 +25,13 @@ def test_a_head_that_exits_first_ends_the_wait():
             wait_while_the_head_runs(child, looks.__next__)
         assert child.poll() is None  # ending the command is left to the caller
         child.kill()
+
+
+def test_a_call_into_the_cluster_is_given_up_on_once_the_head_goes():
+    finished, never = [], threading.Event()
+    _unless_the_head_goes(lambda: finished.append(True), lambda: False)  # done first: fine
+    assert finished == [True]
+    looks = iter([True, False])
+    with pytest.raises(ClusterLost):
+        _unless_the_head_goes(never.wait, looks.__next__)  # hangs, as into a headless cluster
+    never.set()

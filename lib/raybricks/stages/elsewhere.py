@@ -10,9 +10,11 @@ environment) in the namespace given, and its JSON-able result comes back:
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from raybricks.stages.base import StageFailed
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def run_elsewhere(
@@ -35,6 +39,7 @@ def run_elsewhere(
                 sys.executable,
                 "-m",
                 __name__,
+                str(os.getpid()),
                 target,
                 namespace,
                 json.dumps(kwargs),
@@ -50,7 +55,8 @@ def run_elsewhere(
         return json.loads(result_file.read_text())
 
 
-def _main(target: str, namespace: str, arguments: str, result_file: str) -> None:
+def _main(parent: str, target: str, namespace: str, arguments: str, result_file: str) -> None:
+    _end_with(int(parent))
     import ray
 
     module, name = target.split(":")
@@ -61,6 +67,18 @@ def _main(target: str, namespace: str, arguments: str, result_file: str) -> None
     finally:
         ray.shutdown()
     Path(result_file).write_text(json.dumps(result))
+
+
+def _end_with(parent: int) -> None:
+    """Be killed when the driver that started this one ends, however it ends (with its
+    head lost, Ray ends it outright): a run leaves nothing behind. Linux's parent-death
+    signal, which comes when the starting *thread* ends: here the stage thread, waiting
+    in `run_elsewhere` until this process ends or the run's process does. Elsewhere
+    this driver may outlive a killed parent."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before the signal was asked for
+        sys.exit(1)
 
 
 if __name__ == "__main__":
