@@ -50,7 +50,7 @@ def run_stages(settings: Settings, run_dir: Path) -> Report:
         runner.run(
             lambda: StageContext(settings.namespace, run_dir, cluster.address), cluster.head_alive
         )
-        _unless_the_head_goes(partial(_save_timeline, run_dir), cluster.head_alive)
+        while_the_head_runs(partial(_save_timeline, run_dir), cluster.head_alive)
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
     # The report lists every selected stage from the start (skipped until run). This
@@ -74,7 +74,8 @@ def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
         logger.info("running %s against %s", argv, cluster.address)
         try:
             with _child(argv, env) as child:
-                code = wait_while_the_head_runs(child, cluster.head_alive)
+                while_the_head_runs(child.wait, cluster.head_alive)
+                code = child.returncode
         except OSError as exc:
             logger.error("cannot run %r: %s", argv[0], exc.strerror)
             code = COMMAND_NOT_RUNNABLE
@@ -170,19 +171,10 @@ def _child(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[by
                 child.wait()
 
 
-def wait_while_the_head_runs(child: subprocess.Popen[bytes], head_alive: Callable[[], bool]) -> int:
-    """The child's exit code, or `ClusterLost` if the cluster's head goes first."""
-    while True:
-        try:
-            return child.wait(timeout=HEAD_CHECK_SECONDS)
-        except subprocess.TimeoutExpired:
-            if not head_alive():
-                raise ClusterLost from None
-
-
-def _unless_the_head_goes(call: Callable[[], None], head_alive: Callable[[], bool]) -> None:
-    """Run `call`, which asks the cluster, in a thread, and raise `ClusterLost` if the head
-    goes first: a call into a cluster without its head waits until Ray ends the process."""
+def while_the_head_runs(call: Callable[[], object], head_alive: Callable[[], bool]) -> None:
+    """Run `call` (a call into the cluster, or a wait for a driver of it) in a thread, and
+    raise `ClusterLost` if the head goes first: a call into a cluster without its head
+    waits until Ray ends the process."""
     calling = threading.Thread(target=call, name="raybricks-head-watched", daemon=True)
     calling.start()
     while calling.is_alive():
