@@ -118,9 +118,10 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
     environment, mark = env
     environment["PYSPARK_PYTHON"] = sys.executable
     conf = tmp_path / "failing.yml"
-    # An override asking for more CPUs than any worker node has can never be placed.
+    # An override asking for more CPUs than any worker node has can never be placed. And
+    # the setting that turns fast start off: this cluster starts with Ray's own waits.
     conf.write_text(
-        SMALL_CLUSTER + "stage_params:\n  options_override:\n"
+        SMALL_CLUSTER + "  fast_start: false\nstage_params:\n  options_override:\n"
         "    override_num_cpus: 2\n    placement_timeout_seconds: 2\n"
     )
     log_root = tmp_path / "runs"
@@ -139,6 +140,8 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
     report = report_of(only_run_dir(log_root))
     assert report["status"] == "failed"
     assert report["cluster"]["spark_master"] == "local-cluster[1,1,1024]"  # spark-submit's
+    assert report["cluster"]["fast_start"] is False
+    assert "warmed Spark Python workers" not in (only_run_dir(log_root) / "driver.log").read_text()
     (stage,) = report["stages"]
     assert stage["status"] == "failed"
     assert "was not placed within 2.0 s" in stage["error"]
