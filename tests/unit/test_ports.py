@@ -3,6 +3,7 @@ their process ends, and the shared lock never left taken."""
 
 import multiprocessing
 import os
+import socket
 import subprocess
 import time
 from functools import partial
@@ -69,25 +70,39 @@ def test_no_range_left_raises_and_takes_nothing(port_files, monkeypatch):
     ports._release(ports._acquire(ports.PORT_LOCK_FILE))  # and the lock is free
 
 
-# Free on this machine (Ray's own check), and few, so that random picks would collide.
-SOME_PORTS = range(41000, 41006)
+def free_ports(count: int) -> range:
+    """`count` consecutive ports free on this machine now, below the ephemeral range
+    (where the kernel hands out no ports unasked, so the cluster tests running beside
+    these take them only by chance): few, so that random picks among them would collide."""
+    for first in range(30000, 32768 - count, count):
+        candidates = range(first, first + count)
+        if all(_free(port) for port in candidates):
+            return candidates
+    raise AssertionError(f"no {count} consecutive free ports in 30000-32767")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_ports_picked_at_once_by_many_processes_are_distinct(port_files):
+    some_ports = free_ports(6)
     fork = multiprocessing.get_context("fork")
-    ready, picked = fork.Barrier(len(SOME_PORTS)), fork.SimpleQueue()
-    pickers = [fork.Process(target=_pick, args=(ready, picked)) for _ in SOME_PORTS]
+    ready, picked = fork.Barrier(len(some_ports), timeout=30), fork.Queue()
+    pickers = [fork.Process(target=_pick, args=(ready, picked, some_ports)) for _ in some_ports]
     for picker in pickers:
         picker.start()
-    ports = sorted(picked.get() for _ in pickers)
+    picked_ports = sorted(picked.get(timeout=30) for _ in pickers)
     for picker in pickers:
         picker.join(30)
-    assert ports == list(SOME_PORTS)  # none bound them: only the reservations kept them apart
+    # none bound them: only the reservations kept them apart
+    assert picked_ports == list(some_ports)
 
 
-def _pick(ready, picked) -> None:
+def _pick(ready, picked, some_ports: range) -> None:
     ready.wait()  # all at once
-    picked.put(ports.reserve_unused_port("127.0.0.1", SOME_PORTS[0], SOME_PORTS[-1]))
+    picked.put(ports.reserve_unused_port("127.0.0.1", some_ports[0], some_ports[-1]))
     ready.wait()  # alive until every one has picked
 
 
@@ -95,10 +110,11 @@ def test_a_reservation_ends_with_its_process_or_after_its_time(port_files):
     ended = subprocess.Popen(["true"])
     ended.wait()
     long_ago = time.time() - ports.RESERVED_SECONDS - 1
+    first, second = free_ports(2)
     ports.RESERVED_PORTS_FILE.write_text(
-        f"{ended.pid} 41000 {time.time()}\n{os.getppid()} 41001 {long_ago}\n"
+        f"{ended.pid} {first} {time.time()}\n{os.getppid()} {second} {long_ago}\n"
     )
-    pick = partial(ports.reserve_unused_port, "127.0.0.1", 41000, 41001)
-    assert {pick(), pick()} == {41000, 41001}
+    pick = partial(ports.reserve_unused_port, "127.0.0.1", first, second)
+    assert {pick(), pick()} == {first, second}
     with pytest.raises(RuntimeError, match="Get available port"):
         pick()  # both are reserved now, by this live process
