@@ -10,6 +10,8 @@ upgrade of either simply trains anew.
 A JVM that maps a partly written archive crashes. So a training run's JVMs write files
 of their own, and such a file becomes the archive only once a JVM started as the one
 that wrote it has mapped it, with sharing required and the archive's checksum verified.
+One run trains at a time (writing archives slows its JVMs' exit); a run starting while
+another trains starts without archives.
 
     archives = class_archives(QUICK_START_JVM)     # None: no cache folder, or no java
     archives.java_options("driver")                # for spark.driver.extraJavaOptions
@@ -19,6 +21,7 @@ that wrote it has mapped it, with sharing required and the archive's checksum ve
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -28,6 +31,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pyspark
 
@@ -47,6 +51,7 @@ class ClassArchives:
     folder: Path
     mapped: frozenset[str]
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    claim: IO[bytes] | None = field(default=None, compare=False, repr=False)
 
     @property
     def training(self) -> bool:
@@ -62,7 +67,15 @@ class ClassArchives:
 
     def keep(self, commands: Mapping[str, Sequence[str]]) -> None:
         """After a training run's JVMs have exited: for each kind trained, keep the first
-        file that a JVM started as `commands[kind]` maps cleanly; drop the others."""
+        file that a JVM started as `commands[kind]` maps cleanly; drop the others. Then
+        another run may train."""
+        try:
+            self._keep(commands)
+        finally:
+            if self.claim is not None:
+                self.claim.close()
+
+    def _keep(self, commands: Mapping[str, Sequence[str]]) -> None:
         for kind in sorted(set(KINDS) - self.mapped):
             written = sorted(self.folder.glob(f"training-{self.run}-{kind}*.jsa"))
             command = commands.get(kind)
@@ -78,7 +91,7 @@ class ClassArchives:
 
 def class_archives(jvm_options: str) -> ClassArchives | None:
     """The archives for JVMs started with `jvm_options`; None when the JVM or a
-    writable cache folder cannot be found."""
+    writable cache folder cannot be found, or another run is training them."""
     java = java_binary()
     if java is None:
         return None
@@ -88,8 +101,29 @@ def class_archives(jvm_options: str) -> ClassArchives | None:
     except OSError as exc:
         logger.info("no class archives for Spark's JVMs: %s", exc)
         return None
+    claim = _claim_training(folder)
+    # Read once claimed: a run that held the claim may have just kept them.
     mapped = frozenset(kind for kind in KINDS if (folder / f"{kind}.jsa").is_file())
-    return ClassArchives(folder, mapped)
+    if mapped == frozenset(KINDS):
+        if claim is not None:
+            claim.close()
+        return ClassArchives(folder, mapped)
+    if claim is None:
+        logger.info("another run is training the class archives in %s: none this time", folder)
+        return None
+    return ClassArchives(folder, mapped, claim=claim)
+
+
+def _claim_training(folder: Path) -> IO[bytes] | None:
+    """The right to train in `folder`, held until `keep` or the process's end; None
+    while another run holds it."""
+    lock = folder.with_name(f"{folder.name}.training").open("wb")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
 
 
 def cache_home() -> Path:

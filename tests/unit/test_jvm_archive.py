@@ -5,6 +5,7 @@ Spark's own JVMs write and map theirs in tests/cluster/test_spark_start.py."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,28 @@ def test_without_the_command_of_the_jvm_that_wrote_it_nothing_is_kept(java):
     written_by_a_jvm(java, archives, "executor")
     archives.keep({})  # no executor seen
     assert list(archives.folder.iterdir()) == []
+
+
+def test_one_run_trains_at_a_time_and_one_starting_meanwhile_has_none(java):
+    trainer = jvm_archive.class_archives(OPTIONS)
+    assert trainer is not None and trainer.training
+    assert jvm_archive.class_archives(OPTIONS) is None  # while it trains
+    for kind in jvm_archive.KINDS:
+        written_by_a_jvm(java, trainer, kind)
+    trainer.keep({kind: [java] for kind in jvm_archive.KINDS})
+    after = jvm_archive.class_archives(OPTIONS)
+    assert after is not None and not after.training
+
+
+def test_a_trainer_that_ends_without_keeping_lets_the_next_run_train():
+    # Another process claims the training and exits, as a killed run would.
+    claim = "from raybricks import jvm_archive as j; assert j.class_archives(%r).training"
+    subprocess.run([sys.executable, "-c", claim % OPTIONS], check=True)
+    nothing_kept = jvm_archive.class_archives(OPTIONS)
+    assert nothing_kept is not None and nothing_kept.training
+    nothing_kept.keep({})
+    again = jvm_archive.class_archives(OPTIONS)
+    assert again is not None and again.training
 
 
 def test_each_set_of_jvm_options_has_archives_of_its_own():
