@@ -102,8 +102,7 @@ def class_archives(jvm_options: str) -> ClassArchives | None:
         logger.info("no class archives for Spark's JVMs: %s", exc)
         return None
     claim = _claim_training(folder)
-    # Read once claimed: a run that held the claim may have just kept them.
-    mapped = frozenset(kind for kind in KINDS if (folder / f"{kind}.jsa").is_file())
+    mapped = _kept(folder)  # read once claimed: a run that held the claim may have just kept them
     if mapped == frozenset(KINDS):
         if claim is not None:
             claim.close()
@@ -112,6 +111,16 @@ def class_archives(jvm_options: str) -> ClassArchives | None:
         logger.info("another run is training the class archives in %s: none this time", folder)
         return None
     return ClassArchives(folder, mapped, claim=claim)
+
+
+def trained(jvm_options: str) -> bool:
+    """Whether JVMs started with `jvm_options` would map archives of every kind."""
+    java = java_binary()
+    return java is not None and _kept(cache_root() / _key(java, jvm_options)) == frozenset(KINDS)
+
+
+def _kept(folder: Path) -> frozenset[str]:
+    return frozenset(kind for kind in KINDS if (folder / f"{kind}.jsa").is_file())
 
 
 def _claim_training(folder: Path) -> IO[bytes] | None:

@@ -17,6 +17,7 @@ import pytest
 from raybricks import jvm_archive
 from raybricks.cluster import ClusterInfo, ray_on_spark
 from raybricks.settings import ClusterSettings
+from raybricks.spark_session import QUICK_START_JVM
 from tests.cluster.processes import wait_for
 
 STRAY_TOKEN = "stray-token-left-by-an-earlier-local-ray-init"
@@ -64,8 +65,11 @@ def ray_cluster(
     """The local default cluster (local-cluster[2,1,1024], two Ray worker nodes), as
     `raybricks run` starts it."""
     log_dir = tmp_path_factory.mktemp("session-run")
+    # Its Spark lives as long as the session: were it to train the JVMs' class archives,
+    # every whole run would start without them until the end (one run trains at a time).
+    settings = ClusterSettings(spark_class_archive=jvm_archive.trained(QUICK_START_JVM))
     with ray_on_spark(
-        ClusterSettings(), namespace=NAMESPACE, log_dir=log_dir, stream_worker_logs=False
+        settings, namespace=NAMESPACE, log_dir=log_dir, stream_worker_logs=False
     ) as info:
         yield ClusterUnderTest(info, log_dir)
     # Checked once the session's cluster is shut down (a failure here fails the run):

@@ -43,7 +43,9 @@ def test_a_first_run_trains_and_keeps_what_a_jvm_maps_for_the_next_run(java, cac
     assert "-{{EXECUTOR_ID}}.jsa" in archives.java_options("executor")  # a file per executor
     for kind in jvm_archive.KINDS:
         written_by_a_jvm(java, archives, kind)
+    assert not jvm_archive.trained(OPTIONS)
     archives.keep({kind: [java] for kind in jvm_archive.KINDS})
+    assert jvm_archive.trained(OPTIONS)
 
     again = jvm_archive.class_archives(OPTIONS)
     assert again is not None and not again.training
