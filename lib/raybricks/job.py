@@ -109,19 +109,18 @@ def _run(
                 # Written before teardown: Ray can end the process during a disconnect
                 # that comes right after its connect (or a minute after losing the
                 # head), and the report must say why the run ended.
-                _ended_early(report, exc)
+                _ended(report, exc)
                 write_report(report, run_dir)
                 raise
     except (Cancelled, KeyboardInterrupt) as exc:
-        _cancelled(report, exc)
+        _ended(report, exc)
         logger.warning("run %s; the cluster was shut down", report.error)
     except ClusterError as exc:
         logger.error("%s", exc, exc_info=True)
-        _cluster_failed(report, exc)
+        _ended(report, exc)
     except Exception as exc:
         logger.exception("run failed")
-        report.error = f"{type(exc).__name__}: {exc}"
-        report.finish("failed", ExitCode.STAGE_FAILED)
+        _ended(report, exc)
     else:
         report.finish("passed" if code == ExitCode.PASSED else "failed", code)
     finally:
@@ -131,22 +130,18 @@ def _run(
     return report
 
 
-def _ended_early(report: Report, exc: BaseException) -> None:
-    if isinstance(exc, ClusterLost):
-        _cluster_failed(report, exc)
+def _ended(report: Report, exc: BaseException) -> None:
+    """Record on the report how `exc` ended the run."""
+    if isinstance(exc, (Cancelled, KeyboardInterrupt)):
+        cancel = exc if isinstance(exc, Cancelled) else Cancelled(signal.SIGINT)
+        report.error = f"cancelled by {cancel}"
+        report.finish("cancelled", cancel.exit_code)
+    elif isinstance(exc, ClusterError):
+        report.error = str(exc)
+        report.finish("failed", ExitCode.CLUSTER_FAILED)
     else:
-        _cancelled(report, exc)
-
-
-def _cluster_failed(report: Report, exc: ClusterError) -> None:
-    report.error = str(exc)
-    report.finish("failed", ExitCode.CLUSTER_FAILED)
-
-
-def _cancelled(report: Report, exc: BaseException) -> None:
-    cancel = exc if isinstance(exc, Cancelled) else Cancelled(signal.SIGINT)
-    report.error = f"cancelled by {cancel}"
-    report.finish("cancelled", cancel.exit_code)
+        report.error = f"{type(exc).__name__}: {exc}"
+        report.finish("failed", ExitCode.STAGE_FAILED)
 
 
 def _cancel(signum: int, _frame: object) -> None:
