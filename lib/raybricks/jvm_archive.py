@@ -92,10 +92,9 @@ class ClassArchives:
 def class_archives(jvm_options: str) -> ClassArchives | None:
     """The archives for JVMs started with `jvm_options`; None when the JVM or a
     writable cache folder cannot be found, or another run is training them."""
-    java = java_binary()
-    if java is None:
+    folder = _folder(jvm_options)
+    if folder is None:
         return None
-    folder = cache_root() / _key(java, jvm_options)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -115,8 +114,14 @@ def class_archives(jvm_options: str) -> ClassArchives | None:
 
 def trained(jvm_options: str) -> bool:
     """Whether JVMs started with `jvm_options` would map archives of every kind."""
+    folder = _folder(jvm_options)
+    return folder is not None and _kept(folder) == frozenset(KINDS)
+
+
+def _folder(jvm_options: str) -> Path | None:
+    """Where the archives for JVMs started with `jvm_options` live; None without java."""
     java = java_binary()
-    return java is not None and _kept(cache_root() / _key(java, jvm_options)) == frozenset(KINDS)
+    return None if java is None else cache_root() / _key(java, jvm_options)
 
 
 def _kept(folder: Path) -> frozenset[str]:
