@@ -12,6 +12,7 @@ import pytest
 import ray
 from ray.util.state import list_actors
 
+from raybricks.pool import DEFAULT_DEPTH
 from raybricks.report import StageResult
 from raybricks.runner import Runner
 from raybricks.stages import STAGES
@@ -131,6 +132,9 @@ def test_actor_pool_evidence(stage):
     assert evidence["usable_after_error"] == [10]
     assert evidence["actor_pool_map_items_per_second"] > 0
     assert evidence["direct_round_robin_items_per_second"] > 0
+    # the pipelined pool's figure beside ActorPool's
+    assert evidence["pipelined_pool_map_items_per_second"] > 0
+    assert evidence["pipeline_depth"] == DEFAULT_DEPTH
 
 
 def test_actor_pool_fails_when_get_next_does_not_time_out(stage):
