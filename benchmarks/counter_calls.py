@@ -15,7 +15,7 @@ import sys
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raybricks.cluster import live_worker_nodes
+from raybricks.cluster.lifecycle import live_worker_nodes
 from raybricks.stages.detached_actors import Counter, call_counter, call_from_task
 from rounds import alternating_rates
 

@@ -10,8 +10,8 @@ import sys
 import ray
 from ray.util import ActorPool
 
-from raybricks.pool import DEFAULT_DEPTH as DEPTH
-from raybricks.pool import PipelinedActorPool
+from raybricks.stages.pool import DEFAULT_DEPTH as DEPTH
+from raybricks.stages.pool import PipelinedActorPool
 from rounds import alternating_rates
 
 ITEMS, ACTORS = 5000, 2

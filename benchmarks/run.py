@@ -21,7 +21,7 @@ import psutil
 from benchmarks.rounds import ROUNDS, paired_ratio
 from tests.cluster.processes import left_after, marked_env
 
-from raybricks.report import versions
+from raybricks.report.model import versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -73,7 +73,7 @@ def exec_cmd(folder, fast_start, *command, namespace="bench"):
 
 
 def summary_of(logs):
-    from raybricks.report import format_summary, read_report
+    from raybricks.report.model import format_summary, read_report
 
     return "\n".join(format_summary(read_report(run)) for run in logs.iterdir())
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from raybricks import __version__
 from raybricks.errors import BadInput, ExitCode
 from raybricks.paths import create_run_dir, new_run_id
-from raybricks.report import DRIVER_LOG, Report, format_summary, read_report
+from raybricks.report.model import DRIVER_LOG, Report, format_summary, read_report
 from raybricks.settings import FLAG_SETTINGS, TARGETS, Settings, load_settings
 from raybricks.stages import STAGES
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
-    from raybricks.job import run_stages  # imports Spark: only when a run starts
+    from raybricks.run.job import run_stages  # imports Spark: only when a run starts
 
     settings = _settings(args, conf_dir)
     run_dir = _start_run_dir(settings)
@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
 
 
 def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
-    from raybricks.job import run_command
+    from raybricks.run.job import run_command
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -80,7 +80,7 @@ def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
         return ExitCode.PASSED
     if args.run_id is None and not (args.job and args.latest):
         raise BadInput("report needs RUN_DIR, --run-id N, or --job NAME --latest")
-    from raybricks import workspace  # the SDK: only when a workspace is asked
+    from raybricks.report import workspace  # the SDK: only when a workspace is asked
 
     try:
         w = workspace.client(args.profile)

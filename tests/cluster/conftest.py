@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from raybricks import jvm_archive
-from raybricks.cluster import ClusterInfo, ray_on_spark
+from raybricks.cluster import jvm_archive
+from raybricks.cluster.lifecycle import ClusterInfo, ray_on_spark
+from raybricks.cluster.spark import QUICK_START_JVM
 from raybricks.settings import ClusterSettings
-from raybricks.spark_session import QUICK_START_JVM
 from tests.cluster.processes import wait_for
 
 STRAY_TOKEN = "stray-token-left-by-an-earlier-local-ray-init"

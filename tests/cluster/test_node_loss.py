@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import pytest
 import ray
 
-from raybricks.cluster import live_worker_nodes
-from raybricks.runner import Runner
+from raybricks.cluster.lifecycle import live_worker_nodes
+from raybricks.run.runner import Runner
 from raybricks.stages import STAGES
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
 from tests.cluster.processes import kill_node, wait_for

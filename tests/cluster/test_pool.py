@@ -9,7 +9,7 @@ import pytest
 import ray
 from ray.util import ActorPool
 
-from raybricks.pool import PipelinedActorPool
+from raybricks.stages.pool import PipelinedActorPool
 
 
 @ray.remote(num_cpus=0, max_concurrency=32)  # type: ignore[call-overload]

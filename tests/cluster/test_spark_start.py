@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from raybricks.spark_session import EXECUTOR_LOGS
+from raybricks.cluster.spark import EXECUTOR_LOGS
 from tests.cluster.processes import left_after, marked_env
 
 # Which archives the driver and executor JVMs have mapped, seen in their memory maps;
@@ -20,7 +20,7 @@ from tests.cluster.processes import left_after, marked_env
 START_AND_STOP = """
 import sys
 from pathlib import Path
-from raybricks.spark_session import get_or_create_spark, jvm_processes, local_executor_logs
+from raybricks.cluster.spark import get_or_create_spark, jvm_processes, local_executor_logs
 spark = get_or_create_spark("local-cluster[1,1,1024]")
 context = spark.session.sparkContext
 total = context.parallelize([1, 2]).sum()

@@ -12,11 +12,11 @@ import pytest
 import ray
 from ray.util.state import list_actors
 
-from raybricks.pool import DEFAULT_DEPTH
-from raybricks.report import StageResult
-from raybricks.runner import Runner
+from raybricks.report.model import StageResult
+from raybricks.run.runner import Runner
 from raybricks.stages import STAGES
 from raybricks.stages.base import StageContext
+from raybricks.stages.pool import DEFAULT_DEPTH
 
 
 def run_stage(name: str, tmp_path, address: str, **params: Any) -> StageResult:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raybricks.cli import main
-from raybricks.report import Report, StageResult, write_report
+from raybricks.report.model import Report, StageResult, write_report
 from raybricks.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]

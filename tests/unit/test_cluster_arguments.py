@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from raybricks.cluster import check_room, is_local_mode, local_capacity, setup_arguments
+from raybricks.cluster.lifecycle import check_room, is_local_mode, local_capacity, setup_arguments
 from raybricks.errors import ClusterStartError
 from raybricks.settings import ClusterSettings
 
@@ -14,7 +14,7 @@ LOGS = Path("/tmp/run")
 
 
 def test_local_mode_drops_cpu_and_gpu_counts(caplog):
-    with caplog.at_level(logging.INFO, logger="raybricks.cluster"):
+    with caplog.at_level(logging.INFO, logger="raybricks.cluster.lifecycle"):
         arguments = setup_arguments(ClusterSettings(num_gpus_worker_node=0), "local[2]", LOGS)
     assert "num_cpus_worker_node" not in arguments
     assert "num_gpus_worker_node" not in arguments

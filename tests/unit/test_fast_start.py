@@ -14,7 +14,7 @@ from pyspark import cloudpickle
 from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 
-from raybricks import fast_start, ports
+from raybricks.cluster.compat import fast_start, ports
 
 
 def ray_internals():
@@ -42,7 +42,7 @@ def test_another_ray_version_keeps_rays_timings_with_one_log_line(monkeypatch, c
     monkeypatch.setattr("ray.__version__", "2.61.0")
     before = ray_internals()
     with (
-        caplog.at_level(logging.INFO, logger="raybricks.fast_start"),
+        caplog.at_level(logging.INFO, logger="raybricks.cluster.compat.fast_start"),
         fast_start.faster_setup() as fast,
     ):
         assert not fast
@@ -68,14 +68,14 @@ def test_worker_tasks_get_the_claim_and_reservation_by_reference_when_pickled():
     )
     with fast_start.faster_setup():
         task = cloudpickle.dumps(a_task_like_rays)
-    assert b"raybricks.ports" in task
+    assert b"raybricks.cluster.compat.ports" in task
     assert b"claim_worker_port_range" in task and b"reserve_unused_port" in task
 
 
 def test_the_warming_task_imports_ray_on_spark_by_reference():
     """Unpickled in a Spark Python worker, the task imports this module and so Ray."""
     task = cloudpickle.dumps(fast_start.import_ray_on_spark)
-    assert b"raybricks.fast_start" in task and b"import_ray_on_spark" in task
+    assert b"raybricks.cluster.compat.fast_start" in task and b"import_ray_on_spark" in task
 
 
 def a_head(port: int, listen_after: float | None) -> subprocess.Popen[bytes]:

@@ -9,7 +9,7 @@ import threading
 import pytest
 from ray._private.node import Node
 
-from raybricks import fast_start, head_start
+from raybricks.cluster.compat import fast_start, head_start
 
 
 @pytest.fixture
@@ -77,13 +77,16 @@ def test_fast_start_hands_the_hook_to_the_head_within_its_block(monkeypatch):
     monkeypatch.delenv("RAY_START_HOOK", raising=False)
     with fast_start.faster_setup():
         hook = os.environ["RAY_START_HOOK"]
-    assert hook == "raybricks.head_start.start_raylet_beside_dashboard"
+    assert hook == "raybricks.cluster.compat.head_start.start_raylet_beside_dashboard"
     assert "RAY_START_HOOK" not in os.environ
 
 
 def test_a_start_hook_of_the_users_own_is_kept(monkeypatch, caplog):
     monkeypatch.setenv("RAY_START_HOOK", "mine.hook")
-    with caplog.at_level("INFO", logger="raybricks.fast_start"), fast_start.faster_setup():
+    with (
+        caplog.at_level("INFO", logger="raybricks.cluster.compat.fast_start"),
+        fast_start.faster_setup(),
+    ):
         assert os.environ["RAY_START_HOOK"] == "mine.hook"
     assert os.environ["RAY_START_HOOK"] == "mine.hook"
     assert "RAY_START_HOOK is set (mine.hook)" in caplog.text

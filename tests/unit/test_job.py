@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from raybricks.errors import ClusterLost
-from raybricks.job import while_the_head_runs
+from raybricks.run.job import while_the_head_runs
 
 
 def test_the_commands_exit_code_while_the_head_runs():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from raybricks import jvm_archive
+from raybricks.cluster import jvm_archive
 
 OPTIONS = "-XX:TieredStopAtLevel=1"
 
@@ -87,7 +87,7 @@ def test_one_run_trains_at_a_time_and_one_starting_meanwhile_has_none(java):
 
 def test_a_trainer_that_ends_without_keeping_lets_the_next_run_train():
     # Another process claims the training and exits, as a killed run would.
-    claim = "from raybricks import jvm_archive as j; assert j.class_archives(%r).training"
+    claim = "from raybricks.cluster import jvm_archive as j; assert j.class_archives(%r).training"
     subprocess.run([sys.executable, "-c", claim % OPTIONS], check=True)
     nothing_kept = jvm_archive.class_archives(OPTIONS)
     assert nothing_kept is not None and nothing_kept.training

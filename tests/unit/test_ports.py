@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from raybricks import ports
+from raybricks.cluster.compat import ports
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from raybricks.errors import BadInput
-from raybricks.report import Report, StageResult, format_summary, read_report, write_report
+from raybricks.report.model import Report, StageResult, format_summary, read_report, write_report
 
 
 def a_report() -> Report:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from raybricks.errors import Cancelled, ClusterLost
-from raybricks.runner import Runner
+from raybricks.run.runner import Runner
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
 
 ran: list[str] = []
@@ -81,7 +81,7 @@ def toy_stages(monkeypatch):
     ran.clear()
     Meets.barrier.reset()
     toys = {stage.name: stage for stage in (Passes, ExpectFails, Raises, Interrupted, Hangs, Meets)}
-    monkeypatch.setattr("raybricks.runner.STAGES", toys)
+    monkeypatch.setattr("raybricks.run.runner.STAGES", toys)
 
 
 def context() -> StageContext:

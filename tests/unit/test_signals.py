@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from raybricks import signals
+from raybricks.cluster import signals
 
 
 class Got(Exception):

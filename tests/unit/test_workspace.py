@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from raybricks import workspace
 from raybricks.cli import main
-from raybricks.report import Report, StageResult
+from raybricks.report import workspace
+from raybricks.report.model import Report, StageResult
 from tests.unit.fake_workspace import TOKEN, Workspace, serve
 
 JOB = "raybricks-actor-demos-dev"

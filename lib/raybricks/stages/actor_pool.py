@@ -10,7 +10,7 @@
 - an exception in one call surfaces for that item only; the pool stays usable.
 
 Trap: ActorPool keeps one call in flight per actor, so for small calls it is much slower
-than sending calls to the actors yourself. `raybricks.pool.PipelinedActorPool` keeps
+than sending calls to the actors yourself. `raybricks.stages.pool.PipelinedActorPool` keeps
 several in flight with the same interface; the stage measures all three.
 """
 
@@ -23,8 +23,8 @@ import ray
 from pydantic import Field
 from ray.util import ActorPool
 
-from raybricks.pool import DEFAULT_DEPTH, PipelinedActorPool
 from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+from raybricks.stages.pool import DEFAULT_DEPTH, PipelinedActorPool
 
 VALUES = [1, 2, 3, 4]
 DOUBLED = [2, 4, 6, 8]

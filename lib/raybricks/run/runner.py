@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raybricks.errors import ClusterLost
-from raybricks.report import StageResult
+from raybricks.report.model import StageResult
 from raybricks.stages import STAGES
 from raybricks.stages.base import StageContext, StageFailed
 

@@ -19,7 +19,7 @@ by side:
   folder and socket names are its own, as on a machine of its own.
 - port ranges are claimed without Ray's 10 s hold of the lock, and the ports Ray picks
   at random (the head's, and each worker node's dashboard agent's) are kept from other
-  raybricks clusters on the machine until bound: see `raybricks.ports`.
+  raybricks clusters on the machine until bound: see `raybricks.cluster.compat.ports`.
 Ray's probe job warms one Spark Python worker; every other worker node's task then
 starts Python and imports Ray cold (about 2.5 s here) while the cluster waits, so
 `warming_python_workers` warms one per task slot while Ray's start runs.
@@ -51,8 +51,8 @@ from pyspark import SparkContext
 from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 
-from raybricks.head_start import READ_FOR_RAY
-from raybricks.ports import claim_worker_port_range, reserve_unused_port
+from raybricks.cluster.compat.head_start import READ_FOR_RAY
+from raybricks.cluster.compat.ports import claim_worker_port_range, reserve_unused_port
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ READY_CHECK_SECONDS = 0.1
 WARM_JOIN_SECONDS = 10.0
 JOB_SERVER_POLL_SECONDS = 0.05
 START_HOOK_VAR = "RAY_START_HOOK"  # read by `ray start`, which the head inherits it from
-HEAD_START_HOOK = "raybricks.head_start.start_raylet_beside_dashboard"
+HEAD_START_HOOK = "raybricks.cluster.compat.head_start.start_raylet_beside_dashboard"
 
 
 # Ray's own, kept before any patch: `_start_worker_node_in_own_dir` calls it.

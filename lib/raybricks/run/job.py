@@ -19,12 +19,12 @@ from pathlib import Path
 
 import ray
 
-from raybricks import signals
-from raybricks.auth import auth_environment
-from raybricks.cluster import ClusterInfo, live_worker_nodes, ray_on_spark
+from raybricks.cluster import signals
+from raybricks.cluster.auth import auth_environment
+from raybricks.cluster.lifecycle import ClusterInfo, live_worker_nodes, ray_on_spark
 from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
-from raybricks.report import Report, StageResult, write_report
-from raybricks.runner import HEAD_CHECK_SECONDS, Runner
+from raybricks.report.model import Report, StageResult, write_report
+from raybricks.run.runner import HEAD_CHECK_SECONDS, Runner
 from raybricks.settings import Settings
 from raybricks.stages.base import StageContext
 

@@ -21,7 +21,7 @@ import psutil
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from raybricks.jvm_archive import KINDS, ClassArchives, class_archives
+from raybricks.cluster.jvm_archive import KINDS, ClassArchives, class_archives
 
 logger = logging.getLogger(__name__)
 

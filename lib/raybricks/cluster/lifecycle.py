@@ -21,23 +21,23 @@ from typing import Any
 import ray
 from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 
-from raybricks import signals
-from raybricks.auth import auth_environment, clear_auth, configure_auth
-from raybricks.errors import ClusterStartError
-from raybricks.fast_start import (
+from raybricks.cluster import signals
+from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
+from raybricks.cluster.compat.fast_start import (
     faster_setup,
     faster_shutdown,
     head_running,
     warming_python_workers,
 )
-from raybricks.settings import ClusterSettings
-from raybricks.spark_session import (
+from raybricks.cluster.spark import (
     LOOPBACK,
     Spark,
     get_or_create_spark,
     local_cluster_shape,
     put_interpreter_on_path,
 )
+from raybricks.errors import ClusterStartError
+from raybricks.settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
 

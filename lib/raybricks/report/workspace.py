@@ -19,7 +19,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError, NotFound, PermissionDenied, Unauthenticated
 
 from raybricks.paths import job_run_suffix
-from raybricks.report import REPORT_FILE, Report
+from raybricks.report.model import REPORT_FILE, Report
 
 logger = logging.getLogger(__name__)
 
