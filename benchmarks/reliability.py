@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from tests.cluster.processes import left_after, marked_env, wait_for
+from benchmarks.processes import left_after, marked_env, wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import psutil
+from benchmarks.processes import left_after, marked_env
 from benchmarks.rounds import ROUNDS, paired_ratio
-from tests.cluster.processes import left_after, marked_env
 
 from raybricks.report.model import versions
 

@@ -19,7 +19,7 @@ from raybricks.errors import BadInput, ExitCode
 from raybricks.paths import create_run_dir, new_run_id
 from raybricks.report.model import DRIVER_LOG, Report, format_summary, read_report
 from raybricks.settings import FLAG_SETTINGS, TARGETS, Settings, load_settings
-from raybricks.stages import STAGES
+from raybricks.stages.registry import Catalog, stage_catalog
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -44,9 +44,11 @@ def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
 def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
     from raybricks.run.job import run_stages  # imports Spark: only when a run starts
 
-    settings = _settings(args, conf_dir)
+    catalog = stage_catalog()
+    settings = _settings(args, conf_dir, catalog)
     run_dir = _start_run_dir(settings)
-    return _finish(run_stages(settings, run_dir), run_dir)
+    selected = {name: catalog[name].load() for name in settings.stages}
+    return _finish(run_stages(settings, run_dir, selected), run_dir)
 
 
 def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
@@ -61,14 +63,15 @@ def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
 
 
 def _stages(args: argparse.Namespace, conf_dir: Path | None) -> int:
-    width = max(map(len, STAGES))
-    for name, stage in STAGES.items():
-        print(f"{name.ljust(width)}  {stage.summary}")
+    catalog = stage_catalog()
+    width = max(map(len, catalog))
+    for name, entry in catalog.items():
+        print(f"{name.ljust(width)}  {entry.load().summary}  [{entry.origin}]")
     return ExitCode.PASSED
 
 
 def _validate(args: argparse.Namespace, conf_dir: Path | None) -> int:
-    settings = _settings(args, conf_dir)
+    settings = _settings(args, conf_dir, stage_catalog())
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
     print(f"settings for target '{settings.target}' are valid", file=sys.stderr)
     return ExitCode.PASSED
@@ -94,9 +97,11 @@ def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
     return ExitCode.PASSED
 
 
-def _settings(args: argparse.Namespace, conf_dir: Path | None) -> Settings:
+def _settings(
+    args: argparse.Namespace, conf_dir: Path | None, catalog: Catalog | None = None
+) -> Settings:
     overrides = {key: getattr(args, _dest(flag), None) for flag, key in FLAG_SETTINGS.items()}
-    return load_settings(args.target, args.conf, overrides, conf_dir)
+    return load_settings(args.target, args.conf, overrides, conf_dir, catalog or stage_catalog())
 
 
 def _start_run_dir(settings: Settings) -> Path:

@@ -10,9 +10,10 @@ import difflib
 import logging
 import re
 from collections.abc import Mapping
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -25,9 +26,10 @@ from pydantic import (
     model_validator,
 )
 
+from raybricks.cluster.master import check_known
 from raybricks.errors import BadInput
 from raybricks.paths import to_local_path, unwritable_reason
-from raybricks.stages import STAGES
+from raybricks.stages.registry import BUILT_IN, Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +54,6 @@ LEGACY_CLUSTER_KEYS = {
     "num_gpus_per_node": "num_gpus_worker_node",
 }
 
-_SPARK_MASTER = re.compile(
-    r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]|spark://\S+|yarn"
-)
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
 
 NodeOptions = dict[str, str | int | float | bool | None]
@@ -91,6 +90,11 @@ class ClusterSettings(_Strict):
     auth: Literal["token", "disabled"] = Field(
         "token", description="token: a fresh token per run; disabled: anyone may connect"
     )
+    temp_root: str | None = Field(
+        None,
+        description="where Ray's nodes keep their temp folders (default: Ray's choice, "
+        "/local_disk0/tmp on Databricks)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -115,12 +119,7 @@ class ClusterSettings(_Strict):
     @field_validator("spark_master")
     @classmethod
     def _known_master(cls, master: str) -> str:
-        if not _SPARK_MASTER.fullmatch(master):
-            raise ValueError(
-                "Ray on Spark runs on local, local[N], local-cluster[W,C,MB], "
-                "spark://HOST:PORT or yarn"
-            )
-        return master
+        return check_known(master)
 
     @model_validator(mode="after")
     def _consistent_counts(self) -> ClusterSettings:
@@ -137,19 +136,15 @@ class ClusterSettings(_Strict):
         return self
 
 
-# One section per registered stage, each typed by the stage's own Params model.
-StageParamsSection: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "StageParamsSection",
-    __config__=ConfigDict(extra="forbid", frozen=True),
-    **{name: (stage.Params, stage.Params()) for name, stage in STAGES.items()},
-)
-
-
 class Settings(_Strict):
     target: str
     namespace: str = "raybricks"
     log_path: str = "runs"
-    stages: list[str] = Field(default_factory=lambda: list(STAGES))
+    stages: list[str] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="empty, or 'all': every stage, in catalog order",
+    )
     job_run_id: int | None = Field(
         None, ge=1, description="the Databricks job run's id ({{job.run_id}}): names the run folder"
     )
@@ -160,7 +155,8 @@ class Settings(_Strict):
         3, ge=1, description="stages run at once, started in order; 1 runs one after another"
     )
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
-    stage_params: StageParamsSection = Field(default_factory=StageParamsSection)
+    stage_params: Any = None  # typed per stage catalog: see `settings_model`
+    known_stages: ClassVar[tuple[str, ...]] = tuple(BUILT_IN)
 
     @field_validator("namespace")
     @classmethod
@@ -177,6 +173,8 @@ class Settings(_Strict):
     @field_validator("stages", mode="before")
     @classmethod
     def _split_stage_list(cls, stages: Any) -> Any:
+        if stages is None or (isinstance(stages, str) and stages.strip() in ("", "all")):
+            return list(cls.known_stages)
         if isinstance(stages, str):
             return [name.strip() for name in stages.split(",")]
         return stages
@@ -184,13 +182,16 @@ class Settings(_Strict):
     @field_validator("stages")
     @classmethod
     def _known_stages(cls, stages: list[str]) -> list[str]:
-        if not stages or any(not name for name in stages):
-            raise ValueError(f"name at least one stage, from: {', '.join(STAGES)}")
+        known = cls.known_stages
+        if not stages:
+            return list(known)
+        if any(not name for name in stages):
+            raise ValueError(f"a stage name is empty; name stages from: {', '.join(known)}")
         for name in stages:
-            if name not in STAGES:
-                hint = difflib.get_close_matches(name, STAGES, n=1)
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, n=1)
                 maybe = f"did you mean '{hint[0]}'? " if hint else ""
-                raise ValueError(f"unknown stage '{name}'; {maybe}known: {', '.join(STAGES)}")
+                raise ValueError(f"unknown stage '{name}'; {maybe}known: {', '.join(known)}")
         if len(set(stages)) != len(stages):
             raise ValueError("a stage is named twice; name each once")
         return stages
@@ -201,6 +202,27 @@ class Settings(_Strict):
 
     def params_for(self, stage: str) -> Any:
         return getattr(self.stage_params, stage)
+
+
+@cache
+def _settings_model(names: tuple[str, ...], params: tuple[type[BaseModel], ...]) -> type[Settings]:
+    section: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        "StageParamsSection",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        **{name: (model, model()) for name, model in zip(names, params, strict=True)},
+    )
+    model: type[Settings] = create_model(
+        "Settings", __base__=Settings, stage_params=(section, Field(default_factory=section))
+    )
+    model.known_stages = names
+    return model
+
+
+def settings_model(catalog: Catalog = BUILT_IN) -> type[Settings]:
+    """The settings model for this stage catalog: one `stage_params` section per stage,
+    typed by the stage's own parameters."""
+    names = tuple(catalog)
+    return _settings_model(names, tuple(catalog[name].params for name in names))
 
 
 def packaged_conf_dir() -> Path:
@@ -219,6 +241,7 @@ def load_settings(
     conf: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     conf_dir: Path | None = None,
+    catalog: Catalog = BUILT_IN,
 ) -> Settings:
     """Settings for `target` from its conf file (or `conf`), with `overrides` on top.
 
@@ -233,9 +256,10 @@ def load_settings(
     for dotted, value in given.items():
         _set_dotted(data, dotted, value)
     try:
-        settings = Settings.model_validate({**data, "target": target})
+        model = settings_model(catalog)
+        settings = model.model_validate({**data, "target": target})
     except ValidationError as exc:
-        raise BadInput(_one_line(exc, conf_path, given)) from None
+        raise BadInput(_one_line(exc, conf_path, given, model)) from None
     reason = unwritable_reason(settings.log_root)
     if reason:
         origin = "--log-path" if "log_path" in given else str(conf_path)
@@ -287,7 +311,9 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _one_line(exc: ValidationError, conf_path: Path, given: Mapping[str, Any]) -> str:
+def _one_line(
+    exc: ValidationError, conf_path: Path, given: Mapping[str, Any], model: type[Settings]
+) -> str:
     """The first validation error as one line: setting, value, origin, fix."""
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
@@ -296,7 +322,7 @@ def _one_line(exc: ValidationError, conf_path: Path, given: Mapping[str, Any]) -
     origin = flag if flag and setting in given else str(conf_path)
     value = _short(error.get("input"))
     if error["type"] == "extra_forbidden":
-        fix = _unknown_key_fix(loc)
+        fix = _unknown_key_fix(loc, model)
     else:
         fix = error["msg"].removeprefix("Value error, ")
     more = len(exc.errors()) - 1
@@ -304,8 +330,8 @@ def _one_line(exc: ValidationError, conf_path: Path, given: Mapping[str, Any]) -
     return f"{setting} = {value} ({origin}): {fix}{tail}"
 
 
-def _unknown_key_fix(loc: list[str]) -> str:
-    model: Any = Settings
+def _unknown_key_fix(loc: list[str], settings: type[Settings]) -> str:
+    model: Any = settings
     for part in loc[:-1]:
         field = model.model_fields.get(part)
         model = field.annotation if field else None

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from benchmarks.processes import wait_for
 
 from raybricks.cluster import jvm_archive
 from raybricks.cluster.lifecycle import ClusterInfo, ray_on_spark
 from raybricks.cluster.spark import QUICK_START_JVM
 from raybricks.settings import ClusterSettings
-from tests.cluster.processes import wait_for
 
 STRAY_TOKEN = "stray-token-left-by-an-earlier-local-ray-init"
 NAMESPACE = "raybricks-tests"

@@ -17,11 +17,11 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from benchmarks.processes import left_after, marked_env, running_marked, wait_for
 
-from raybricks.stages import STAGES
-from tests.cluster.processes import left_after, marked_env, running_marked, wait_for
+from raybricks.stages.registry import BUILT_IN as STAGES
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT = 300
 

@@ -13,12 +13,11 @@ from typing import Any, ClassVar
 
 import pytest
 import ray
+from benchmarks.processes import kill_node, wait_for
 
 from raybricks.cluster.lifecycle import live_worker_nodes
 from raybricks.run.runner import Runner
-from raybricks.stages import STAGES
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
-from tests.cluster.processes import kill_node, wait_for
 
 ANSWER_TIMEOUT = 90  # a restart elsewhere takes seconds; a hang must still end
 
@@ -32,7 +31,6 @@ class Survivor:
 class SurvivesNodeLoss(Stage[StageParams]):
     """Calls a restartable actor until it answers from a node other than its first."""
 
-    name = "survives_node_loss"
     summary = "a restartable actor outlives its node"
     placed: ClassVar[queue.Queue[str]] = queue.Queue()
 
@@ -62,12 +60,9 @@ def whole_cluster_after(ray_cluster) -> Any:
 
 
 @pytest.mark.timeout(420)
-def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(
-    ray_cluster, whole_cluster_after, monkeypatch
-):
-    monkeypatch.setitem(STAGES, SurvivesNodeLoss.name, SurvivesNodeLoss)
+def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(ray_cluster, whole_cluster_after):
     runner = Runner(
-        [SurvivesNodeLoss.name],
+        [("survives_node_loss", SurvivesNodeLoss)],
         lambda _: StageParams(),
         timeout_seconds=240,
         worker_nodes=live_worker_nodes,

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from benchmarks.processes import left_after, marked_env
 
 from raybricks.cluster.spark import EXECUTOR_LOGS
-from tests.cluster.processes import left_after, marked_env
 
 # Which archives the driver and executor JVMs have mapped, seen in their memory maps;
 # then the executors' output folder, as Spark left it and once stopped.

@@ -14,13 +14,14 @@ from ray.util.state import list_actors
 
 from raybricks.report.model import StageResult
 from raybricks.run.runner import Runner
-from raybricks.stages import STAGES
 from raybricks.stages.base import StageContext
 from raybricks.stages.pool import DEFAULT_DEPTH
+from raybricks.stages.registry import BUILT_IN as STAGES
 
 
 def run_stage(name: str, tmp_path, address: str, **params: Any) -> StageResult:
-    runner = Runner([name], lambda _: STAGES[name].Params(**params), timeout_seconds=120)
+    entry = STAGES[name]
+    runner = Runner([(name, entry.load())], lambda _: entry.params(**params), timeout_seconds=120)
     (result,) = runner.run(
         lambda: StageContext(ray.get_runtime_context().namespace, tmp_path, address)
     )

@@ -16,8 +16,8 @@ from databricks.bundles.jobs import Job
 
 from raybricks.cli import _parser
 from raybricks.settings import TARGETS, load_settings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = yaml.safe_load((ROOT / "databricks.yml").read_text())
 JOBS = BUNDLE["resources"]["jobs"]
 

@@ -10,9 +10,8 @@ import pytest
 
 from raybricks.cli import main
 from raybricks.report.model import Report, StageResult, write_report
-from raybricks.stages import STAGES
-
-ROOT = Path(__file__).resolve().parents[2]
+from raybricks.stages.registry import BUILT_IN as STAGES
+from tests.helpers import ROOT
 
 
 @pytest.fixture
@@ -27,7 +26,7 @@ BAD_FLAGS = [
     ["run", "--min-worker-nodes", "3", "--max-worker-nodes", "2"],
     ["run", "--num-cpus-worker-node", "0"],
     ["run", "--stages", "nope"],
-    ["run", "--stages", ""],
+    ["run", "--stages", "namespaces,,actor_pool"],
     ["run", "--namespace", ""],
     ["run", "--spark-master", "k8s://x"],
     ["run", "--conf", "/nonexistent/conf.yml"],

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from raybricks.cluster.lifecycle import check_room, is_local_mode, local_capacity, setup_arguments
+from raybricks.cluster.arguments import check_room, setup_arguments
+from raybricks.cluster.master import spark_master
 from raybricks.errors import ClusterStartError
 from raybricks.settings import ClusterSettings
 
@@ -14,7 +15,7 @@ LOGS = Path("/tmp/run")
 
 
 def test_local_mode_drops_cpu_and_gpu_counts(caplog):
-    with caplog.at_level(logging.INFO, logger="raybricks.cluster.lifecycle"):
+    with caplog.at_level(logging.INFO, logger="raybricks.cluster.arguments"):
         arguments = setup_arguments(ClusterSettings(num_gpus_worker_node=0), "local[2]", LOGS)
     assert "num_cpus_worker_node" not in arguments
     assert "num_gpus_worker_node" not in arguments
@@ -63,9 +64,10 @@ def test_logs_dashboard_and_sizes_are_passed_through():
 
 
 def test_local_mode_detection():
-    assert is_local_mode("local") and is_local_mode("local[*]") and is_local_mode("local[4,2]")
-    assert not is_local_mode("local-cluster[2,1,1024]")
-    assert not is_local_mode("spark://h:7077")
+    for local in ("local", "local[*]", "local[4,2]", "local[*, 4]"):  # the last: Databricks'
+        assert spark_master(local).local_mode, local
+    for not_local in ("local-cluster[2,1,1024]", "spark://h:7077", "k8s://h"):
+        assert not spark_master(not_local).local_mode, not_local
 
 
 @pytest.mark.parametrize(
@@ -83,7 +85,7 @@ def test_local_mode_detection():
     ],
 )
 def test_room_for_worker_nodes_per_master(master, cpus, room):
-    assert local_capacity(master, cpus) == room
+    assert spark_master(master).task_slots(cpus) == room
 
 
 def test_a_minimum_that_cannot_fit_fails_before_anything_starts():
@@ -111,3 +113,9 @@ def test_without_streamed_worker_logs_no_node_runs_a_log_monitor_unless_asked():
     quiet = setup_arguments(asked, "local-cluster[2,1,1024]", LOGS, stream_worker_logs=False)
     assert quiet["head_node_options"]["include_log_monitor"] is False
     assert quiet["worker_node_options"]["include_log_monitor"] is True
+
+
+def test_a_temp_root_is_passed_to_ray_only_when_set():
+    assert "ray_temp_root_dir" not in setup_arguments(ClusterSettings(), "local[1]", LOGS)
+    given = setup_arguments(ClusterSettings(temp_root="/tmp/x"), "local[1]", LOGS)
+    assert given["ray_temp_root_dir"] == "/tmp/x"

@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import psutil
-
-from tests.cluster.processes import wait_for
+from benchmarks.processes import wait_for
 
 # A parent that starts a "second driver" (which asks to end with it), prints its pid,
 # and then waits, to be killed outright by the test.

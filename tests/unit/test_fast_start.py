@@ -2,7 +2,6 @@
 everything, and falls back to Ray's own behaviour with one log line elsewhere."""
 
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -10,11 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psutil
+import pytest
 from pyspark import cloudpickle
+from ray._private.node import Node
 from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 
+from raybricks.cluster import compat
 from raybricks.cluster.compat import fast_start, ports
+from tests.helpers import free_port
 
 
 def ray_internals():
@@ -23,8 +26,7 @@ def ray_internals():
 
 def test_patches_inside_the_block_and_restores_after():
     before = ray_internals()
-    with fast_start.faster_setup() as fast:
-        assert fast
+    with fast_start.faster_setup():
         assert cluster_init._RAY_HEAD_STARTUP_TIMEOUT == 0
         assert cluster_init._preallocate_ray_worker_port_range is ports.claim_worker_port_range
         assert spark_job_server._start_ray_worker_nodes is not before[-1]
@@ -42,19 +44,35 @@ def test_another_ray_version_keeps_rays_timings_with_one_log_line(monkeypatch, c
     monkeypatch.setattr("ray.__version__", "2.61.0")
     before = ray_internals()
     with (
-        caplog.at_level(logging.INFO, logger="raybricks.cluster.compat.fast_start"),
-        fast_start.faster_setup() as fast,
+        caplog.at_level(logging.INFO, logger="raybricks.cluster.compat"),
+        compat.fast_start_if(True, spark_context=None) as status,
     ):
-        assert not fast
+        assert status == "unavailable: it was written for Ray 2.60.0, this is Ray 2.61.0"
         assert ray_internals() == before
     assert len(caplog.records) == 1
     assert "this is Ray 2.61.0" in caplog.messages[0]
 
 
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [(cluster_init, "_RAY_HEAD_STARTUP_TIMEOUT"), (spark_job_server, "_start_ray_worker_nodes")],
+)
+def test_a_missing_private_name_keeps_rays_own_start(monkeypatch, module, name):
+    monkeypatch.delattr(module, name)
+    with compat.fast_start_if(True, spark_context=None) as status:
+        assert status == f"unavailable: {module.__name__}.{name} is missing"
+        assert not hasattr(module, name)
+
+
+def test_a_missing_private_method_keeps_rays_own_start(monkeypatch):
+    monkeypatch.delattr(Node, "start_api_server")
+    assert compat.unavailable_reason() == "ray._private.node.Node.start_api_server is missing"
+
+
 def test_the_setting_turns_it_off():
     before = ray_internals()
-    with fast_start.faster_setup(enabled=False) as fast:
-        assert not fast
+    with compat.fast_start_if(False, spark_context=None) as status:
+        assert status == "off"
         assert ray_internals() == before
 
 
@@ -90,12 +108,6 @@ def a_head(port: int, listen_after: float | None) -> subprocess.Popen[bytes]:
     )
     when = "exit" if listen_after is None else str(listen_after)
     return subprocess.Popen([sys.executable, "-c", code, when, f"--port={port}"])
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

@@ -2,9 +2,9 @@
 
 import re
 import subprocess
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 SHAPES = {
     "a Databricks personal access token": re.compile(rb"dapi[0-9a-f]{32}"),
     "a Ray auth token given literally": re.compile(rb"RAY_AUTH_TOKEN\s*[=:]\s*['\"]?[0-9a-f]{32,}"),

@@ -3,7 +3,6 @@ their process ends, and the shared lock never left taken."""
 
 import multiprocessing
 import os
-import socket
 import subprocess
 import time
 from functools import partial
@@ -11,6 +10,7 @@ from functools import partial
 import pytest
 
 from raybricks.cluster.compat import ports
+from tests.helpers import free_ports
 
 
 @pytest.fixture
@@ -68,22 +68,6 @@ def test_no_range_left_raises_and_takes_nothing(port_files, monkeypatch):
         ports.claim_worker_port_range()
     assert port_files.read_text() == f"{os.getppid()} 0\n"
     ports._release(ports._acquire(ports.PORT_LOCK_FILE))  # and the lock is free
-
-
-def free_ports(count: int) -> range:
-    """`count` consecutive ports free on this machine now, below the ephemeral range
-    (where the kernel hands out no ports unasked, so the cluster tests running beside
-    these take them only by chance): few, so that random picks among them would collide."""
-    for first in range(30000, 32768 - count, count):
-        candidates = range(first, first + count)
-        if all(_free(port) for port in candidates):
-            return candidates
-    raise AssertionError(f"no {count} consecutive free ports in 30000-32767")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_ports_picked_at_once_by_many_processes_are_distinct(port_files):

@@ -14,40 +14,41 @@ import pytest
 from raybricks.errors import Cancelled, ClusterLost
 from raybricks.run.runner import Runner
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
+from tests.helpers import ScriptedHead
 
 ran: list[str] = []
 
 
 class Passes(Stage[StageParams]):
-    name, summary = "passes", "records a count"
+    summary = "records a count"
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
-        ran.append(self.name)
+        ran.append(NAMES[type(self)])
         ctx.record(count=3)
 
 
 class ExpectFails(Stage[StageParams]):
-    name, summary = "expect_fails", "its pattern misbehaves"
+    summary = "its pattern misbehaves"
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
-        ran.append(self.name)
+        ran.append(NAMES[type(self)])
         ctx.record(seen=[2, 1])
         expect(False, "order lost: [2, 1]")
 
 
 class Raises(Stage[StageParams]):
-    name, summary = "raises", "a bug"
+    summary = "a bug"
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
-        ran.append(self.name)
+        ran.append(NAMES[type(self)])
         raise KeyError("oops")
 
 
 class Interrupted(Stage[StageParams]):
-    name, summary = "interrupted", "SIGTERM arrives while it works"
+    summary = "SIGTERM arrives while it works"
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
-        ran.append(self.name)
+        ran.append(NAMES[type(self)])
         os.kill(os.getpid(), signal.SIGTERM)
         try:
             ctx.wait(5)  # still working when the main thread handles the signal
@@ -56,10 +57,10 @@ class Interrupted(Stage[StageParams]):
 
 
 class Hangs(Stage[StageParams]):
-    name, summary = "hangs", "never returns in time"
+    summary = "never returns in time"
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
-        ran.append(self.name)
+        ran.append(NAMES[type(self)])
         ctx.record(started=True)
         try:
             ctx.wait(30)
@@ -68,20 +69,33 @@ class Hangs(Stage[StageParams]):
 
 
 class Meets(Stage[StageParams]):
-    name, summary = "meets", "passes only while another stage runs at the same time"
+    summary = "passes only while another stage runs at the same time"
     barrier = threading.Barrier(2, timeout=1.0)
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
-        ran.append(self.name)
+        ran.append(NAMES[type(self)])
         self.barrier.wait()
 
 
+TOYS: dict[str, type[Stage]] = {
+    "passes": Passes,
+    "expect_fails": ExpectFails,
+    "raises": Raises,
+    "interrupted": Interrupted,
+    "hangs": Hangs,
+    "meets": Meets,
+}
+NAMES = {stage: name for name, stage in TOYS.items()}
+
+
 @pytest.fixture(autouse=True)
-def toy_stages(monkeypatch):
+def fresh_toys():
     ran.clear()
     Meets.barrier.reset()
-    toys = {stage.name: stage for stage in (Passes, ExpectFails, Raises, Interrupted, Hangs, Meets)}
-    monkeypatch.setattr("raybricks.run.runner.STAGES", toys)
+
+
+def selected(names: list[str]) -> list[tuple[str, type[Stage]]]:
+    return [(name, TOYS[name]) for name in names]
 
 
 def context() -> StageContext:
@@ -89,7 +103,7 @@ def context() -> StageContext:
 
 
 def run(names: list[str]) -> Runner:
-    runner = Runner(names, lambda name: StageParams())
+    runner = Runner(selected(names), lambda name: StageParams())
     runner.run(context)
     return runner
 
@@ -128,7 +142,7 @@ def sigterm_cancels():
 
 
 def test_a_signal_during_a_stage_cancels_the_run_and_leaves_the_rest_skipped(sigterm_cancels):
-    runner = Runner(["passes", "interrupted", "passes"], lambda name: StageParams())
+    runner = Runner(selected(["passes", "interrupted", "passes"]), lambda name: StageParams())
     clock = time.monotonic()
     with pytest.raises(Cancelled):
         runner.run(context)
@@ -143,7 +157,7 @@ def test_a_signal_during_a_stage_cancels_the_run_and_leaves_the_rest_skipped(sig
 
 
 def test_a_stage_past_its_timeout_fails_and_the_next_one_runs():
-    runner = Runner(["hangs", "passes"], lambda name: StageParams(), timeout_seconds=0.5)
+    runner = Runner(selected(["hangs", "passes"]), lambda name: StageParams(), timeout_seconds=0.5)
     runner.run(context)
     hung, after = runner.results
     assert (hung.status, hung.error) == ("failed", "timed out after 0.5 s")
@@ -156,7 +170,7 @@ def test_a_stage_past_its_timeout_fails_and_the_next_one_runs():
 def test_worker_nodes_lost_or_joined_during_a_stage_are_recorded(caplog):
     snapshots = iter([{"a", "b"}, {"b", "c"}, {"b", "c"}, {"b", "c"}])
     runner = Runner(
-        ["passes", "passes"], lambda name: StageParams(), worker_nodes=snapshots.__next__
+        selected(["passes", "passes"]), lambda name: StageParams(), worker_nodes=snapshots.__next__
     )
     runner.run(context)
     changed, unchanged = runner.results
@@ -170,7 +184,7 @@ def test_worker_nodes_lost_or_joined_during_a_stage_are_recorded(caplog):
 
 
 def test_parallel_stages_run_at_once_start_in_order_and_report_in_order():
-    runner = Runner(["meets", "meets", "passes"], lambda name: StageParams(), parallel=2)
+    runner = Runner(selected(["meets", "meets", "passes"]), lambda name: StageParams(), parallel=2)
     runner.run(context)
     assert ran == ["meets", "meets", "passes"]
     assert [(r.name, r.status) for r in runner.results] == [
@@ -181,14 +195,16 @@ def test_parallel_stages_run_at_once_start_in_order_and_report_in_order():
 
 
 def test_one_stage_at_a_time_by_default():
-    runner = Runner(["meets", "meets"], lambda name: StageParams())
+    runner = Runner(selected(["meets", "meets"]), lambda name: StageParams())
     runner.run(context)
     assert [r.status for r in runner.results] == ["failed", "failed"]  # they never met
     assert runner.results[0].error == "BrokenBarrierError: "
 
 
 def test_a_signal_stops_every_running_stage_and_leaves_the_rest_skipped(sigterm_cancels):
-    runner = Runner(["hangs", "interrupted", "passes"], lambda name: StageParams(), parallel=2)
+    runner = Runner(
+        selected(["hangs", "interrupted", "passes"]), lambda name: StageParams(), parallel=2
+    )
     with pytest.raises(Cancelled):
         runner.run(context)
     assert [(r.name, r.status, r.error) for r in runner.results] == [
@@ -201,7 +217,10 @@ def test_a_signal_stops_every_running_stage_and_leaves_the_rest_skipped(sigterm_
 
 def test_a_stage_past_its_timeout_fails_while_the_others_go_on():
     runner = Runner(
-        ["hangs", "passes", "passes"], lambda name: StageParams(), timeout_seconds=0.5, parallel=2
+        selected(["hangs", "passes", "passes"]),
+        lambda name: StageParams(),
+        timeout_seconds=0.5,
+        parallel=2,
     )
     runner.run(context)
     assert [(r.name, r.status) for r in runner.results] == [
@@ -222,10 +241,12 @@ def test_a_lost_head_stops_the_running_stages_and_leaves_the_rest_skipped():
         nodes_asked.append(head.is_set())
         return {"a"}
 
-    runner = Runner(["passes", "hangs", "passes"], lambda name: StageParams(), 30, worker_nodes)
+    runner = Runner(
+        selected(["passes", "hangs", "passes"]), lambda name: StageParams(), 30, worker_nodes
+    )
     clock = time.monotonic()
     with pytest.raises(ClusterLost, match="the Ray cluster's head exited"):
-        runner.run(context, head_alive=head.is_set)
+        runner.run(context, ScriptedHead(looks=head.is_set))
     assert time.monotonic() - clock < 5  # noticed within a look or two, not at the timeout
     assert [(r.name, r.status, r.error) for r in runner.results] == [
         ("passes", "passed", None),

@@ -9,7 +9,7 @@ import pytest
 
 from raybricks.errors import BadInput
 from raybricks.settings import FLAG_SETTINGS, TARGETS, load_settings
-from raybricks.stages import STAGES
+from raybricks.stages.registry import BUILT_IN as STAGES
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -100,7 +100,7 @@ BAD_INPUT = [
         ["cluster.num_cpus_worker_node", "'0'", "greater than or equal to 1"],
     ),
     ("", {"stages": "nope"}, ["stages", "'nope'", "unknown stage 'nope'", "known:"]),
-    ("", {"stages": ""}, ["stages", "name at least one stage"]),
+    ("", {"stages": "namespaces,"}, ["stages", "a stage name is empty"]),
     ("", {"stages": "options_override,options_override"}, ["stages", "named twice"]),
     ("", {"namespace": ""}, ["namespace", "''", "at least one"]),
     ("", {"namespace": "has space"}, ["namespace", "'has space'"]),
@@ -182,3 +182,9 @@ def test_every_flag_names_a_real_setting():
         node = settings
         for part in key.split("."):
             node = getattr(node, part)
+
+
+@pytest.mark.parametrize("everything", ["", "all", " all "])
+def test_an_empty_or_all_stage_list_means_every_stage(everything):
+    settings = load_settings("local", overrides={"stages": everything}, conf_dir=REPO_CONF)
+    assert settings.stages == list(STAGES)

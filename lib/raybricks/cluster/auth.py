@@ -20,6 +20,8 @@ from ray.util.spark.databricks_hook import DefaultDatabricksRayOnSparkStartHook
 from ray.util.spark.start_hook_base import RayOnSparkStartHook
 from ray.util.spark.utils import is_in_databricks_runtime
 
+from raybricks.cluster.compat.ray_auth import refresh_auth_cache
+
 logger = logging.getLogger(__name__)
 
 AuthMode = Literal["token", "disabled"]
@@ -67,21 +69,11 @@ def configure_auth(mode: AuthMode) -> None:
         os.environ.pop(TOKEN_VAR, None)
     hook = DatabricksTokenAuthStartHook if is_in_databricks_runtime() else TokenAuthStartHook
     os.environ[START_HOOK_VAR] = f"{hook.__module__}.{hook.__qualname__}"
-    _refresh_ray_auth_cache()
+    refresh_auth_cache()
 
 
 def clear_auth() -> None:
     """Forget this run's token once its cluster is gone."""
     for name in (MODE_VAR, TOKEN_VAR, START_HOOK_VAR):
         os.environ.pop(name, None)
-    _refresh_ray_auth_cache()
-
-
-def _refresh_ray_auth_cache() -> None:
-    # Ray reads the auth mode and token once per process and caches both; `ray` is
-    # imported long before a run sets them. Ray's own `_enable_token_auth` refreshes
-    # the same way (pinned Ray 2.60).
-    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+    refresh_auth_cache()

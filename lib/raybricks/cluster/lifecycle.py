@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,25 +20,17 @@ from typing import Any
 import ray
 from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 
-from raybricks.cluster import signals
+from raybricks.cluster import compat, signals
+from raybricks.cluster.arguments import check_room, minimum_workers, setup_arguments
 from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
-from raybricks.cluster.compat.fast_start import (
-    faster_setup,
-    faster_shutdown,
-    head_running,
-    warming_python_workers,
-)
-from raybricks.cluster.spark import (
-    LOOPBACK,
-    Spark,
-    get_or_create_spark,
-    local_cluster_shape,
-    put_interpreter_on_path,
-)
+from raybricks.cluster.head import Head
+from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
 from raybricks.errors import ClusterStartError
 from raybricks.settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
+
+HEAD_RESOURCE = "node:__internal_head__"
 
 
 @dataclass(frozen=True)
@@ -54,57 +45,12 @@ class ClusterInfo:
     num_cpus_worker_node: int | None
     namespace: str
     auth_mode: str
-    fast_start: bool
+    fast_start: str  # "on", "off" or "unavailable: <why>"
     startup_seconds: float
+    head: Head = field(repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def head_alive(self) -> bool:
-        """Whether the cluster's head still runs (Ray on Spark starts it as a child of
-        this driver). Its `ray start` ends when any of the head's processes does."""
-        return head_running(int(self.address.rsplit(":", 1)[1]))
-
-
-def is_local_mode(master: str) -> bool:
-    """`local` / `local[N]`: one JVM, no stage scheduling (unlike `local-cluster[...]`)."""
-    return master == "local" or master.startswith("local[")
-
-
-HEAD_RESOURCE = "node:__internal_head__"
-_LOCAL = re.compile(r"local(?:\[(\*|\d+)(?:,\d+)?\])?")
-
-
-def local_capacity(master: str, cpus_per_node: int | None) -> int | None:
-    """How many Ray worker nodes a local master can ever hold (one per Spark task),
-    or None where the master string does not fix Spark's size (a real cluster may
-    grow, and without a CPU count Ray sizes each node from the machine)."""
-    if shape := local_cluster_shape(master):
-        workers, cores = shape
-        return workers * (cores // cpus_per_node) if cpus_per_node else None
-    if match := _LOCAL.fullmatch(master):  # local mode: one CPU per task, whatever is set
-        threads = match[1] or "1"
-        return (os.cpu_count() or 1) if threads == "*" else int(threads)
-    return None
-
-
-def minimum_workers(arguments: dict[str, Any]) -> int:
-    """The worker nodes a start must reach (Ray's default minimum is the maximum)."""
-    return int(arguments.get("min_worker_nodes") or arguments["max_worker_nodes"])
-
-
-def check_room(master: str, arguments: dict[str, Any]) -> None:
-    """Fail at once where the minimum worker count can never start, instead of
-    after Ray's two-minute wait for worker nodes that cannot come."""
-    needed = minimum_workers(arguments)
-    room = local_capacity(master, arguments.get("num_cpus_worker_node"))
-    if room is not None and room < needed:
-        raise ClusterStartError(
-            f"cluster.min_worker_nodes: {needed} worker nodes cannot start on {master}, "
-            f"which has room for {room} (one Spark task each); lower "
-            "cluster.min_worker_nodes (or max_worker_nodes), or give the master more "
-            "workers or cores"
-        )
+        return {k: v for k, v in asdict(self).items() if k != "head"}
 
 
 def live_worker_nodes() -> set[str]:
@@ -129,48 +75,6 @@ def check_joined(arguments: dict[str, Any]) -> None:
         )
 
 
-def setup_arguments(
-    cluster: ClusterSettings, master: str, log_dir: Path, stream_worker_logs: bool = True
-) -> dict[str, Any]:
-    """`setup_ray_cluster`'s keyword arguments for these settings on this master.
-
-    In local mode Spark has no stage scheduling, so Ray refuses CPU and GPU counts (a
-    worker node gets `spark.task.cpus`); elsewhere they must be given together. Without
-    `stream_worker_logs`, no node runs a log monitor (which only sends workers' output
-    to drivers), unless the node options ask for one."""
-    cpus, gpus = cluster.num_cpus_worker_node, cluster.num_gpus_worker_node
-    if is_local_mode(master):
-        if cpus is not None or gpus is not None:
-            logger.info(
-                "Spark master %s is local mode: CPU/GPU counts per worker node are not "
-                "settable there; each worker node gets spark.task.cpus CPUs",
-                master,
-            )
-        cpus = gpus = None
-    elif cpus is not None and gpus is None:
-        gpus = 0
-    head_options = {**cluster.head_node_options, "include_dashboard": cluster.include_dashboard}
-    worker_options = dict(cluster.worker_node_options)
-    if master.startswith("local"):
-        worker_options.setdefault("node_ip_address", LOOPBACK)
-    if not stream_worker_logs:
-        for options in (head_options, worker_options):
-            options.setdefault("include_log_monitor", False)
-    arguments: dict[str, Any] = {
-        "max_worker_nodes": cluster.max_worker_nodes,
-        "min_worker_nodes": cluster.min_worker_nodes,
-        "num_cpus_worker_node": cpus,
-        "num_gpus_worker_node": gpus,
-        "num_cpus_head_node": cluster.num_cpus_head_node,
-        "memory_worker_node": cluster.memory_worker_node,
-        "object_store_memory_worker_node": cluster.object_store_memory_worker_node,
-        "head_node_options": head_options,
-        "worker_node_options": worker_options,
-        "collect_log_to_path": str(log_dir),
-    }
-    return {key: value for key, value in arguments.items() if value is not None}
-
-
 @contextmanager
 def ray_on_spark(
     cluster: ClusterSettings, namespace: str, log_dir: Path, stream_worker_logs: bool = True
@@ -185,6 +89,7 @@ def ray_on_spark(
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
     spark: Spark | None = None
     started = False
+    fast = "off"
     try:
         # Cut short, a start leaves processes behind, so a cancel waits for it (and
         # lands inside this try). SparkContext() sets its own SIGINT handler, and
@@ -207,8 +112,7 @@ def ray_on_spark(
             # to sys.exit, which would skip the caller's own cancellation and cleanup.
             with (
                 signals.deferred("starting the Ray cluster"),
-                faster_setup(cluster.fast_start) as fast,
-                warming_python_workers(spark.session.sparkContext, enabled=fast),
+                compat.fast_start_if(cluster.fast_start, spark.session.sparkContext) as fast,
             ):
                 address, _ = setup_ray_cluster(**arguments)
                 context = ray.init(address=address, namespace=namespace, log_to_driver=False)
@@ -226,6 +130,7 @@ def ray_on_spark(
             auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
             fast_start=fast,
             startup_seconds=round(time.monotonic() - clock, 2),
+            head=Head.at(address),
         )
         logger.info("Ray cluster ready at %s in %.1f s", address, info.startup_seconds)
         yield info
@@ -233,17 +138,17 @@ def ray_on_spark(
         # A cancel arriving now (a second one, say) waits for the teardown.
         with signals.deferred("shutting down"):
             if started:
-                shutdown(log_dir, fast=cluster.fast_start)
+                shutdown(log_dir, fast=fast == "on")
             if spark is not None:
                 _quietly("stopping Spark", partial(spark.stop, log_dir))
 
 
-def shutdown(log_dir: Path, fast: bool = True) -> None:
+def shutdown(log_dir: Path, fast: bool) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises."""
     logger.info("shutting the Ray cluster down")
     _quietly("disconnecting from Ray", ray.shutdown)
     signals.reinstall()
-    with faster_shutdown(fast):
+    with compat.fast_shutdown_if(fast):
         _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
     clear_auth()
     logger.info("Ray cluster shut down; its logs go to %s", log_dir)

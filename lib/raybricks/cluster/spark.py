@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import sys
 import time
@@ -21,17 +20,23 @@ import psutil
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
+from raybricks.cluster.arguments import LOOPBACK
+from raybricks.cluster.compat.spark_jvm import (
+    driver_jvm,
+    end_driver_jvm,
+    registered_executors,
+    spark_home,
+)
 from raybricks.cluster.jvm_archive import KINDS, ClassArchives, class_archives
+from raybricks.cluster.master import spark_master
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 # A local Spark is only a host for Ray: its JVMs run little code for long, so the
 # quick first-tier JIT alone starts them in about half the time (13 s -> 7 s here).
 QUICK_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 JVM_EXIT_SECONDS = 60.0  # for a training JVM to write its class archive and exit
 EXECUTORS_SECONDS = 30.0  # as Spark's own spark.scheduler.maxRegisteredResourcesWaitingTime
-_LOCAL_CLUSTER = re.compile(r"local-cluster\[(\d+),\s*(\d+),\s*\d+\]")
 EXECUTOR_LOGS = "spark-executors"  # in the run folder: a local cluster's executors' output
 
 
@@ -63,7 +68,7 @@ class Spark:
         jvms = jvm_processes(self.session.sparkContext)
         commands = {kind: processes[0].cmdline() for kind, processes in jvms.items() if processes}
         self.session.stop()
-        _end_driver_jvm()
+        end_driver_jvm()
         psutil.wait_procs([p for processes in jvms.values() for p in processes], JVM_EXIT_SECONDS)
         self.archives.keep(commands)
 
@@ -114,33 +119,26 @@ def get_or_create_spark(master: str, class_archive: bool = True) -> Spark:
     return Spark(spark, started_here=True, archives=archives)
 
 
-def local_cluster_shape(master: str) -> tuple[int, int] | None:
-    """`(workers, cores per worker)` of a `local-cluster[W,C,MB]` master, else None."""
-    match = _LOCAL_CLUSTER.fullmatch(master)
-    return (int(match[1]), int(match[2])) if match else None
-
-
 def local_executor_logs(context: SparkContext) -> Path | None:
     """Where a local cluster's executors write their stdout and stderr, a folder per
     executor: `$SPARK_HOME/work/<app id>`, as the driver JVM's workers see it."""
-    if local_cluster_shape(str(context.master)) is None or context._jvm is None:
+    if spark_master(str(context.master)).workers is None:
         return None
-    spark_home = context._jvm.java.lang.System.getenv("SPARK_HOME")
-    return Path(spark_home, "work", context.applicationId) if spark_home else None
+    home = spark_home(context)
+    return home / "work" / context.applicationId if home else None
 
 
 def _wait_for_executors(context: SparkContext, master: str) -> None:
     """A local cluster's executors register after the context is up; Ray on Spark needs
     them all, so Spark is ready once they are (or after Spark's own limit)."""
-    shape = local_cluster_shape(master)
-    if shape is None:
+    workers = spark_master(master).workers
+    if workers is None:
         return
     deadline = time.monotonic() + EXECUTORS_SECONDS
-    # the status tracker lists the driver too
-    while len(context._jsc.sc().statusTracker().getExecutorInfos()) <= shape[0]:
+    while (registered_executors(context) or 0) < workers:
         if time.monotonic() > deadline:
             logger.warning(
-                "not all %d Spark executors registered in %.0f s", shape[0], EXECUTORS_SECONDS
+                "not all %d Spark executors registered in %.0f s", workers, EXECUTORS_SECONDS
             )
             return
         time.sleep(0.05)
@@ -148,8 +146,7 @@ def _wait_for_executors(context: SparkContext, master: str) -> None:
 
 def jvm_processes(context: SparkContext) -> dict[str, list[psutil.Process]]:
     """This Spark's JVM processes by kind: the driver PySpark started, the executors."""
-    process = getattr(SparkContext._gateway, "proc", None)
-    driver = [psutil.Process(process.pid)] if process is not None else []
+    driver = [jvm] if (jvm := driver_jvm()) is not None else []
     app = ["--app-id", context.applicationId]
     executors = [
         p
@@ -162,19 +159,6 @@ def jvm_processes(context: SparkContext) -> dict[str, list[psutil.Process]]:
 
 def _holds(command: list[str], part: list[str]) -> bool:
     return any(command[i : i + len(part)] == part for i in range(len(command)))
-
-
-def _end_driver_jvm() -> None:
-    """End the JVM that PySpark started for this process (it exits when its stdin
-    closes); the next session starts a new one."""
-    gateway = SparkContext._gateway
-    process = getattr(gateway, "proc", None)
-    if gateway is None or process is None:
-        return
-    gateway.shutdown()
-    if process.stdin is not None:
-        process.stdin.close()
-    SparkContext._gateway = SparkContext._jvm = None
 
 
 def put_interpreter_on_path(spark: SparkSession) -> None:

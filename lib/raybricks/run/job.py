@@ -1,7 +1,7 @@
 """One run, start to end: cluster up, the work (stages, or a command), cluster down,
 report written. Whatever happens, the report is written and an exit code returned.
 
-    report = run_stages(settings, run_dir)    # raybricks run
+    report = run_stages(settings, run_dir, stages)    # raybricks run
     report = run_command(settings, run_dir, ["pytest", "-x"])   # raybricks exec
 """
 
@@ -11,8 +11,7 @@ import logging
 import os
 import signal
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -24,9 +23,9 @@ from raybricks.cluster.auth import auth_environment
 from raybricks.cluster.lifecycle import ClusterInfo, live_worker_nodes, ray_on_spark
 from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
 from raybricks.report.model import Report, StageResult, write_report
-from raybricks.run.runner import HEAD_CHECK_SECONDS, Runner
+from raybricks.run.runner import Runner
 from raybricks.settings import Settings
-from raybricks.stages.base import StageContext
+from raybricks.stages.base import Stage, StageContext
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +36,10 @@ COMMAND_NOT_RUNNABLE = 127  # as a shell says it
 Work = Callable[[ClusterInfo, Report], int]
 
 
-def run_stages(settings: Settings, run_dir: Path) -> Report:
+def run_stages(settings: Settings, run_dir: Path, stages: Mapping[str, type[Stage]]) -> Report:
+    """Run `stages` (the selected ones, by name, in order) on a cluster of their own."""
     runner = Runner(
-        settings.stages,
+        stages.items(),
         settings.params_for,
         settings.stage_timeout_seconds,
         live_worker_nodes,
@@ -47,10 +47,8 @@ def run_stages(settings: Settings, run_dir: Path) -> Report:
     )
 
     def work(cluster: ClusterInfo, report: Report) -> int:
-        runner.run(
-            lambda: StageContext(settings.namespace, run_dir, cluster.address), cluster.head_alive
-        )
-        while_the_head_runs(partial(_save_timeline, run_dir), cluster.head_alive)
+        runner.run(lambda: StageContext(settings.namespace, run_dir, cluster.address), cluster.head)
+        cluster.head.wait_for(partial(_save_timeline, run_dir))
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
     # The report lists every selected stage from the start (skipped until run). This
@@ -74,7 +72,7 @@ def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
         logger.info("running %s against %s", argv, cluster.address)
         try:
             with _child(argv, env) as child:
-                while_the_head_runs(child.wait, cluster.head_alive)
+                cluster.head.wait_for(child.wait)
                 code = child.returncode
         except OSError as exc:
             logger.error("cannot run %r: %s", argv[0], exc.strerror)
@@ -164,18 +162,6 @@ def _child(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[by
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-
-
-def while_the_head_runs(call: Callable[[], object], head_alive: Callable[[], bool]) -> None:
-    """Run `call` (a call into the cluster, or a wait for a driver of it) in a thread, and
-    raise `ClusterLost` if the head goes first: a call into a cluster without its head
-    waits until Ray ends the process."""
-    calling = threading.Thread(target=call, name="raybricks-head-watched", daemon=True)
-    calling.start()
-    while calling.is_alive():
-        calling.join(HEAD_CHECK_SECONDS)
-        if calling.is_alive() and not head_alive():
-            raise ClusterLost
 
 
 def _save_timeline(run_dir: Path) -> None:

@@ -20,20 +20,19 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from raybricks.cluster.head import CHECK_SECONDS, Head
 from raybricks.errors import ClusterLost
 from raybricks.report.model import StageResult
-from raybricks.stages import STAGES
-from raybricks.stages.base import StageContext, StageFailed
+from raybricks.stages.base import Stage, StageContext, StageFailed
 
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 15.0  # for a stopped stage to leave Ray and kill its actors
 HEADLESS_GRACE_SECONDS = 1.0
-HEAD_CHECK_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -53,20 +52,22 @@ class _Running:
 class Runner:
     def __init__(
         self,
-        names: list[str],
+        stages: Iterable[tuple[str, type[Stage]]],
         params_for: Callable[[str], Any],
         timeout_seconds: float | None = None,
         worker_nodes: Callable[[], set[str]] = set,
         parallel: int = 1,
     ) -> None:
-        """`worker_nodes` gives the cluster's live worker nodes: any lost or joined
-        while a stage runs are logged and recorded in its evidence."""
+        """`stages`: the selected stages, (name, class) in order. `worker_nodes` gives the
+        cluster's live worker nodes: any lost or joined while a stage runs are logged
+        and recorded in its evidence."""
+        self.stages = list(stages)
         self.params_for = params_for
         self.timeout_seconds = timeout_seconds
         self.worker_nodes = worker_nodes
         self.parallel = parallel
-        self.results = [StageResult(name) for name in names]
-        self.head_alive: Callable[[], bool] = lambda: True
+        self.results = [StageResult(name) for name, _ in self.stages]
+        self.head: Head | None = None
 
     @property
     def passed(self) -> bool:
@@ -75,11 +76,11 @@ class Runner:
     def run(
         self,
         make_context: Callable[[], StageContext],
-        head_alive: Callable[[], bool] = lambda: True,
+        head: Head | None = None,
     ) -> list[StageResult]:
-        """Run the stages; raises `ClusterLost` once `head_alive()` says the cluster's
-        head has gone (the stages running then are failed and stopped)."""
-        self.head_alive = head_alive
+        """Run the stages; raises `ClusterLost` once the cluster's `head` has gone (the
+        stages running then are failed and stopped)."""
+        self.head = head
         waiting = list(enumerate(self.results, 1))
         running: list[_Running] = []
         ended: queue.SimpleQueue[_Running] = queue.SimpleQueue()
@@ -107,7 +108,7 @@ class Runner:
         self, number: int, result: StageResult, ctx: StageContext, ended: queue.SimpleQueue
     ) -> _Running:
         """The stage in a thread, not yet started, that puts itself in `ended` at its end."""
-        pattern = STAGES[result.name]()
+        pattern = self.stages[number - 1][1]()
         params = self.params_for(result.name)
 
         def body() -> None:
@@ -129,11 +130,11 @@ class Runner:
         while True:
             deadline = min(stage.deadline for stage in running)
             try:
-                wait = max(0.0, min(deadline - time.monotonic(), HEAD_CHECK_SECONDS))
+                wait = max(0.0, min(deadline - time.monotonic(), CHECK_SECONDS))
                 done = ended.get(timeout=wait)
             except queue.Empty:
-                if not self.head_alive():
-                    raise ClusterLost from None
+                if self.head is not None:
+                    self.head.check()
                 if time.monotonic() < deadline:
                     continue
                 done = next(stage for stage in running if stage.deadline == deadline)
@@ -167,7 +168,7 @@ class Runner:
         )
 
     def _record_node_changes(self, result: StageResult, before: set[str]) -> None:
-        if not self.head_alive():
+        if self.head is not None and not self.head.alive():
             return  # nobody to ask: the cluster's node table lives with its head
         after = self.worker_nodes()
         for change, nodes in (("lost", before - after), ("joined", after - before)):

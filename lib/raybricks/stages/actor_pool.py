@@ -20,10 +20,10 @@ import time
 from typing import Any
 
 import ray
-from pydantic import Field
 from ray.util import ActorPool
 
-from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+from raybricks.stages.base import Stage, StageContext, StageFailed, expect
+from raybricks.stages.params import ActorPoolParams
 from raybricks.stages.pool import DEFAULT_DEPTH, PipelinedActorPool
 
 VALUES = [1, 2, 3, 4]
@@ -45,18 +45,7 @@ class Actor:
         return n * 2
 
 
-class ActorPoolParams(StageParams):
-    pool_size: int = Field(5, ge=1, description="actors in the pool, as in the lesson")
-    slow_call_seconds: float = Field(0.5, gt=0)
-    get_next_timeout_seconds: float = Field(0.2, gt=0)
-    throughput_items: int = Field(1000, ge=1)
-    pipeline_depth: int = Field(
-        DEFAULT_DEPTH, ge=1, description="calls in flight per actor, pipelined"
-    )
-
-
 class ActorPoolStage(Stage[ActorPoolParams]):
-    name = "actor_pool"
     summary = "ActorPool map, map_unordered, submit/get_next, timeouts, errors, throughput"
     Params = ActorPoolParams
 
@@ -87,7 +76,8 @@ class ActorPoolStage(Stage[ActorPoolParams]):
         ctx.record(**_timeout_keeps_the_call(pool, params))
         ctx.record(**_borrowing_actors(pool, len(actors)))
         ctx.record(**_one_bad_item(pool))
-        ctx.record(**_throughput(actors, params.throughput_items, params.pipeline_depth))
+        depth = params.pipeline_depth or DEFAULT_DEPTH
+        ctx.record(**_throughput(actors, params.throughput_items, depth))
 
 
 def _call(method: str, *extra: Any) -> Any:

@@ -73,7 +73,8 @@ P = TypeVar("P", bound=StageParams)
 
 
 class Stage(ABC, Generic[P]):
-    name: ClassVar[str]
+    """A pattern that proves itself. Its name is the one it is registered under."""
+
     summary: ClassVar[str]  # one line for `raybricks stages`
     Params: ClassVar[type[StageParams]] = StageParams
 

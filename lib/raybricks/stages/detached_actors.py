@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 import ray
-from pydantic import Field
 
-from raybricks.stages.base import Stage, StageContext, StageParams, expect, side_by_side
+from raybricks.stages.base import Stage, StageContext, expect, side_by_side
 from raybricks.stages.elsewhere import run_elsewhere
+from raybricks.stages.params import DetachedActorsParams
 
 NAMES = ("Counter1", "Counter2")
 
@@ -35,15 +35,7 @@ class Counter:
         return self.count
 
 
-class DetachedActorsParams(StageParams):
-    calls: int = Field(100, ge=1, description="next() calls per counter, as in the lesson")
-    lifetime: str | None = Field(
-        "detached", description="the counters' lifetime; None ties them to their creator"
-    )
-
-
 class DetachedActors(Stage[DetachedActorsParams]):
-    name = "detached_actors"
     summary = "detached named Counters outlive their creator and are found by name elsewhere"
     Params = DetachedActorsParams
 

@@ -28,18 +28,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from pydantic import Field
 from ray.exceptions import RayActorError, RayTaskError
 
 from raybricks.stages.base import (
     Stage,
     StageContext,
     StageFailed,
-    StageParams,
     expect,
     side_by_side,
 )
 from raybricks.stages.lifecycle import died, pid_after_restart, when_available
+from raybricks.stages.params import FaultToleranceParams
 
 
 @ray.remote(num_cpus=0)
@@ -97,13 +96,6 @@ class Fragile:
         return self.failures
 
 
-class FaultToleranceParams(StageParams):
-    max_restarts: int = Field(2, ge=0, description="restarts allowed to the fragile actor")
-    max_task_retries: int = Field(2, ge=0)
-    unlimited_crashes: int = Field(3, ge=1, description="crashes shown with max_restarts=-1")
-    call_timeout_seconds: float = Field(60.0, gt=0)
-
-
 @dataclass(frozen=True)
 class Crashable:
     """A fragile actor, the tally its starts are counted in, and its key there."""
@@ -114,7 +106,6 @@ class Crashable:
 
 
 class FaultTolerance(Stage[FaultToleranceParams]):
-    name = "fault_tolerance"
     summary = "max_restarts and max_task_retries under real crashes; exceptions not retried"
     Params = FaultToleranceParams
 

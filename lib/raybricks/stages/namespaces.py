@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 import ray
-from pydantic import Field
 
-from raybricks.stages.base import Stage, StageContext, StageParams, expect
+from raybricks.stages.base import Stage, StageContext, expect
 from raybricks.stages.elsewhere import run_elsewhere
+from raybricks.stages.params import NamespacesParams
 
 
 @ray.remote(num_cpus=0)
@@ -36,15 +36,7 @@ class Probe:
         return self.registered_in
 
 
-class NamespacesParams(StageParams):
-    actor_name: str = Field("probe", min_length=1)
-    other_namespace_suffix: str = Field(
-        "-elsewhere", description="the second namespace is the job's plus this"
-    )
-
-
 class Namespaces(Stage[NamespacesParams]):
-    name = "namespaces"
     summary = "named actors are found in their namespace only, unless asked across"
     Params = NamespacesParams
 

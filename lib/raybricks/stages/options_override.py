@@ -22,12 +22,12 @@ import time
 from typing import Any
 
 import ray
-from pydantic import Field
 from ray.exceptions import GetTimeoutError
 from ray.util import state
 
-from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+from raybricks.stages.base import Stage, StageContext, StageFailed, expect
 from raybricks.stages.lifecycle import died, pid_after_restart
+from raybricks.stages.params import OptionsOverrideParams
 
 
 @ray.remote(num_cpus=2, resources={"CustomResource": 1})
@@ -44,18 +44,7 @@ class Foo:
         return {"pid": os.getpid(), "assigned": context.get_assigned_resources()}
 
 
-class OptionsOverrideParams(StageParams):
-    override_num_cpus: int = Field(1, ge=0, description="num_cpus given through .options()")
-    pending_check_seconds: float = Field(
-        2.0, gt=0, description="how long, at least, the declared Foo is watched staying pending"
-    )
-    placement_timeout_seconds: float = Field(
-        30.0, gt=0, description="how long a placeable actor may take to start (a new process)"
-    )
-
-
 class OptionsOverride(Stage[OptionsOverrideParams]):
-    name = "options_override"
     summary = "Foo as declared stays pending; .options() overrides resources, name, lifetime"
     Params = OptionsOverrideParams
 

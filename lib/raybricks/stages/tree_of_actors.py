@@ -25,10 +25,10 @@ import time
 from typing import Any
 
 import ray
-from pydantic import Field
 from ray.exceptions import RayActorError
 
-from raybricks.stages.base import Stage, StageContext, StageParams, expect
+from raybricks.stages.base import Stage, StageContext, expect
+from raybricks.stages.params import TreeOfActorsParams
 
 STATES = ("RUNNING", "TRAINING", "DONE")
 RESTARTING = "RESTARTING"  # what the supervisor says of a worker Ray is restarting
@@ -145,19 +145,7 @@ class Supervisor:
                 self.training[kind] = self.workers[kind].train.remote(*self.work)
 
 
-class TreeOfActorsParams(StageParams):
-    model_kinds: list[str] = Field(["lr", "cl", "nn"], min_length=1)
-    steps: int = Field(8, ge=1)
-    step_seconds: float = Field(0.1, ge=0)
-    budget_seconds: float = Field(10.0, gt=0, description="a worker's training time budget")
-    crash_kind: str | None = Field("cl", description="this worker dies once mid-training")
-    crash_at_step: int = Field(3, ge=0)
-    poll_seconds: float = Field(0.2, gt=0)
-    timeout_seconds: float = Field(60.0, gt=0, description="all workers DONE within this")
-
-
 class TreeOfActors(Stage[TreeOfActorsParams]):
-    name = "tree_of_actors"
     summary = "a supervisor trains one worker per model, polls states, restarts a crash"
     Params = TreeOfActorsParams
 

@@ -1,0 +1,99 @@
+"""The one place that reaches into Ray's and Spark's private code, and only when a run
+asks for it.
+
+Ray on Spark's start-up spends most of its time in fixed waits, which fast start cuts
+by replacing a few private names of Ray 2.60 (`fast_start`, `head_start`, `ports`).
+Before anything private is imported, `unavailable_reason` checks the Ray version and
+every name needed; on a mismatch the run uses Ray's own `setup_ray_cluster` and
+`shutdown_ray_cluster` unchanged, and says why in one log line and in the report.
+
+    with compat.fast_start_if(enabled, spark_context) as status:   # "on", "off" or
+        setup_ray_cluster(...)                                   # "unavailable: <why>"
+    with compat.fast_shutdown_if(status == "on"):
+        shutdown_ray_cluster()
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+
+logger = logging.getLogger(__name__)
+
+READ_FOR_RAY = "2.60.0"
+
+# Every private name fast start replaces or calls, by module (`Class.attr` for methods).
+NEEDED: dict[str, tuple[str, ...]] = {
+    "ray.util.spark.cluster_init": (
+        "_RAY_HEAD_STARTUP_TIMEOUT",
+        "_RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL",
+        "is_port_in_use",
+        "_preallocate_ray_worker_port_range",
+        "get_random_unused_port",
+    ),
+    "ray.util.spark.utils": ("get_random_unused_port",),
+    "ray.autoscaler._private.spark.spark_job_server": (
+        "_start_ray_worker_nodes",
+        "_start_spark_job_server",
+        "SparkJobServer.shutdown",
+    ),
+    "ray._private.node": ("Node.start_api_server", "Node.start_ray_processes"),
+}
+
+
+def unavailable_reason() -> str | None:
+    """Why fast start cannot run on this Ray, or None when it can."""
+    if ray.__version__ != READ_FOR_RAY:
+        return f"it was written for Ray {READ_FOR_RAY}, this is Ray {ray.__version__}"
+    for module_name, names in NEEDED.items():
+        try:
+            module: Any = importlib.import_module(module_name)
+        except ImportError:
+            return f"{module_name} cannot be imported"
+        for dotted in names:
+            owner = module
+            for part in dotted.split("."):
+                if not hasattr(owner, part):
+                    return f"{module_name}.{dotted} is missing"
+                owner = getattr(owner, part)
+    return None
+
+
+@contextmanager
+def fast_start_if(enabled: bool, spark_context: Any) -> Iterator[str]:
+    """Within this block `setup_ray_cluster` skips its fixed waits where this Ray allows.
+    Yields the report's `cluster.fast_start`: "on", "off" or "unavailable: <why>"."""
+    if not enabled:
+        yield "off"
+        return
+    why = unavailable_reason()
+    if why is not None:
+        logger.info("fast start is unavailable (%s): using Ray's own start-up", why)
+        yield f"unavailable: {why}"
+        return
+    from raybricks.cluster.compat import fast_start as fast
+
+    with fast.faster_setup(), fast.warming_python_workers(spark_context):
+        yield "on"
+
+
+@contextmanager
+def fast_shutdown_if(enabled: bool) -> Iterator[None]:
+    """Within this block `shutdown_ray_cluster` skips Ray's closing sleep (fast start on)."""
+    if not enabled:
+        yield
+        return
+    from raybricks.cluster.compat import fast_start as fast
+
+    with fast.faster_shutdown():
+        yield
+
+
+def known_ray() -> bool:
+    """Whether this is the Ray whose private shapes were read for this layer."""
+    return ray.__version__ == READ_FOR_RAY

@@ -29,7 +29,8 @@ the head's `ray start` as its `RAY_START_HOOK`).
 At shutdown, Ray's job server is stopped without Ray's closing 1 s sleep
 (`faster_shutdown`), and it looks for that stop every 0.05 s, not every 0.5 s.
 
-Any other Ray version keeps Ray's own timings, with one log line saying so.
+Imported only once `raybricks.cluster.compat` has checked that every name replaced
+here exists in this Ray.
 """
 
 from __future__ import annotations
@@ -45,13 +46,11 @@ from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-import psutil
-import ray
 from pyspark import SparkContext
 from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 
-from raybricks.cluster.compat.head_start import READ_FOR_RAY
+from raybricks.cluster.compat.head_process import head_process_running
 from raybricks.cluster.compat.ports import claim_worker_port_range, reserve_unused_port
 
 logger = logging.getLogger(__name__)
@@ -68,44 +67,23 @@ HEAD_START_HOOK = "raybricks.cluster.compat.head_start.start_raylet_beside_dashb
 _start_ray_worker_nodes = spark_job_server._start_ray_worker_nodes
 
 
-def available() -> bool:
-    """Whether this Ray is the version whose internals were read for this."""
-    return ray.__version__ == READ_FOR_RAY and all(
-        hasattr(module, name) for module, name, _ in _patches()
-    )
-
-
 @contextmanager
-def faster_setup(enabled: bool = True) -> Iterator[bool]:
+def faster_setup() -> Iterator[None]:
     """Within this block, `setup_ray_cluster` skips its fixed waits and starts worker
-    nodes side by side. Yields whether it does; Ray's modules are restored on exit.
+    nodes side by side; Ray's modules are restored on exit.
 
     Worker nodes start in Spark tasks, which get the port-range claim and the port
     reservation through the pickled task function (it names `claim_worker_port_range`
     and `reserve_unused_port` by module)."""
-    if not enabled:
-        yield False
-        return
-    if not available():
-        logger.info(
-            "fast start is for Ray %s, this is Ray %s: using Ray's own start-up waits",
-            READ_FOR_RAY,
-            ray.__version__,
-        )
-        yield False
-        return
     with _patched(_patches()), _head_start_hook():
-        yield True
+        yield
 
 
 @contextmanager
-def faster_shutdown(enabled: bool = True) -> Iterator[None]:
+def faster_shutdown() -> Iterator[None]:
     """Within this block, `shutdown_ray_cluster` skips Ray's closing 1 s sleep, which
     keeps a notebook's process alive while the worker nodes' Spark jobs are cancelled:
     raybricks goes on to stop Spark itself, or leaves it running."""
-    if not (enabled and available()):
-        yield
-        return
     with _patched([(spark_job_server.SparkJobServer, "shutdown", _shut_down_job_server)]):
         yield
 
@@ -142,13 +120,10 @@ def _head_start_hook() -> Iterator[None]:
 
 
 @contextmanager
-def warming_python_workers(context: SparkContext, enabled: bool = True) -> Iterator[None]:
+def warming_python_workers(context: SparkContext) -> Iterator[None]:
     """Within this block, a Spark job starts a Python worker that imports Ray on every
     task slot; Ray's worker-node tasks then reuse them. On exit the job is cancelled
     if it still runs (it may queue behind other jobs on a busy cluster)."""
-    if not enabled:
-        yield
-        return
     group = f"raybricks-warm-{uuid.uuid4().hex[:8]}"
     warming = threading.Thread(target=_warm, args=(context, group), name=group, daemon=True)
     warming.start()
@@ -238,20 +213,7 @@ def _wait_until_port_in_use(host: str, port: int) -> bool:
             probe.settimeout(1.0)
             if probe.connect_ex((host, port)) == 0:
                 return True
-        if not head_running(port):
+        if not head_process_running(port):
             return False  # Ray then reports the head's exit code and its output
         time.sleep(0.1)
-    return False
-
-
-def head_running(port: int) -> bool:
-    """Whether a child of this process still runs the Ray head for `port` (Ray
-    starts it as `python -m ray.util.spark.start_ray_node --head --port=PORT ...`)."""
-    for child in psutil.Process().children():
-        try:
-            running = child.status() != psutil.STATUS_ZOMBIE
-            if running and f"--port={port}" in child.cmdline():
-                return True
-        except psutil.Error:
-            continue  # it ended meanwhile
     return False

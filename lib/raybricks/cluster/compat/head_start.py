@@ -23,9 +23,10 @@ from typing import Any
 import ray
 from ray._private.node import Node
 
+from raybricks.cluster.compat import READ_FOR_RAY
+
 logger = logging.getLogger(__name__)
 
-READ_FOR_RAY = "2.60.0"
 
 _start_api_server = Node.start_api_server
 _start_ray_processes = Node.start_ray_processes

@@ -14,6 +14,7 @@ live in /tmp, where Ray keeps its own.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -50,6 +51,7 @@ def claim_worker_port_range() -> tuple[int, int]:
 
 def _acquire(path: Path) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    _shared(path)
     deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
     while True:
         try:
@@ -114,3 +116,11 @@ def _rows(table: Path) -> list[list[str]]:
 
 def _write_rows(table: Path, rows: Iterable[Iterable[object]]) -> None:
     table.write_text("".join(" ".join(map(str, row)) + "\n" for row in rows))
+    _shared(table)
+
+
+def _shared(path: Path) -> None:
+    """Open to every user, as Ray makes its own: a machine's users share the tables. A
+    file another user made (and opened up) stays as it is."""
+    with contextlib.suppress(PermissionError):
+        os.chmod(path, 0o777)

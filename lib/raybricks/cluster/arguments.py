@@ -1,0 +1,79 @@
+"""`setup_ray_cluster`'s keyword arguments for a run's settings on a given Spark master,
+and whether its minimum of worker nodes can ever fit there."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from raybricks.cluster.master import spark_master
+from raybricks.errors import ClusterStartError
+from raybricks.settings import ClusterSettings
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+def setup_arguments(
+    cluster: ClusterSettings, master: str, log_dir: Path, stream_worker_logs: bool = True
+) -> dict[str, Any]:
+    """`setup_ray_cluster`'s keyword arguments for these settings on this master.
+
+    In local mode Spark has no stage scheduling, so Ray refuses CPU and GPU counts (a
+    worker node gets `spark.task.cpus`); elsewhere they must be given together. Without
+    `stream_worker_logs`, no node runs a log monitor (which only sends workers' output
+    to drivers), unless the node options ask for one."""
+    cpus, gpus = cluster.num_cpus_worker_node, cluster.num_gpus_worker_node
+    parsed = spark_master(master)
+    if parsed.local_mode:
+        if cpus is not None or gpus is not None:
+            logger.info(
+                "Spark master %s is local mode: CPU/GPU counts per worker node are not "
+                "settable there; each worker node gets spark.task.cpus CPUs",
+                master,
+            )
+        cpus = gpus = None
+    elif cpus is not None and gpus is None:
+        gpus = 0
+    head_options = {**cluster.head_node_options, "include_dashboard": cluster.include_dashboard}
+    worker_options = dict(cluster.worker_node_options)
+    if parsed.is_local:
+        worker_options.setdefault("node_ip_address", LOOPBACK)
+    if not stream_worker_logs:
+        for options in (head_options, worker_options):
+            options.setdefault("include_log_monitor", False)
+    arguments: dict[str, Any] = {
+        "max_worker_nodes": cluster.max_worker_nodes,
+        "min_worker_nodes": cluster.min_worker_nodes,
+        "num_cpus_worker_node": cpus,
+        "num_gpus_worker_node": gpus,
+        "num_cpus_head_node": cluster.num_cpus_head_node,
+        "memory_worker_node": cluster.memory_worker_node,
+        "object_store_memory_worker_node": cluster.object_store_memory_worker_node,
+        "head_node_options": head_options,
+        "worker_node_options": worker_options,
+        "collect_log_to_path": str(log_dir),
+        "ray_temp_root_dir": cluster.temp_root,
+    }
+    return {key: value for key, value in arguments.items() if value is not None}
+
+
+def minimum_workers(arguments: dict[str, Any]) -> int:
+    """The worker nodes a start must reach (Ray's default minimum is the maximum)."""
+    return int(arguments.get("min_worker_nodes") or arguments["max_worker_nodes"])
+
+
+def check_room(master: str, arguments: dict[str, Any]) -> None:
+    """Fail at once where the minimum worker count can never start, instead of
+    after Ray's two-minute wait for worker nodes that cannot come."""
+    needed = minimum_workers(arguments)
+    room = spark_master(master).task_slots(arguments.get("num_cpus_worker_node"))
+    if room is not None and room < needed:
+        raise ClusterStartError(
+            f"cluster.min_worker_nodes: {needed} worker nodes cannot start on {master}, "
+            f"which has room for {room} (one Spark task each); lower "
+            "cluster.min_worker_nodes (or max_worker_nodes), or give the master more "
+            "workers or cores"
+        )

@@ -1,0 +1,19 @@
+"""Finding the Ray head's process among this driver's children, by the command line Ray
+on Spark 2.60 starts it with: `python -m ray.util.spark.start_ray_node --head --port=N`."""
+
+from __future__ import annotations
+
+import psutil
+
+
+def head_process_running(port: int) -> bool:
+    """Whether a child of this process still runs the Ray head for `port`. Its
+    `ray start` ends when any of the head's processes does."""
+    for child in psutil.Process().children():
+        try:
+            running = child.status() != psutil.STATUS_ZOMBIE
+            if running and f"--port={port}" in child.cmdline():
+                return True
+        except psutil.Error:
+            continue  # it ended meanwhile
+    return False

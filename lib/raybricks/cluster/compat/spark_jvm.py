@@ -1,0 +1,45 @@
+"""What the Python driver learns from Spark's JVM through PySpark's private handles
+(`SparkContext._gateway`, `_jvm`, `_jsc`). Each answers None where they are gone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pyspark import SparkContext
+
+
+def registered_executors(context: SparkContext) -> int | None:
+    """Executors registered with the driver (the driver itself not counted)."""
+    try:
+        return len(context._jsc.sc().statusTracker().getExecutorInfos()) - 1
+    except AttributeError:
+        return None
+
+
+def spark_home(context: SparkContext) -> Path | None:
+    """SPARK_HOME as the driver JVM (and a local cluster's workers) see it."""
+    jvm: Any = getattr(context, "_jvm", None)
+    home = jvm.java.lang.System.getenv("SPARK_HOME") if jvm is not None else None
+    return Path(home) if home else None
+
+
+def driver_jvm() -> psutil.Process | None:
+    """The JVM that PySpark started for this process (None under spark-submit, which
+    started the JVM first)."""
+    process = getattr(getattr(SparkContext, "_gateway", None), "proc", None)
+    return psutil.Process(process.pid) if process is not None else None
+
+
+def end_driver_jvm() -> None:
+    """End the JVM that PySpark started for this process (it exits when its stdin
+    closes); the next session starts a new one."""
+    gateway = getattr(SparkContext, "_gateway", None)
+    process = getattr(gateway, "proc", None)
+    if gateway is None or process is None:
+        return
+    gateway.shutdown()
+    if process.stdin is not None:
+        process.stdin.close()
+    SparkContext._gateway = SparkContext._jvm = None
