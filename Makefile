@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test test-unit test-slow lint fmt lock clean
+.PHONY: setup run test test-unit test-slow test-runtimes lint fmt lock clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,24 @@ test-unit: setup    # only the tests that need no cluster (seconds)
 test-slow: setup    # reruns, runs side by side and cancels, repeated (about 10 min)
 	$(BIN)/pytest -m slow
 
+# The Databricks ML runtimes' Python (3.12) with their Sparks: 3.5 (16.4 LTS) and 4.0
+# (17.x), each in a virtualenv of its own pinned by constraints-py312-<spark>.txt.
+PY312 ?= $(firstword $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null) \
+                     $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12))
+RUNTIMES := spark35 spark40
+
+test-runtimes:      # the emulated Databricks job on each runtime's Python and Spark
+	@if [ -z "$(PY312)" ]; then echo "test-runtimes: SKIPPED, no python3.12 here"; exit 0; fi
+	@for spark in $(RUNTIMES); do \
+	    venv=.venv-py312-$$spark; \
+	    echo "== Python 3.12 with $$(grep '^pyspark==' constraints-py312-$$spark.txt)"; \
+	    [ -f $$venv/.installed ] || { $(PY312) -m venv $$venv && \
+	        $$venv/bin/pip install --quiet -c constraints-py312-$$spark.txt -e '.[local,dev]' && \
+	        touch $$venv/.installed; } || exit 1; \
+	    $$venv/bin/pytest -n 0 -p no:cacheprovider tests/cluster/test_databricks_runtime.py \
+	        -k plain_job_task || exit 1; \
+	done
+
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -41,4 +59,4 @@ lock: setup         # re-pin constraints.txt to what the virtualenv holds now
 	mv constraints.new constraints.txt
 
 clean:
-	rm -rf $(VENV) dist build runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-py312-* dist build runs .pytest_cache .mypy_cache .ruff_cache

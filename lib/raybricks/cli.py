@@ -46,8 +46,9 @@ def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
 
     catalog = stage_catalog()
     settings = _settings(args, conf_dir, catalog)
-    run_dir = _start_run_dir(settings)
     selected = {name: catalog[name].load() for name in settings.stages}
+    _preflight(settings)
+    run_dir = _start_run_dir(settings)
     return _finish(run_stages(settings, run_dir, selected), run_dir)
 
 
@@ -58,6 +59,7 @@ def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
     if not command:
         raise BadInput("exec needs a command: raybricks exec [run flags] -- CMD ARGS...")
     settings = _settings(args, conf_dir)
+    _preflight(settings)
     run_dir = _start_run_dir(settings)
     return _finish(run_command(settings, run_dir, command), run_dir)
 
@@ -97,11 +99,42 @@ def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
     return ExitCode.PASSED
 
 
+def _preflight(settings: Settings) -> None:
+    """On a Databricks cluster: refuse (BadInput) where Ray on Spark cannot run."""
+    from raybricks.databricks.driver import preflight  # reads Spark's conf
+
+    preflight(settings.cluster)
+
+
+def _doctor(args: argparse.Namespace, conf_dir: Path | None) -> int:
+    from raybricks.databricks.doctor import examine
+    from raybricks.report import workspace
+
+    settings = _settings(args, conf_dir, check_log_path=False)  # the cluster's, not ours
+    try:
+        verdict = examine(workspace.client(args.profile), args.cluster_id, settings.cluster)
+    except workspace.WorkspaceError as exc:
+        print(f"raybricks: {exc}", file=sys.stderr)
+        return ExitCode.STAGE_FAILED
+    for refusal in verdict.refusals:
+        print(f"refused: {refusal}")
+    for warning in verdict.warnings:
+        print(f"warning: {warning}")
+    if verdict.refusals:
+        return ExitCode.BAD_INPUT
+    print(f"cluster {args.cluster_id} can run Ray on Spark")
+    return ExitCode.PASSED
+
+
 def _settings(
-    args: argparse.Namespace, conf_dir: Path | None, catalog: Catalog | None = None
+    args: argparse.Namespace,
+    conf_dir: Path | None,
+    catalog: Catalog | None = None,
+    check_log_path: bool = True,
 ) -> Settings:
     overrides = {key: getattr(args, _dest(flag), None) for flag, key in FLAG_SETTINGS.items()}
-    return load_settings(args.target, args.conf, overrides, conf_dir, catalog or stage_catalog())
+    catalog = catalog or stage_catalog()
+    return load_settings(args.target, args.conf, overrides, conf_dir, catalog, check_log_path)
 
 
 def _start_run_dir(settings: Settings) -> Path:
@@ -180,6 +213,14 @@ def _parser() -> argparse.ArgumentParser:
         "check the settings and exit, starting nothing",
         [run_flags],
     )
+    doctor = add(
+        "doctor",
+        _doctor,
+        "check that a Databricks cluster can run Ray on Spark (exit 2: it cannot)",
+        [run_flags],
+    )
+    doctor.add_argument("--cluster-id", required=True, help="the cluster to check")
+    doctor.add_argument("--profile", help="a profile of ~/.databrickscfg (default: the SDK's)")
     report = add("report", _report, "print a run's summary, from a run folder or a job run", [])
     report.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a local run folder")
     report.add_argument("--run-id", type=int, help="a Databricks job run's id")

@@ -242,6 +242,7 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
     conf_dir: Path | None = None,
     catalog: Catalog = BUILT_IN,
+    check_log_path: bool = True,
 ) -> Settings:
     """Settings for `target` from its conf file (or `conf`), with `overrides` on top.
 
@@ -260,7 +261,7 @@ def load_settings(
         settings = model.model_validate({**data, "target": target})
     except ValidationError as exc:
         raise BadInput(_one_line(exc, conf_path, given, model)) from None
-    reason = unwritable_reason(settings.log_root)
+    reason = unwritable_reason(settings.log_root) if check_log_path else None
     if reason:
         origin = "--log-path" if "log_path" in given else str(conf_path)
         raise BadInput(

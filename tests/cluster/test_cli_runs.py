@@ -90,6 +90,7 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
     assert report["status"] == "passed" and report["exit_code"] == 0
     assert report["cluster"]["auth_mode"] == "token"
     assert report["cluster"]["startup_seconds"] > 0
+    assert report["cluster"]["fast_start"] == "on"
     assert [(s["name"], s["status"]) for s in report["stages"]] == [
         (name, "passed") for name in STAGES
     ]
@@ -113,16 +114,25 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
     assert left_after(mark) == []
 
 
+# Prepended to a run: what fast start was written for is no longer this Ray (a Ray
+# release moved on), as far as the compatibility layer can tell.
+UNKNOWN_RAY = "from raybricks.cluster import compat\ncompat.READ_FOR_RAY = '2.59.0'\n"
+
+
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env):
+def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_down(tmp_path, env):
     environment, mark = env
     environment["PYSPARK_PYTHON"] = sys.executable
     conf = tmp_path / "failing.yml"
-    # An override asking for more CPUs than any worker node has can never be placed. And
-    # the setting that turns fast start off: this cluster starts with Ray's own waits.
+    # An override asking for more CPUs than any worker node has can never be placed.
     conf.write_text(
-        SMALL_CLUSTER + "  fast_start: false\nstage_params:\n  options_override:\n"
+        SMALL_CLUSTER + "stage_params:\n  options_override:\n"
         "    override_num_cpus: 2\n    placement_timeout_seconds: 2\n"
+    )
+    job = tmp_path / "job_on_an_unknown_ray.py"
+    job.write_text(
+        f"{UNKNOWN_RAY}import runpy\n"
+        f"runpy.run_path({str(ROOT / 'jobs' / 'actor_demos.py')!r}, run_name='__main__')\n"
     )
     log_root = tmp_path / "runs"
     done = finished(
@@ -130,7 +140,7 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
             BIN / "spark-submit",
             "--master",
             "local-cluster[1,1,1024]",
-            str(ROOT / "jobs" / "actor_demos.py"),
+            str(job),
             *one_stage(conf, log_root, "options_override"),
         ],
         environment,
@@ -140,12 +150,20 @@ def test_spark_submit_with_a_failing_stage_exits_1_and_shuts_down(tmp_path, env)
     report = report_of(only_run_dir(log_root))
     assert report["status"] == "failed"
     assert report["cluster"]["spark_master"] == "local-cluster[1,1,1024]"  # spark-submit's
-    assert report["cluster"]["fast_start"] is False
+    # Ray's own start-up ran, unpatched, and the report says why.
+    assert report["cluster"]["fast_start"] == (
+        "unavailable: it was written for Ray 2.59.0, this is Ray 2.60.0"
+    )
     assert "warmed Spark Python workers" not in (only_run_dir(log_root) / "driver.log").read_text()
     (stage,) = report["stages"]
     assert stage["status"] == "failed"
     assert "was not placed within 2.0 s" in stage["error"]
     assert left_after(mark) == []
+
+
+RAYBRICKS_MAIN = "import sys\nfrom raybricks.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+# Only fast start looks it up there (Ray's cluster_init holds a reference of its own).
+MISSING = "utils.get_random_unused_port"
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
@@ -167,14 +185,18 @@ def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
     conf = tmp_path / "small.yml"
     conf.write_text(SMALL_CLUSTER)
 
+    # Side b runs on a Ray that lacks a private name fast start replaces: Ray's own start.
+    preludes = {"a": "", "b": f"from ray.util.spark import utils\ndel {MISSING}\n"}
+
     def start(side: str, root: Path) -> subprocess.Popen[bytes]:
         root.mkdir()
         namespace = f"ns-{side}"
         options = ["--conf", conf, "--namespace", namespace, "--log-path", root / "runs"]
         command = [sys.executable, "-c", driver, root / "token", namespace]
+        raybricks = [sys.executable, "-c", preludes[side] + RAYBRICKS_MAIN]
         with (root / "stderr.txt").open("w") as stderr:
             return subprocess.Popen(
-                [BIN / "raybricks", "exec", *options, "--", *command],
+                [*raybricks, "exec", *options, "--", *command],
                 env=environment,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -185,6 +207,10 @@ def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
     assert codes == [42, 42], [(r / "stderr.txt").read_text()[-2000:] for r in sides.values()]
     reports = [report_of(only_run_dir(root / "runs")) for root in sides.values()]
     assert [(r["command"]["exit_code"], r["exit_code"]) for r in reports] == [(42, 42)] * 2
+    assert [r["cluster"]["fast_start"] for r in reports] == [
+        "on",
+        f"unavailable: ray.util.spark.{MISSING} is missing",
+    ]
     assert len({r["cluster"]["address"] for r in reports}) == 2
     assert left_after(mark) == []
     tokens = [(root / "token").read_text() for root in sides.values()]

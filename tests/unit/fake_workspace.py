@@ -19,6 +19,8 @@ class Workspace:
     runs: dict[int, dict[str, Any]] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)  # path -> content, /Volumes or dbfs
+    clusters: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> ClusterDetails
+    node_types: list[dict[str, Any]] = field(default_factory=list)
 
     def add_run(self, run_id: int, job_id: int, parameters: list[str]) -> None:
         self.runs[run_id] = {
@@ -65,6 +67,15 @@ class _Handler(BaseHTTPRequestHandler):
                     404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run does not exist."}
                 )
             return self._json(200, run)
+        if path == "/api/2.1/clusters/get":
+            cluster = ws.clusters.get(query["cluster_id"])
+            if cluster is None:
+                return self._json(
+                    400, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "No such cluster."}
+                )
+            return self._json(200, cluster)
+        if path == "/api/2.1/clusters/list-node-types":
+            return self._json(200, {"node_types": ws.node_types})
         if path == "/api/2.2/jobs/list":
             jobs = [j for j in ws.jobs if j["settings"]["name"] == query.get("name")]
             return self._json(200, {"jobs": jobs, "has_more": False})

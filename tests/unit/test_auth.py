@@ -39,7 +39,7 @@ def test_disabled_mode_is_explicit_for_every_node_and_warns(caplog):
 def test_the_databricks_hook_is_used_on_databricks(monkeypatch):
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "16.4")
     configure_auth("token")
-    assert os.environ[START_HOOK_VAR] == "raybricks.cluster.auth.DatabricksTokenAuthStartHook"
+    assert os.environ[START_HOOK_VAR] == "raybricks.databricks.job_hook.JobStartHook"
 
 
 def test_clear_auth_forgets_the_token():

@@ -16,7 +16,6 @@ import os
 import secrets
 from typing import Literal
 
-from ray.util.spark.databricks_hook import DefaultDatabricksRayOnSparkStartHook
 from ray.util.spark.start_hook_base import RayOnSparkStartHook
 from ray.util.spark.utils import is_in_databricks_runtime
 
@@ -28,6 +27,8 @@ AuthMode = Literal["token", "disabled"]
 MODE_VAR = "RAY_AUTH_MODE"
 TOKEN_VAR = "RAY_AUTH_TOKEN"
 START_HOOK_VAR = "RAY_ON_SPARK_START_HOOK"
+LOCAL_HOOK = "raybricks.cluster.auth.TokenAuthStartHook"
+DATABRICKS_HOOK = "raybricks.databricks.job_hook.JobStartHook"  # which hands the token on too
 
 
 def auth_environment() -> dict[str, str]:
@@ -39,16 +40,6 @@ class TokenAuthStartHook(RayOnSparkStartHook):
     """Hands the driver's auth mode and token to every Ray node it starts."""
 
     def __init__(self, is_global: bool = False) -> None:  # Ray passes no arguments
-        super().__init__(is_global)
-
-    def custom_environment_variables(self) -> dict[str, str]:
-        return {**super().custom_environment_variables(), **auth_environment()}
-
-
-class DatabricksTokenAuthStartHook(DefaultDatabricksRayOnSparkStartHook):
-    """The same, keeping the behaviour of Ray's own Databricks hook."""
-
-    def __init__(self, is_global: bool = False) -> None:
         super().__init__(is_global)
 
     def custom_environment_variables(self) -> dict[str, str]:
@@ -67,8 +58,7 @@ def configure_auth(mode: AuthMode) -> None:
         )
         os.environ[MODE_VAR] = "disabled"
         os.environ.pop(TOKEN_VAR, None)
-    hook = DatabricksTokenAuthStartHook if is_in_databricks_runtime() else TokenAuthStartHook
-    os.environ[START_HOOK_VAR] = f"{hook.__module__}.{hook.__qualname__}"
+    os.environ[START_HOOK_VAR] = DATABRICKS_HOOK if is_in_databricks_runtime() else LOCAL_HOOK
     refresh_auth_cache()
 
 

@@ -25,6 +25,8 @@ from raybricks.cluster.arguments import check_room, minimum_workers, setup_argum
 from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
 from raybricks.cluster.head import Head
 from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
+from raybricks.databricks.facts import ClusterFacts
+from raybricks.databricks.job_hook import dashboard_proxy_url
 from raybricks.errors import ClusterStartError
 from raybricks.settings import ClusterSettings
 
@@ -122,7 +124,7 @@ def ray_on_spark(
         info = ClusterInfo(
             spark_master=master,
             address=address,
-            dashboard_url=f"http://{context.dashboard_url}" if context.dashboard_url else "",
+            dashboard_url=_dashboard_url(context.dashboard_url, spark),
             max_worker_nodes=cluster.max_worker_nodes,
             min_worker_nodes=minimum_workers(arguments),
             num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
@@ -162,6 +164,18 @@ def _shutdown_active_cluster() -> None:
             raise
         logger.debug("no active Ray cluster left to shut down")  # e.g. Ray's SIGTERM hook did it
     os.environ.pop("RAY_ADDRESS", None)
+
+
+def _dashboard_url(address: str | None, spark: Spark) -> str:
+    """The dashboard as a person reaches it: on a Databricks cluster through the
+    driver proxy, elsewhere directly."""
+    if not address:
+        return ""
+    conf = dict(spark.session.sparkContext.getConf().getAll())
+    facts = ClusterFacts.from_spark_conf(conf)
+    if facts.cluster_id is None:
+        return f"http://{address}"
+    return dashboard_proxy_url(int(address.rsplit(":", 1)[1]), facts)
 
 
 def _quietly(what: str, step: Any) -> None:

@@ -50,7 +50,7 @@ def client(profile: str | None = None) -> WorkspaceClient:
     try:
         return WorkspaceClient(profile=profile)
     except ValueError as exc:  # the SDK's "cannot configure default credentials"
-        raise WorkspaceError(f"no Databricks credentials: {_first_line(exc)}") from None
+        raise WorkspaceError(f"no Databricks credentials: {first_line(exc)}") from None
 
 
 def find_run(w: WorkspaceClient, run_id: int | None = None, job_name: str | None = None) -> JobRun:
@@ -61,12 +61,12 @@ def find_run(w: WorkspaceClient, run_id: int | None = None, job_name: str | None
         run = w.jobs.get_run(run_id, include_resolved_values=True)
     except (Unauthenticated, PermissionDenied) as exc:
         raise WorkspaceError(
-            f"{w.config.host} refused the credentials: {_first_line(exc)}"
+            f"{w.config.host} refused the credentials: {first_line(exc)}"
         ) from None
     except NotFound:
         raise WorkspaceError(f"run {run_id} does not exist in {w.config.host}") from None
     except DatabricksError as exc:
-        raise WorkspaceError(f"{w.config.host}: {_first_line(exc)}") from None
+        raise WorkspaceError(f"{w.config.host}: {first_line(exc)}") from None
     tasks = [task for task in run.tasks or [] if task.spark_python_task]
     parameters = list(tasks[0].spark_python_task.parameters or []) if tasks else []  # type: ignore[union-attr]
     return JobRun(run_id=run_id, url=run.run_page_url or "", parameters=parameters)
@@ -87,7 +87,7 @@ def fetch_report(w: WorkspaceClient, run: JobRun) -> Report:
         data = None
     except (Unauthenticated, PermissionDenied) as exc:
         raise WorkspaceError(
-            f"{w.config.host} refused the credentials: {_first_line(exc)}"
+            f"{w.config.host} refused the credentials: {first_line(exc)}"
         ) from None
     if data is None:
         raise WorkspaceError(
@@ -141,5 +141,5 @@ def _flag_value(parameters: list[str], flag: str) -> str | None:
     return None
 
 
-def _first_line(exc: Any) -> str:
+def first_line(exc: Any) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import psutil
-from pyspark import SparkContext
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
 
 
 def registered_executors(context: SparkContext) -> int | None:
@@ -43,3 +45,19 @@ def end_driver_jvm() -> None:
     if process.stdin is not None:
         process.stdin.close()
     SparkContext._gateway = SparkContext._jvm = None
+
+
+def existing_spark_conf() -> dict[str, str] | None:
+    """The conf of the Spark this process already has (an active session, or the JVM
+    spark-submit and Databricks start before Python), without starting one; None where
+    there is none, or no SparkContext can be had (Spark Connect)."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        try:
+            return dict(active.sparkContext.getConf().getAll())
+        except Exception:  # a Spark Connect session has no SparkContext
+            return None
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return None
+    SparkContext._ensure_initialized()  # connects to the running JVM
+    return dict(SparkConf().getAll())

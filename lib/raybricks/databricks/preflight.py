@@ -1,0 +1,94 @@
+"""Whether Ray on Spark can work on this Databricks cluster: refusals (the run would
+fail, so it does not start: exit 2) and warnings (known traps). Each check names its
+source.
+
+    verdict = check(facts, settings.cluster)
+    verdict.refusals    # one line each: what, the value, the fix
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from raybricks.databricks.facts import ClusterFacts
+from raybricks.settings import ClusterSettings
+
+# Ray on Spark needs Databricks Runtime ML 12.2 LTS or above (Databricks' "Ray on
+# Databricks" requirements; Ray's cluster_init uses stage scheduling from 12 on).
+OLDEST_RUNTIME = (12, 2)
+# Shared (standard) access mode isolates users in a way Ray's processes cannot run in;
+# Databricks documents Ray on dedicated (single user) and no-isolation clusters.
+REFUSED_ACCESS_MODES = {
+    "USER_ISOLATION": "shared (standard)",
+    "DATA_SECURITY_MODE_STANDARD": "standard",
+    "LEGACY_TABLE_ACL": "table ACL (legacy shared)",
+    "LEGACY_PASSTHROUGH": "credential passthrough (legacy)",
+}
+_VERSION = re.compile(r"(\d+)\.(\d+)")
+
+
+@dataclass
+class Verdict:
+    refusals: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check(facts: ClusterFacts, cluster: ClusterSettings) -> Verdict:
+    verdict = Verdict()
+    _refuse_what_cannot_work(facts, verdict.refusals)
+    _warn_of_traps(facts, cluster, verdict.warnings)
+    return verdict
+
+
+def _refuse_what_cannot_work(facts: ClusterFacts, refusals: list[str]) -> None:
+    if not facts.has_spark_context:
+        refusals.append(
+            "this Databricks compute has no SparkContext (serverless or Spark Connect): "
+            "Ray on Spark needs a classic cluster; run the job on a job cluster"
+        )
+        return
+    key = facts.spark_version or ""
+    if key and "-ml-" not in key:
+        refusals.append(
+            f"Databricks runtime {key} is not an ML runtime: Ray on Spark needs one; "
+            "choose an ML runtime such as 16.4.x-cpu-ml-scala2.12 (bundle variable "
+            "spark_version)"
+        )
+    version = _VERSION.match(key) or _VERSION.match(facts.runtime_version or "")
+    if version and (int(version[1]), int(version[2])) < OLDEST_RUNTIME:
+        oldest = ".".join(map(str, OLDEST_RUNTIME))
+        refusals.append(
+            f"Databricks runtime {version[0]} is older than Ray on Spark supports "
+            f"({oldest} LTS ML and above); choose a newer ML runtime"
+        )
+    mode = (facts.access_mode or "").upper()
+    if mode in REFUSED_ACCESS_MODES:
+        refusals.append(
+            f"access mode {mode} ({REFUSED_ACCESS_MODES[mode]}) does not run Ray on Spark; "
+            "set the cluster's data_security_mode to SINGLE_USER (dedicated)"
+        )
+
+
+def _warn_of_traps(facts: ClusterFacts, cluster: ClusterSettings, warnings: list[str]) -> None:
+    # Ray's own cluster_init warns of this too: Spark tasks then reserve the GPUs.
+    if facts.gpu_task_amount > 0:
+        warnings.append(
+            f"spark.task.resource.gpu.amount = {facts.gpu_task_amount:g}: Spark tasks "
+            "reserve GPUs that Ray worker nodes then cannot use; set it to 0"
+        )
+    lowest = cluster.min_worker_nodes or cluster.max_worker_nodes
+    spark_autoscales = facts.autoscale is not None and facts.autoscale[0] != facts.autoscale[1]
+    if spark_autoscales and lowest == cluster.max_worker_nodes and facts.autoscale:
+        low, high = facts.autoscale
+        warnings.append(
+            f"the Spark cluster autoscales ({low} to {high} workers) while "
+            f"cluster.min_worker_nodes = cluster.max_worker_nodes = {lowest}: Ray "
+            "waits for every node up front; set min_worker_nodes below max_worker_nodes"
+        )
+    cpus = cluster.num_cpus_worker_node
+    if facts.cores_per_worker is not None and cpus is not None and cpus > facts.cores_per_worker:
+        warnings.append(
+            f"cluster.num_cpus_worker_node = {cpus} is more than a Spark worker's "
+            f"{facts.cores_per_worker} cores: no Ray worker node fits; lower it"
+        )

@@ -1,0 +1,207 @@
+"""The job as it starts on a Databricks cluster, emulated: a `spark_python_task` is
+spark-submit of the job's file, with DATABRICKS_RUNTIME_VERSION set, the cluster's
+facts as Spark conf tags, no notebook (no IPython shell), and the temp root and the
+Unity Catalog volume as local folders. Real Spark, real Ray on Spark, the real code
+path (Ray switches to its Databricks hook; raybricks' job hook replaces it)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from benchmarks.processes import left_after, marked_env, wait_for
+
+from raybricks.stages.registry import BUILT_IN
+from tests.helpers import ROOT
+
+BIN = Path(sys.executable).parent
+HERE = Path(__file__).parent / "emulated_databricks"
+RUN_TIMEOUT = 300
+CLUSTER_ID, ORG_ID = "0101-000000-abcd", "1234567890"
+PROXY = f"/driver-proxy/o/{ORG_ID}/{CLUSTER_ID}/"
+TAGS = "spark.databricks.clusterUsageTags."
+
+
+def tags(spark_version: str = "16.4.x-cpu-ml-scala2.12") -> list[str]:
+    given = {"sparkVersion": spark_version, "clusterId": CLUSTER_ID, "clusterOwnerOrgId": ORG_ID}
+    return [part for key, value in given.items() for part in ("--conf", f"{TAGS}{key}={value}")]
+
+
+@pytest.fixture
+def driver(stray_token_home, tmp_path):
+    """A job driver's environment (no IPython, no dbruntime, no workspace credentials)
+    and the task's conf file: the temp root a temp folder, the volume a local folder."""
+    environment, mark = marked_env(
+        HOME=str(stray_token_home),
+        RAY_USAGE_STATS_ENABLED="0",
+        DATABRICKS_RUNTIME_VERSION="16.4",
+        PYSPARK_PYTHON=sys.executable,
+    )
+    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "PYTHONPATH"):
+        environment.pop(name, None)
+    temp_root = tmp_path / "local_disk0"
+    temp_root.mkdir()
+    conf = tmp_path / "conf.yml"
+    conf.write_text(f"cluster:\n  temp_root: {temp_root}\n  include_dashboard: true\n")
+    volume = tmp_path / "Volumes" / "main" / "raybricks" / "logs"
+    return environment, mark, conf, volume, temp_root
+
+
+def spark_submit(master: str, spark_version: str, job: Path, *flags: object) -> list:
+    return [BIN / "spark-submit", "--master", master, *tags(spark_version), str(job), *flags]
+
+
+def report_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def only_run_dir(log_root: Path) -> Path:
+    (run_dir,) = log_root.iterdir()
+    return run_dir
+
+
+JOB = ROOT / "jobs" / "actor_demos.py"
+
+
+def logged(log_root: Path, line: str) -> bool:
+    return any(line in log.read_text() for log in log_root.glob("*/driver.log"))
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tmp_path):
+    environment, mark, conf, volume, temp_root = driver
+    done = subprocess.run(
+        spark_submit(
+            "local-cluster[2,1,1024]",
+            "16.4.x-cpu-ml-scala2.12",
+            JOB,
+            *("--target", "local", "--conf", conf, "--log-path", volume),
+        ),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = only_run_dir(volume)
+    report = report_of(run_dir)
+    assert [(s["name"], s["status"]) for s in report["stages"]] == [
+        (name, "passed") for name in BUILT_IN
+    ]
+    assert PROXY in report["cluster"]["dashboard_url"]
+    log = (run_dir / "driver.log").read_text()
+    assert "no notebook-idle auto-shutdown" in log
+    assert "not registered as a background job" in log  # no dbruntime: a warning
+    assert f"Databricks cluster {CLUSTER_ID}" in log  # the preflight ran, and passed
+    assert left_after(mark) == []
+    assert list(temp_root.iterdir()) == []  # Ray's temp folders went under the temp root
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_with_or_without_ipython_and_credentials_the_cluster_starts(driver, tmp_path):
+    environment, mark, conf, volume, _ = driver
+    calls = tmp_path / "dbruntime-calls.txt"
+    environment["RAYBRICKS_EMULATED_DBRUNTIME_LOG"] = str(calls)
+    environment["PYTHONPATH"] = str(HERE)  # the runtime's dbruntime, stand-in
+    conf.write_text(conf.read_text() + "  max_worker_nodes: 1\n  fast_start: true\n")
+    done = subprocess.run(
+        spark_submit(
+            "local-cluster[1,1,1024]",
+            "16.4.x-cpu-ml-scala2.12",
+            HERE / "cases.py",
+            *("--conf", conf, "--log-path", volume, "--stages", "namespaces"),
+        ),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    cases = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [(c["case"], c["exit_code"]) for c in cases] == [
+        ("ipython-no-credentials", 0),
+        ("credentials-no-ipython", 0),
+        ("ipython-and-credentials", 0),
+    ]
+    for case in cases:
+        report = report_of(Path(case["run_dir"]))
+        assert PROXY in report["cluster"]["dashboard_url"], case
+        files = [p for p in Path(case["run_dir"]).rglob("*") if p.is_file()]
+        leaks = [str(p) for p in files if b"dapi-emulated-secret" in p.read_bytes()]
+        assert leaks == [], "the workspace token was written to the run folder"
+    # Each cluster's Spark jobs were registered with the runtime as background jobs.
+    assert calls.read_text().count("registerBackgroundSparkJobGroup") >= 3
+    assert left_after(mark) == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_cancelled_job_task_ends_with_143_after_shutting_down(driver, tmp_path):
+    environment, mark, conf, volume, _ = driver
+    conf.write_text(conf.read_text() + "  max_worker_nodes: 1\n")
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        task = subprocess.Popen(
+            spark_submit(
+                "local-cluster[1,1,1024]",
+                "16.4.x-cpu-ml-scala2.12",
+                JOB,
+                *("--conf", conf, "--log-path", volume, "--stages", "detached_actors"),
+            ),
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=tmp_path,
+        )
+    try:
+        started = wait_for(
+            lambda: (
+                any("started" in p.read_text() for p in volume.glob("*/driver.log"))
+                and "detached_actors: started" in next(volume.glob("*/driver.log")).read_text()
+            ),
+            timeout=180,
+            interval=0.1,
+        )
+        assert started, stderr.read_text()[-3000:]
+        time.sleep(1.0)
+        task.send_signal(signal.SIGTERM)
+        assert task.wait(timeout=120) == 143, stderr.read_text()[-3000:]
+    finally:
+        if task.poll() is None:
+            task.kill()
+    report = report_of(only_run_dir(volume))
+    assert (report["status"], report["exit_code"]) == ("cancelled", 143)
+    assert left_after(mark) == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_runtime_without_ml_is_refused_in_one_line_and_nothing_starts(driver, tmp_path):
+    environment, mark, conf, volume, _ = driver
+    done = subprocess.run(
+        spark_submit(
+            "local-cluster[1,1,1024]",
+            "16.4.x-scala2.12",
+            JOB,
+            *("--conf", conf, "--log-path", volume),
+        ),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("raybricks:")]
+    assert errors == [
+        "raybricks: Databricks runtime 16.4.x-scala2.12 is not an ML runtime: Ray on Spark "
+        "needs one; choose an ML runtime such as 16.4.x-cpu-ml-scala2.12 (bundle variable "
+        "spark_version)"
+    ]
+    assert not volume.exists()  # no run folder
+    assert left_after(mark) == []

@@ -1,0 +1,208 @@
+"""Databricks without a workspace: the preflight's verdicts from a cluster's facts,
+`raybricks doctor` through the real databricks-sdk against a workspace on loopback,
+and the start hook's notebook-free parts."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from raybricks.cli import main
+from raybricks.databricks import job_hook
+from raybricks.databricks.facts import ClusterFacts
+from raybricks.databricks.preflight import check
+from raybricks.settings import ClusterSettings
+from tests.unit.fake_workspace import TOKEN, Workspace, serve
+
+ML = "16.4.x-cpu-ml-scala2.12"
+TAGS = "spark.databricks.clusterUsageTags."
+
+
+def facts(**given) -> ClusterFacts:
+    base = {"cluster_id": "0101-000000-abcd", "org_id": "1234567890", "spark_version": ML}
+    return ClusterFacts(**{**base, **given})
+
+
+def test_a_dedicated_ml_cluster_passes_without_warnings():
+    verdict = check(facts(access_mode="SINGLE_USER"), ClusterSettings())
+    assert (verdict.refusals, verdict.warnings) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ({"spark_version": "16.4.x-scala2.12"}, ["16.4.x-scala2.12 is not an ML runtime"]),
+        ({"spark_version": "11.3.x-cpu-ml-scala2.12"}, ["runtime 11.3 is older", "12.2"]),
+        ({"access_mode": "USER_ISOLATION"}, ["USER_ISOLATION", "SINGLE_USER"]),
+        ({"has_spark_context": False}, ["no SparkContext", "classic cluster"]),
+    ],
+)
+def test_each_refusal_is_one_line_naming_the_value_and_the_fix(given, words):
+    (refusal,) = check(facts(**given), ClusterSettings()).refusals
+    assert "\n" not in refusal
+    assert all(word in refusal for word in words), refusal
+
+
+@pytest.mark.parametrize(
+    ("given", "cluster", "words"),
+    [
+        ({"gpu_task_amount": 0.5}, {}, ["spark.task.resource.gpu.amount = 0.5", "set it to 0"]),
+        ({"autoscale": (1, 4)}, {"max_worker_nodes": 2}, ["autoscales (1 to 4", "below"]),
+        ({"cores_per_worker": 2}, {"num_cpus_worker_node": 4}, ["= 4 is more than", "2 cores"]),
+    ],
+)
+def test_each_trap_is_a_warning_not_a_refusal(given, cluster, words):
+    verdict = check(facts(**given), ClusterSettings(**cluster))
+    assert verdict.refusals == []
+    (warning,) = verdict.warnings
+    assert all(word in warning for word in words), warning
+
+
+def test_an_autoscaling_spark_with_ray_autoscaling_too_is_no_trap():
+    settings = ClusterSettings(min_worker_nodes=1, max_worker_nodes=4)
+    assert check(facts(autoscale=(1, 4)), settings).warnings == []
+
+
+def test_facts_come_from_the_clusters_spark_conf_tags():
+    conf = {
+        f"{TAGS}clusterId": "0101-000000-abcd",
+        f"{TAGS}clusterOwnerOrgId": "1234567890",
+        f"{TAGS}sparkVersion": ML,
+        f"{TAGS}dataSecurityMode": "SINGLE_USER",
+        f"{TAGS}clusterMinWorkers": "1",
+        f"{TAGS}clusterMaxWorkers": "3",
+        "spark.task.resource.gpu.amount": "1",
+    }
+    read = ClusterFacts.from_spark_conf(conf)
+    assert (read.cluster_id, read.org_id, read.spark_version) == (
+        "0101-000000-abcd",
+        "1234567890",
+        ML,
+    )
+    assert (read.access_mode, read.autoscale, read.gpu_task_amount) == ("SINGLE_USER", (1, 3), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("workspace", "url"),
+    [
+        (None, "/driver-proxy/o/1234567890/0101-000000-abcd/8265/"),
+        ("adb-1.azuredatabricks.net", "https://adb-1.azuredatabricks.net/driver-proxy/o/"),
+    ],
+)
+def test_the_dashboard_is_reached_through_the_driver_proxy(workspace, url, monkeypatch):
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
+    proxied = job_hook.dashboard_proxy_url(8265, facts(workspace_url=workspace))
+    assert proxied.startswith(url) and proxied.endswith("/1234567890/0101-000000-abcd/8265/")
+
+
+def test_without_workspace_credentials_nodes_get_rays_variables_and_a_warning(monkeypatch, caplog):
+    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t" * 64)
+    with caplog.at_level(logging.WARNING):
+        variables = job_hook.JobStartHook().custom_environment_variables()
+    assert variables["GLOO_SOCKET_IFNAME"] == "eth0" and variables["RAY_AUTH_TOKEN"] == "t" * 64
+    assert "DATABRICKS_TOKEN" not in variables
+    assert "cannot reach the workspace" in caplog.text
+
+
+def test_with_workspace_credentials_nodes_get_them_as_rays_hook_intends(monkeypatch):
+    monkeypatch.setenv("DATABRICKS_HOST", "https://example.cloud.databricks.com")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-secret")
+    variables = job_hook.JobStartHook().custom_environment_variables()
+    assert variables["DATABRICKS_TOKEN"] == "dapi-secret"
+    assert variables["DISABLE_MLFLOW_INTEGRATION"] == "TRUE"
+
+
+def test_no_runtime_internals_is_a_warning_and_no_notebook_shutdown_is_logged(caplog):
+    hook = job_hook.JobStartHook()
+    with caplog.at_level(logging.INFO):
+        hook.on_spark_job_created("group-1")
+        hook.on_cluster_created(ray_cluster_handler=None)
+    assert "not registered as a background job" in caplog.text
+    assert "no notebook-idle auto-shutdown" in caplog.text
+
+
+# -- raybricks doctor, against a workspace on loopback ------------------------------
+
+
+def cluster_details(**given) -> dict:
+    return {
+        "cluster_id": "0101-000000-abcd",
+        "spark_version": ML,
+        "node_type_id": "i3.xlarge",
+        "data_security_mode": "SINGLE_USER",
+        "num_workers": 2,
+        **given,
+    }
+
+
+@pytest.fixture
+def workspace(monkeypatch, tmp_path):
+    fake = Workspace(node_types=[{"node_type_id": "i3.xlarge", "num_cores": 4.0}])
+    server, host = serve(fake)
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "none.cfg"))
+    yield fake
+    server.shutdown()
+
+
+DOCTOR = ["doctor", "--cluster-id", "0101-000000-abcd", "--target", "dev"]
+
+
+def test_doctor_passes_a_cluster_that_can_run_ray(workspace, capsys):
+    workspace.clusters["0101-000000-abcd"] = cluster_details()
+    assert main(DOCTOR) == 0
+    assert "can run Ray on Spark" in capsys.readouterr().out
+
+
+def test_doctor_refuses_a_runtime_without_ml_with_exit_2(workspace, capsys):
+    workspace.clusters["0101-000000-abcd"] = cluster_details(spark_version="16.4.x-scala2.12")
+    assert main(DOCTOR) == 2
+    assert "refused: Databricks runtime 16.4.x-scala2.12 is not an ML runtime" in (
+        capsys.readouterr().out
+    )
+
+
+def test_doctor_warns_of_a_node_type_too_small_for_the_settings(workspace, capsys):
+    workspace.clusters["0101-000000-abcd"] = cluster_details(
+        autoscale={"min_workers": 1, "max_workers": 4}
+    )
+    assert main([*DOCTOR, "--num-cpus-worker-node", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: cluster.num_cpus_worker_node = 8 is more than a Spark worker's 4 cores" in out
+    assert "warning: the Spark cluster autoscales (1 to 4 workers)" in out
+
+
+def test_doctor_on_an_unknown_cluster_says_so_in_one_line(workspace, capsys):
+    assert main(DOCTOR) == 1
+    assert capsys.readouterr().err.strip().endswith("does not exist in " + workspace_host())
+
+
+def workspace_host() -> str:
+    import os
+
+    return os.environ["DATABRICKS_HOST"]
+
+
+def test_off_databricks_no_check_runs(monkeypatch):
+    """No Spark yet (raybricks starts its own), nor tags: nothing to check."""
+    from raybricks.databricks.driver import preflight
+
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    assert preflight(ClusterSettings()) is None
+
+
+def test_serverless_or_spark_connect_is_refused_before_anything_starts(monkeypatch):
+    from raybricks.databricks.driver import preflight
+    from raybricks.errors import BadInput
+
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "client.2.0")
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+    with pytest.raises(BadInput, match="no SparkContext"):
+        preflight(ClusterSettings())
