@@ -73,7 +73,8 @@ def exec_cmd(folder, fast_start, *command, namespace="bench"):
 
 
 def summary_of(logs):
-    from raybricks.report.model import format_summary, read_report
+    from raybricks.report.model import read_report
+    from raybricks.report.summary import format_summary
 
     return "\n".join(format_summary(read_report(run)) for run in logs.iterdir())
 

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from raybricks import __version__
+from raybricks.console import LOG_FORMAT, RunConsole
 from raybricks.errors import BadInput, ExitCode
 from raybricks.paths import create_run_dir, new_run_id
-from raybricks.report.model import DRIVER_LOG, Report, format_summary, read_report
+from raybricks.report.model import DRIVER_LOG, Report, read_report
+from raybricks.report.summary import summary
 from raybricks.settings import FLAG_SETTINGS, TARGETS, Settings, load_settings
 from raybricks.stages.registry import Catalog, stage_catalog
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+logger = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,9 +34,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
-    _log_to_console()
     try:
         args = _parser().parse_args(argv)
+        args.console = _console(getattr(args, "verbose", False))
         return int(args.handler(args, conf_dir))
     except BadInput as exc:
         print(f"raybricks: {exc}", file=sys.stderr)
@@ -49,7 +51,9 @@ def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
     selected = {name: catalog[name].load() for name in settings.stages}
     _preflight(settings)
     run_dir = _start_run_dir(settings)
-    return _finish(run_stages(settings, run_dir, selected), run_dir)
+    with args.console.run_output_to(run_dir / DRIVER_LOG):
+        report = run_stages(settings, run_dir, selected)
+    return _finish(report, run_dir, args.console)
 
 
 def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
@@ -61,7 +65,8 @@ def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
     settings = _settings(args, conf_dir)
     _preflight(settings)
     run_dir = _start_run_dir(settings)
-    return _finish(run_command(settings, run_dir, command), run_dir)
+    # The command's own output stays on the console: it is the user's.
+    return _finish(run_command(settings, run_dir, command), run_dir, args.console)
 
 
 def _stages(args: argparse.Namespace, conf_dir: Path | None) -> int:
@@ -81,7 +86,7 @@ def _validate(args: argparse.Namespace, conf_dir: Path | None) -> int:
 
 def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
     if args.run_dir:
-        print(format_summary(read_report(Path(args.run_dir))))
+        args.console.out.print(summary(read_report(Path(args.run_dir))))
         return ExitCode.PASSED
     if args.run_id is None and not (args.job and args.latest):
         raise BadInput("report needs RUN_DIR, --run-id N, or --job NAME --latest")
@@ -94,7 +99,7 @@ def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
     except workspace.WorkspaceError as exc:
         print(f"raybricks: {exc}", file=sys.stderr)
         return ExitCode.STAGE_FAILED
-    print(format_summary(report))
+    args.console.out.print(summary(report))
     print(f"run page: {run.url}")
     return ExitCode.PASSED
 
@@ -144,40 +149,41 @@ def _start_run_dir(settings: Settings) -> Path:
     handler.setLevel(logging.DEBUG)
     logging.getLogger().addHandler(handler)
     logging.getLogger("raybricks").setLevel(logging.DEBUG)
+    c = settings.cluster
+    logger.info(
+        "run %s: target %s, stages %s; cluster %s with %s Ray worker nodes%s",
+        run_dir.name,
+        settings.target,
+        ",".join(settings.stages),
+        c.spark_master,
+        c.max_worker_nodes
+        if not c.min_worker_nodes
+        else f"{c.min_worker_nodes}-{c.max_worker_nodes}",
+        f" of {c.num_cpus_worker_node} CPU(s)" if c.num_cpus_worker_node else "",
+    )
     return run_dir
 
 
-def _finish(report: Report, run_dir: Path) -> int:
-    print(format_summary(report))
+def _finish(report: Report, run_dir: Path, console: RunConsole) -> int:
+    console.out.print(summary(report))
+    if report.status != "passed":
+        print(f"tracebacks and Ray's and Spark's own output: {run_dir / DRIVER_LOG}")
     print(f"run folder: {run_dir}")
     return report.exit_code if report.exit_code is not None else ExitCode.STAGE_FAILED
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is now, not to the one it was created with."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
+_installed: list[RunConsole] = []
 
 
-def _log_to_console() -> None:
-    root = logging.getLogger()
-    if any(isinstance(h, _StderrHandler) for h in root.handlers):
-        return  # main() called again in one process (tests)
-    console = _StderrHandler()
-    console.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
-    console.setLevel(logging.INFO)
-    # py4j logs its connection chatter (with tracebacks) through the root logger
-    console.addFilter(lambda record: "/py4j/" not in record.pathname)
-    root.addHandler(console)
-    root.setLevel(logging.INFO)
-    for noisy in ("py4j", "pyspark"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _console(verbose: bool) -> RunConsole:
+    """This command's console; one per process (tests call `main` many times)."""
+    if _installed:
+        _installed[0].verbose = verbose
+        return _installed[0]
+    console = RunConsole(verbose)
+    console.install()
+    _installed.append(console)
+    return console
 
 
 def _dest(flag: str) -> str:
@@ -195,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     run_flags = _Parser(add_help=False, parents=[settings_flags])
     for flag, key in FLAG_SETTINGS.items():
         run_flags.add_argument(flag, dest=_dest(flag), metavar="VALUE", help=f"overrides {key}")
+    run_flags.add_argument(
+        "--verbose", action="store_true", help="also show Ray's and Spark's own output"
+    )
 
     def add(
         name: str, handler: Any, help: str, parents: Sequence[_Parser]

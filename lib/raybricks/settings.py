@@ -57,6 +57,7 @@ LEGACY_CLUSTER_KEYS = {
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
 
 NodeOptions = dict[str, str | int | float | bool | None]
+MAX_TEMP_ROOT_BYTES = 18  # 107 minus the longest path Ray makes below the temp root
 
 
 class _Strict(BaseModel):
@@ -120,6 +121,22 @@ class ClusterSettings(_Strict):
     @classmethod
     def _known_master(cls, master: str) -> str:
         return check_known(master)
+
+    @field_validator("temp_root")
+    @classmethod
+    def _short_enough_for_sockets(cls, temp_root: str | None) -> str | None:
+        # Ray keeps its sockets under <temp root>/ray-<port>-<id>[-node-<n>]/session_<time>
+        # _<pid>/sockets/, and AF_UNIX paths end at 107 bytes.
+        if temp_root is None:
+            return None
+        if not temp_root.startswith("/"):
+            raise ValueError("use an absolute path, such as /local_disk0/tmp or /tmp")
+        if len(temp_root.encode()) > MAX_TEMP_ROOT_BYTES:
+            raise ValueError(
+                f"Ray's socket paths under it would pass AF_UNIX's 107 bytes; use a path of "
+                f"at most {MAX_TEMP_ROOT_BYTES} bytes, such as /tmp/ray-runs"
+            )
+        return temp_root
 
     @model_validator(mode="after")
     def _consistent_counts(self) -> ClusterSettings:

@@ -120,9 +120,14 @@ UNKNOWN_RAY = "from raybricks.cluster import compat\ncompat.READ_FOR_RAY = '2.59
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_down(tmp_path, env):
+def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_down(
+    tmp_path, env, example_plugin
+):
+    """Also the example plugin's stage (installed: on the PYTHONPATH of the driver and
+    of Spark's executors), run through its entry point beside a failing built-in."""
     environment, mark = env
     environment["PYSPARK_PYTHON"] = sys.executable
+    environment["PYTHONPATH"] = str(example_plugin)
     conf = tmp_path / "failing.yml"
     # An override asking for more CPUs than any worker node has can never be placed.
     conf.write_text(
@@ -141,7 +146,7 @@ def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_d
             "--master",
             "local-cluster[1,1,1024]",
             str(job),
-            *one_stage(conf, log_root, "options_override"),
+            *one_stage(conf, log_root, "options_override,greeter"),
         ],
         environment,
         cwd=tmp_path,
@@ -155,9 +160,15 @@ def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_d
         "unavailable: it was written for Ray 2.59.0, this is Ray 2.60.0"
     )
     assert "warmed Spark Python workers" not in (only_run_dir(log_root) / "driver.log").read_text()
-    (stage,) = report["stages"]
-    assert stage["status"] == "failed"
-    assert "was not placed within 2.0 s" in stage["error"]
+    failing, plugin = report["stages"]
+    assert failing["status"] == "failed"
+    assert "was not placed within 2.0 s" in failing["error"]
+    assert (plugin["name"], plugin["status"]) == ("greeter", "passed")
+    assert plugin["evidence"]["answers"] == [
+        "hello, caller 0",
+        "hello, caller 1",
+        "hello, caller 2",
+    ]
     assert left_after(mark) == []
 
 
@@ -275,7 +286,7 @@ TERM, INT = signal.SIGTERM, signal.SIGINT
         # A second signal, arriving while the first one's teardown runs, waits for it.
         pytest.param(
             [("namespaces: started", 1.0, TERM), ("shutting the Ray cluster down", 0.0, TERM)],
-            "failed",
+            "cancelled",
             id="stage-then-shutdown",
         ),
     ],

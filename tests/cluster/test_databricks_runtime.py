@@ -7,10 +7,13 @@ path (Ray switches to its Databricks hook; raybricks' job hook replaces it)."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +36,15 @@ def tags(spark_version: str = "16.4.x-cpu-ml-scala2.12") -> list[str]:
 
 
 @pytest.fixture
-def driver(stray_token_home, tmp_path):
+def short_temp_root() -> Iterator[Path]:
+    """As /local_disk0/tmp: short, since Ray's socket paths below it must stay short."""
+    folder = Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def driver(stray_token_home, tmp_path, short_temp_root):
     """A job driver's environment (no IPython, no dbruntime, no workspace credentials)
     and the task's conf file: the temp root a temp folder, the volume a local folder."""
     environment, mark = marked_env(
@@ -44,8 +55,7 @@ def driver(stray_token_home, tmp_path):
     )
     for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "PYTHONPATH"):
         environment.pop(name, None)
-    temp_root = tmp_path / "local_disk0"
-    temp_root.mkdir()
+    temp_root = short_temp_root
     conf = tmp_path / "conf.yml"
     conf.write_text(f"cluster:\n  temp_root: {temp_root}\n  include_dashboard: true\n")
     volume = tmp_path / "Volumes" / "main" / "raybricks" / "logs"
@@ -197,7 +207,9 @@ def test_a_runtime_without_ml_is_refused_in_one_line_and_nothing_starts(driver, 
         cwd=tmp_path,
     )
     assert done.returncode == 2, done.stderr[-3000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("raybricks:")]
+    # spark-submit hands the Python driver's stderr on as its stdout
+    output = (done.stdout + done.stderr).splitlines()
+    errors = [line for line in output if line.startswith("raybricks:")]
     assert errors == [
         "raybricks: Databricks runtime 16.4.x-scala2.12 is not an ML runtime: Ray on Spark "
         "needs one; choose an ML runtime such as 16.4.x-cpu-ml-scala2.12 (bundle variable "

@@ -30,9 +30,10 @@ class Workspace:
             "tasks": [
                 {
                     "task_key": "actor_demos",
-                    "spark_python_task": {
-                        "python_file": "jobs/actor_demos.py",
-                        "parameters": parameters,
+                    "python_wheel_task": {
+                        "package_name": "raybricks",
+                        "entry_point": "raybricks",
+                        "parameters": ["run", *parameters],
                     },
                 }
             ],

@@ -16,15 +16,22 @@ from databricks.bundles.jobs import Job
 
 from raybricks.cli import _parser
 from raybricks.settings import TARGETS, load_settings
+from raybricks.stages.registry import BUILT_IN
 from tests.helpers import ROOT
 
 BUNDLE = yaml.safe_load((ROOT / "databricks.yml").read_text())
-JOBS = BUNDLE["resources"]["jobs"]
+RESOURCE_FILES = sorted(path for pattern in BUNDLE["include"] for path in ROOT.glob(pattern))
+JOBS = {
+    name: job
+    for path in RESOURCE_FILES
+    for name, job in yaml.safe_load(path.read_text())["resources"]["jobs"].items()
+}
 
 
-def resolved(value: Any, target: str) -> Any:
+def resolved(value: Any, target: str, run_params: dict[str, str] | None = None) -> Any:
     """`${var.x}` and `${bundle.*}` as the CLI would fill them for `target` (defaults plus
-    the target's overrides); `{{job.run_id}}` as the job would at run time."""
+    the target's overrides); `{{job.run_id}}` and `{{job.parameters.x}}` as a run
+    would (the job's defaults, or `run_params` as `--params` gives them)."""
     variables = {name: spec.get("default") for name, spec in BUNDLE["variables"].items()}
     variables.update(BUNDLE["targets"][target].get("variables", {}))
 
@@ -36,18 +43,29 @@ def resolved(value: Any, target: str) -> Any:
         return text.replace("{{job.run_id}}", "123456")
 
     if isinstance(value, dict):
-        return {key: resolved(item, target) for key, item in value.items()}
+        return {key: resolved(item, target, run_params) for key, item in value.items()}
     if isinstance(value, list):
-        return [resolved(item, target) for item in value]
+        return [resolved(item, target, run_params) for item in value]
     return fill(value) if isinstance(value, str) else value
 
 
-def python_tasks() -> list[tuple[str, dict[str, Any]]]:
+def task_parameters(job_name: str, target: str, **run_params: str) -> list[str]:
+    """The wheel task's parameters as a run gets them."""
+    job = resolved(JOBS[job_name], target)
+    params = {p["name"]: str(p["default"]) for p in job["parameters"]} | run_params
+    (task,) = job["tasks"]
+    return [
+        re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: params[m.group(1)], str(item))
+        for item in task["python_wheel_task"]["parameters"]
+    ]
+
+
+def wheel_tasks() -> list[tuple[str, dict[str, Any]]]:
     return [
         (name, task)
         for name, job in JOBS.items()
         for task in job["tasks"]
-        if "spark_python_task" in task
+        if "python_wheel_task" in task
     ]
 
 
@@ -69,6 +87,32 @@ def test_each_job_loads_through_the_typed_bundle_models(job_name, target):
     (cluster,) = job.job_clusters
     assert "-ml-" in str(cluster.new_cluster.spark_version)  # Ray on Spark needs an ML runtime
     assert str(cluster.new_cluster.data_security_mode).endswith("SINGLE_USER")
+    assert job.permissions and job.parameters
+
+
+def test_spark_autoscales_between_rays_worker_node_bounds():
+    (cluster,) = JOBS["actor_demos"]["job_clusters"]
+    assert cluster["new_cluster"]["autoscale"] == {
+        "min_workers": "${var.min_worker_nodes}",
+        "max_workers": "${var.max_worker_nodes}",
+    }
+    defaults = {p["name"]: p["default"] for p in JOBS["actor_demos"]["parameters"]}
+    assert defaults["min_worker_nodes"] == "${var.min_worker_nodes}"
+    assert defaults["max_worker_nodes"] == "${var.max_worker_nodes}"
+
+
+def test_prod_runs_as_a_service_principal():
+    assert BUNDLE["targets"]["prod"]["run_as"] == {
+        "service_principal_name": "${var.service_principal}"
+    }
+
+
+def test_every_job_parameter_is_passed_on_as_the_run_flag_of_its_name():
+    """`--params name=value` reaches `raybricks run` as `--name value`."""
+    for name, _ in wheel_tasks():
+        probes = {p["name"]: f"probe-{p['name']}" for p in JOBS[name]["parameters"]}
+        args = _parser().parse_args(task_parameters(name, "dev", **probes))
+        assert {key: getattr(args, key) for key in probes} == probes
 
 
 def test_the_schedule_is_paused_in_dev_only():
@@ -81,10 +125,10 @@ def test_task_parameters_are_the_clis_own_flags_and_valid_settings(target, monke
     monkeypatch.setattr(
         "raybricks.settings.unwritable_reason", lambda path: None
     )  # no /Volumes here
-    for _, task in python_tasks():
-        parameters = resolved(task["spark_python_task"]["parameters"], target)
-        args = _parser().parse_args(["run", *parameters])
-        assert args.target == target
+    for name, _ in wheel_tasks():
+        parameters = task_parameters(name, target)
+        args = _parser().parse_args(parameters)
+        assert args.subcommand == "run" and args.target == target
         settings = load_settings(
             args.target,
             overrides={
@@ -106,11 +150,12 @@ def test_every_target_has_its_conf_file():
         assert target in TARGETS
 
 
-def test_local_paths_exist_and_the_wheel_and_ray_are_installed_on_the_cluster():
-    for _, task in python_tasks():
-        assert (ROOT / task["spark_python_task"]["python_file"]).is_file()
+def test_the_task_runs_the_wheels_command_and_installs_the_wheel_and_ray():
+    for _, task in wheel_tasks():
+        assert task["python_wheel_task"]["package_name"] == "raybricks"
+        assert task["python_wheel_task"]["entry_point"] == "raybricks"
         libraries = task["libraries"]
-        assert {"whl": "./dist/*.whl"} in libraries
+        assert {"whl": "../dist/*.whl"} in libraries  # relative to resources/
         assert {"pypi": {"package": "ray[default]==2.60.0"}} in libraries
     assert BUNDLE["artifacts"]["raybricks_wheel"]["type"] == "whl"
 
@@ -186,6 +231,36 @@ def test_a_deployed_job_reads_the_conf_files_inside_the_wheel(wheel, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith(str(site))  # the installed wheel, not the repository
     assert '"max_worker_nodes": 4' in done.stdout  # conf/prod.yml's value, not the default
+
+
+@pytest.mark.parametrize("stages", ["all", "", "actor_pool,namespaces"])
+def test_the_wheels_entry_point_takes_the_tasks_parameters_as_given(wheel, tmp_path, stages):
+    """As Databricks calls it: the `raybricks` console script of the installed wheel,
+    with the task's parameters, `--params stages=...` among them."""
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site)]
+    subprocess.run([*pip, str(wheel)], check=True, capture_output=True, timeout=300)
+    parameters = task_parameters("actor_demos", "prod", stages=stages)
+    check = (
+        "import sys\n"
+        "from importlib.metadata import entry_points\n"
+        "(script,) = [e for e in entry_points(group='console_scripts') if e.name == 'raybricks']\n"
+        "assert script.value == 'raybricks.cli:main', script.value\n"
+        "from raybricks.cli import _parser, _settings\n"
+        "settings = _settings(_parser().parse_args(sys.argv[1:]), None, check_log_path=False)\n"
+        "print(','.join(settings.stages), settings.cluster.max_worker_nodes, settings.job_run_id)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, *parameters],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    selected = stages.split(",") if stages not in ("", "all") else list(BUILT_IN)
+    assert done.stdout.split() == [",".join(selected), "2", "123456"]
 
 
 def test_the_job_entrypoint_reads_the_conf_files_beside_it_from_any_folder(tmp_path):

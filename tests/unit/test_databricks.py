@@ -206,3 +206,15 @@ def test_serverless_or_spark_connect_is_refused_before_anything_starts(monkeypat
     monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
     with pytest.raises(BadInput, match="no SparkContext"):
         preflight(ClusterSettings())
+
+
+def test_rays_notebook_html_goes_to_the_log_within_the_start(caplog):
+    from ray.util.spark import databricks_hook
+
+    from raybricks.cluster.compat.notebook_display import notebook_html_to_log
+
+    ray_own = databricks_hook.get_databricks_display_html_function
+    with caplog.at_level(logging.WARNING), notebook_html_to_log():
+        databricks_hook.get_databricks_display_html_function()("<b>mind the &amp; memory</b>")
+    assert "mind the & memory" in caplog.text
+    assert databricks_hook.get_databricks_display_html_function is ray_own

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from raybricks.errors import BadInput
-from raybricks.report.model import Report, StageResult, format_summary, read_report, write_report
+from raybricks.report.model import Report, StageResult, read_report, write_report
+from raybricks.report.summary import format_summary
 
 
 def a_report() -> Report:
@@ -16,7 +17,14 @@ def a_report() -> Report:
         "startup_seconds": 9.5,
     }
     report.stages = [
-        StageResult("options_override", "passed", 1.25, {"assigned": {"CPU": 1.0}}),
+        StageResult(
+            "options_override",
+            "passed",
+            1.25,
+            {"assigned": {"CPU": 1.0}},
+            headline="ran with {'CPU': 1.0}",
+            started_at_seconds=0.5,
+        ),
         StageResult("actor_pool", "failed", 0.5, {}, "StageFailed: order lost"),
         StageResult("tree_of_actors"),
     ]
@@ -36,6 +44,9 @@ def test_report_holds_the_contracts_fields_and_round_trips(tmp_path):
         "seconds": 1.25,
         "evidence": {"assigned": {"CPU": 1.0}},
         "error": None,
+        "headline": "ran with {'CPU': 1.0}",
+        "started_at_seconds": 0.5,
+        "traceback": None,
     }
     assert read_report(tmp_path) == Report.from_dict(data)
 
@@ -70,7 +81,10 @@ def test_summary_names_every_stage_with_status_and_error():
     assert "run 20260102T030405Z-abcdef: failed" in summary
     assert "127.0.0.1:9000" in summary
     lines = summary.splitlines()
-    assert any(line.startswith("options_override") and "passed" in line for line in lines)
+    assert any(
+        line.startswith("options_override") and "passed" in line and "ran with" in line
+        for line in lines
+    )
     assert any("actor_pool" in line and "order lost" in line for line in lines)
     assert any(line.startswith("tree_of_actors") and "skipped" in line for line in lines)
 

@@ -26,6 +26,10 @@ class Passes(Stage[StageParams]):
         ran.append(NAMES[type(self)])
         ctx.record(count=3)
 
+    @staticmethod
+    def headline(evidence: dict) -> str:
+        return f"counted {evidence['count']}"
+
 
 class ExpectFails(Stage[StageParams]):
     summary = "its pattern misbehaves"
@@ -149,7 +153,7 @@ def test_a_signal_during_a_stage_cancels_the_run_and_leaves_the_rest_skipped(sig
     assert time.monotonic() - clock < 4  # did not wait for the stage to finish
     assert [(r.name, r.status) for r in runner.results] == [
         ("passes", "passed"),
-        ("interrupted", "failed"),
+        ("interrupted", "cancelled"),
         ("passes", "skipped"),
     ]
     assert runner.results[1].error == "interrupted (SIGTERM)"
@@ -208,8 +212,8 @@ def test_a_signal_stops_every_running_stage_and_leaves_the_rest_skipped(sigterm_
     with pytest.raises(Cancelled):
         runner.run(context)
     assert [(r.name, r.status, r.error) for r in runner.results] == [
-        ("hangs", "failed", "interrupted (SIGTERM)"),
-        ("interrupted", "failed", "interrupted (SIGTERM)"),
+        ("hangs", "cancelled", "interrupted (SIGTERM)"),
+        ("interrupted", "cancelled", "interrupted (SIGTERM)"),
         ("passes", "skipped", None),
     ]
     assert all(r.evidence["cleaned_up"] for r in runner.results[:2])
@@ -255,3 +259,11 @@ def test_a_lost_head_stops_the_running_stages_and_leaves_the_rest_skipped():
     ]
     assert runner.results[1].evidence == {"started": True, "cleaned_up": True}
     assert False not in nodes_asked  # a cluster without its head is not asked for nodes
+
+
+def test_a_passing_stage_says_what_it_proved_and_when_it_started():
+    runner = run(["passes", "expect_fails"])
+    passed, failed = runner.results
+    assert passed.headline == "counted 3"
+    assert failed.headline == "" and "order lost" in (failed.traceback or "")
+    assert 0 <= passed.started_at_seconds <= failed.started_at_seconds  # type: ignore[operator]

@@ -188,3 +188,13 @@ def test_every_flag_names_a_real_setting():
 def test_an_empty_or_all_stage_list_means_every_stage(everything):
     settings = load_settings("local", overrides={"stages": everything}, conf_dir=REPO_CONF)
     assert settings.stages == list(STAGES)
+
+
+@pytest.mark.parametrize(
+    ("temp_root", "words"),
+    [("relative/tmp", "absolute path"), ("/tmp/" + "x" * 20, "AF_UNIX's 107 bytes")],
+)
+def test_a_temp_root_ray_cannot_use_is_bad_input(temp_root, words):
+    with pytest.raises(BadInput, match=r"cluster\.temp_root") as caught:
+        load_settings("local", overrides={"cluster.temp_root": temp_root}, conf_dir=REPO_CONF)
+    assert words in str(caught.value)

@@ -29,7 +29,7 @@ def setup_arguments(
     parsed = spark_master(master)
     if parsed.local_mode:
         if cpus is not None or gpus is not None:
-            logger.info(
+            logger.warning(
                 "Spark master %s is local mode: CPU/GPU counts per worker node are not "
                 "settable there; each worker node gets spark.task.cpus CPUs",
                 master,

@@ -82,9 +82,9 @@ class ClassArchives:
             kept = next((f for f in written if command and _maps(command, f)), None)
             if kept is not None:
                 os.replace(kept, self.folder / f"{kind}.jsa")
-                logger.info("Spark's %s JVMs will map their classes from %s", kind, self.folder)
+                logger.debug("Spark's %s JVMs will map their classes from %s", kind, self.folder)
             else:
-                logger.info("no class archive kept for Spark's %s JVMs", kind)
+                logger.debug("no class archive kept for Spark's %s JVMs", kind)
             for path in written:
                 path.unlink(missing_ok=True)
 
@@ -98,7 +98,7 @@ def class_archives(jvm_options: str) -> ClassArchives | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        logger.info("no class archives for Spark's JVMs: %s", exc)
+        logger.debug("no class archives for Spark's JVMs: %s", exc)
         return None
     claim = _claim_training(folder)
     mapped = _kept(folder)  # read once claimed: a run that held the claim may have just kept them
@@ -107,7 +107,7 @@ def class_archives(jvm_options: str) -> ClassArchives | None:
             claim.close()
         return ClassArchives(folder, mapped)
     if claim is None:
-        logger.info("another run is training the class archives in %s: none this time", folder)
+        logger.debug("another run is training the class archives in %s: none this time", folder)
         return None
     return ClassArchives(folder, mapped, claim=claim)
 

@@ -23,6 +23,7 @@ from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 from raybricks.cluster import compat, signals
 from raybricks.cluster.arguments import check_room, minimum_workers, setup_arguments
 from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
+from raybricks.cluster.compat.notebook_display import notebook_html_to_log
 from raybricks.cluster.head import Head
 from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
 from raybricks.databricks.facts import ClusterFacts
@@ -106,7 +107,11 @@ def ray_on_spark(
         master = str(spark.session.sparkContext.master)
         arguments = setup_arguments(cluster, master, log_dir, stream_worker_logs)
         check_room(master, arguments)
-        logger.info("starting Ray on Spark: %s", arguments)
+        low, high = minimum_workers(arguments), cluster.max_worker_nodes
+        logger.info(
+            "starting Ray on Spark: %s worker nodes", high if low == high else f"{low}-{high}"
+        )
+        logger.debug("setup_ray_cluster arguments: %s", arguments)
         clock = time.monotonic()
         try:
             started = True  # from here a half-started cluster may need shutting down
@@ -114,6 +119,7 @@ def ray_on_spark(
             # to sys.exit, which would skip the caller's own cancellation and cleanup.
             with (
                 signals.deferred("starting the Ray cluster"),
+                notebook_html_to_log(),
                 compat.fast_start_if(cluster.fast_start, spark.session.sparkContext) as fast,
             ):
                 address, _ = setup_ray_cluster(**arguments)
@@ -134,7 +140,13 @@ def ray_on_spark(
             startup_seconds=round(time.monotonic() - clock, 2),
             head=Head.at(address),
         )
-        logger.info("Ray cluster ready at %s in %.1f s", address, info.startup_seconds)
+        logger.info(
+            "Ray cluster ready at %s in %.1f s (fast start %s)%s",
+            address,
+            info.startup_seconds,
+            fast,
+            f"; dashboard {info.dashboard_url}" if info.dashboard_url else "",
+        )
         yield info
     finally:
         # A cancel arriving now (a second one, say) waits for the teardown.
@@ -147,13 +159,13 @@ def ray_on_spark(
 
 def shutdown(log_dir: Path, fast: bool) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises."""
-    logger.info("shutting the Ray cluster down")
+    logger.debug("shutting the Ray cluster down")
     _quietly("disconnecting from Ray", ray.shutdown)
     signals.reinstall()
     with compat.fast_shutdown_if(fast):
         _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
     clear_auth()
-    logger.info("Ray cluster shut down; its logs go to %s", log_dir)
+    logger.debug("Ray cluster shut down; its logs go to %s", log_dir)
 
 
 def _shutdown_active_cluster() -> None:

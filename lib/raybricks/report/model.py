@@ -1,4 +1,4 @@
-"""The run report: `report.json` in the run folder, and its summary table.
+"""The run report: `report.json` in the run folder.
 
 The file is replaced atomically, so a reader (or a cancelled run) never sees half of it.
 """
@@ -22,7 +22,8 @@ REPORT_FILE = "report.json"
 DRIVER_LOG = "driver.log"
 
 RunStatus = Literal["running", "passed", "failed", "cancelled"]
-StageStatus = Literal["passed", "failed", "skipped"]
+# cancelled: running when the run was cancelled; skipped: never started.
+StageStatus = Literal["passed", "failed", "cancelled", "skipped"]
 
 
 @dataclass
@@ -32,6 +33,9 @@ class StageResult:
     seconds: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    headline: str = ""  # what it proved, from its evidence
+    started_at_seconds: float | None = None  # from the run's start
+    traceback: str | None = None
 
 
 @dataclass
@@ -100,37 +104,3 @@ def read_report(run_dir: Path) -> Report:
         raise BadInput(f"RUN_DIR = '{run_dir}' holds no {REPORT_FILE}; give a run folder") from None
     except (ValueError, TypeError) as exc:
         raise BadInput(f"{path} is not a raybricks report ({exc}); give a run folder") from None
-
-
-def format_summary(report: Report) -> str:
-    """The table printed at the end of a run and by `raybricks report`."""
-    rows = [
-        (stage.name, stage.status, f"{stage.seconds:.1f}", stage.error or "")
-        for stage in report.stages
-    ]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(_HEADER)]
-    lines = [
-        f"run {report.run_id}: {report.status} in {report.seconds:.1f} s (exit {report.exit_code})"
-    ]
-    if report.cluster:
-        c = report.cluster
-        lines.append(
-            f"cluster {c.get('address')} on {c.get('spark_master')}, "
-            f"{c.get('max_worker_nodes')} worker nodes, auth {c.get('auth_mode')}, "
-            f"ready in {c.get('startup_seconds')} s"
-        )
-    if report.error:
-        lines.append(f"error: {report.error}")
-    if report.command:
-        lines.append(
-            f"command: {' '.join(report.command['argv'])} -> exit {report.command['exit_code']}"
-        )
-    if rows:
-        lines.append("  ".join(h.ljust(w) for h, w in zip(_HEADER, widths, strict=True)).rstrip())
-        lines += [
-            "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
-        ]
-    return "\n".join(lines)
-
-
-_HEADER = ("stage", "status", "seconds", "error")

@@ -1,6 +1,7 @@
 """A Databricks job run's report, fetched through databricks-sdk.
 
-The job passes `--log-path` and `--job-run-id {{job.run_id}}`, so its run folder is
+The job passes `--log-path` and `--job-run-id {{job.run_id}}` (to its wheel task, or a
+`spark_python_task` of one's own), so its run folder is
 `<log_path>/<time>-job<run id>/`. From a run id (or a job's latest run) this finds the
 run, reads those parameters back, lists `log_path` for the folder and downloads its
 `report.json`: with the Files API under `/Volumes/...`, the DBFS API under `/dbfs/...`.
@@ -67,8 +68,8 @@ def find_run(w: WorkspaceClient, run_id: int | None = None, job_name: str | None
         raise WorkspaceError(f"run {run_id} does not exist in {w.config.host}") from None
     except DatabricksError as exc:
         raise WorkspaceError(f"{w.config.host}: {first_line(exc)}") from None
-    tasks = [task for task in run.tasks or [] if task.spark_python_task]
-    parameters = list(tasks[0].spark_python_task.parameters or []) if tasks else []  # type: ignore[union-attr]
+    given = [task.python_wheel_task or task.spark_python_task for task in run.tasks or []]
+    parameters = next((list(t.parameters or []) for t in given if t is not None), [])
     return JobRun(run_id=run_id, url=run.run_page_url or "", parameters=parameters)
 
 

@@ -20,13 +20,14 @@ import logging
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from raybricks.cluster.head import CHECK_SECONDS, Head
 from raybricks.errors import ClusterLost
-from raybricks.report.model import StageResult
+from raybricks.report.model import StageResult, StageStatus
 from raybricks.stages.base import Stage, StageContext, StageFailed
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class _Running:
 
     number: int
     result: StageResult
+    pattern: Stage
     ctx: StageContext
     thread: threading.Thread
     nodes_before: set[str]
@@ -68,6 +70,7 @@ class Runner:
         self.parallel = parallel
         self.results = [StageResult(name) for name, _ in self.stages]
         self.head: Head | None = None
+        self.clock = time.monotonic()  # the run's start, for each stage's start time
 
     @property
     def passed(self) -> bool:
@@ -93,9 +96,10 @@ class Runner:
                     stage.thread.start()
                 self._wait_for_one(running, ended)
         except BaseException as exc:  # cancelled or head lost: record how far each got
+            ended_as: StageStatus = "failed" if isinstance(exc, ClusterLost) else "cancelled"
             for stage in running:
                 if stage.thread.is_alive():
-                    stage.result.status, stage.result.error = "failed", f"interrupted ({exc})"
+                    stage.result.status, stage.result.error = ended_as, f"interrupted ({exc})"
             # Calls into a cluster without its head hang: their stages get no long grace.
             headless = isinstance(exc, ClusterLost)
             _stop(running, HEADLESS_GRACE_SECONDS if headless else STOP_GRACE_SECONDS)
@@ -119,10 +123,17 @@ class Runner:
             finally:
                 ended.put(this)
 
-        logger.debug("stage %d/%d %s: started", number, len(self.results), result.name)
+        logger.info(
+            "stage %d/%d %s: started",
+            number,
+            len(self.results),
+            result.name,
+            extra={"stage": result.name, "event": "started"},
+        )
+        result.started_at_seconds = round(time.monotonic() - self.clock, 2)
         thread = threading.Thread(target=body, name=f"stage-{result.name}", daemon=True)
         deadline = time.monotonic() + (self.timeout_seconds or float("inf"))
-        this = _Running(number, result, ctx, thread, self.worker_nodes(), deadline)
+        this = _Running(number, result, pattern, ctx, thread, self.worker_nodes(), deadline)
         return this
 
     def _wait_for_one(self, running: list[_Running], ended: queue.SimpleQueue) -> None:
@@ -157,6 +168,7 @@ class Runner:
                 self._record_failure(result, stage.failure[0])
             else:
                 result.status = "passed"
+                result.headline = _headline(stage.pattern, result.evidence)
         logger.info(
             "stage %d/%d %s: %s in %.1f s%s",
             stage.number,
@@ -165,6 +177,7 @@ class Runner:
             result.status,
             result.seconds,
             f" ({result.error})" if result.error else "",
+            extra={"stage": result.name, "event": "ended"},
         )
 
     def _record_node_changes(self, result: StageResult, before: set[str]) -> None:
@@ -179,12 +192,23 @@ class Runner:
     @staticmethod
     def _record_failure(result: StageResult, exc: BaseException) -> None:
         result.status = "failed"
+        result.traceback = "".join(traceback.format_exception(exc)).rstrip()
         if isinstance(exc, StageFailed):
             result.error = str(exc)
             logger.error("stage %s failed: %s", result.name, exc, exc_info=exc)
         else:
             result.error = f"{type(exc).__name__}: {exc}"
             logger.error("stage %s raised", result.name, exc_info=exc)
+
+
+def _headline(pattern: Stage, evidence: dict[str, Any]) -> str:
+    """The stage's own one line, or nothing where building it fails: evidence is
+    the stage's to shape, and a headline never fails a run."""
+    try:
+        return pattern.headline(evidence)
+    except Exception:
+        logger.debug("stage %s built no headline", type(pattern).__name__, exc_info=True)
+        return ""
 
 
 def _stop(stages: list[_Running], grace: float = STOP_GRACE_SECONDS) -> None:

@@ -49,6 +49,15 @@ class ActorPoolStage(Stage[ActorPoolParams]):
     summary = "ActorPool map, map_unordered, submit/get_next, timeouts, errors, throughput"
     Params = ActorPoolParams
 
+    @staticmethod
+    def headline(evidence: dict[str, Any]) -> str:
+        return (
+            f"map gave {evidence['map']}; items/s: pipelined pool "
+            f"{evidence['pipelined_pool_map_items_per_second']}, ActorPool "
+            f"{evidence['actor_pool_map_items_per_second']}, direct "
+            f"{evidence['direct_round_robin_items_per_second']}"
+        )
+
     def run(self, ctx: StageContext, params: ActorPoolParams) -> None:
         actors = [Actor.remote() for _ in range(params.pool_size)]  # type: ignore[attr-defined]
         try:

@@ -81,3 +81,9 @@ class Stage(ABC, Generic[P]):
     @abstractmethod
     def run(self, ctx: StageContext, params: P) -> None:
         """Run the pattern on the connected Ray cluster; clean up every actor made."""
+
+    @staticmethod
+    def headline(evidence: dict[str, Any]) -> str:
+        """What the stage proved, in one line built from its evidence (the report and the
+        console show it). Called only for a stage that passed."""
+        return ""

@@ -39,6 +39,15 @@ class DetachedActors(Stage[DetachedActorsParams]):
     summary = "detached named Counters outlive their creator and are found by name elsewhere"
     Params = DetachedActorsParams
 
+    @staticmethod
+    def headline(evidence: dict[str, Any]) -> str:
+        return (
+            "Counter1 and Counter2 outlived their creator "
+            f"(pid {evidence['created_by_driver_pid']}), counted from a task and another "
+            "driver; get_if_exists gave the same actor; "
+            f"{evidence['leftovers_removed']} leftover(s) removed"
+        )
+
     def run(self, ctx: StageContext, params: DetachedActorsParams) -> None:
         namespace = ray.get_runtime_context().namespace
         ctx.record(leftovers_removed=remove_leftovers(namespace))

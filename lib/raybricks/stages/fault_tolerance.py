@@ -109,6 +109,15 @@ class FaultTolerance(Stage[FaultToleranceParams]):
     summary = "max_restarts and max_task_retries under real crashes; exceptions not retried"
     Params = FaultToleranceParams
 
+    @staticmethod
+    def headline(evidence: dict[str, Any]) -> str:
+        before, after = evidence["pids_across_crash"]
+        return (
+            f"restarted after a crash (pid {before} -> {after}), the call in flight answered; "
+            f"dead past max_restarts; exceptions retried only with retry_exceptions "
+            f"({evidence['runs_with_retry_exceptions']} runs)"
+        )
+
     def run(self, ctx: StageContext, params: FaultToleranceParams) -> None:
         tally = Tally.remote()  # type: ignore[attr-defined]
         made: list[Any] = [tally]

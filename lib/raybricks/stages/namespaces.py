@@ -40,6 +40,15 @@ class Namespaces(Stage[NamespacesParams]):
     summary = "named actors are found in their namespace only, unless asked across"
     Params = NamespacesParams
 
+    @staticmethod
+    def headline(evidence: dict[str, Any]) -> str:
+        other = evidence["from_other_driver"]
+        return (
+            f"{evidence['actor_name']!r} found in {evidence['namespace']} only "
+            f"(from {other['namespace']}: not plainly, across: yes); one name, "
+            f"{'two actors' if evidence['two_distinct_actors'] else 'one actor'} in two namespaces"
+        )
+
     def run(self, ctx: StageContext, params: NamespacesParams) -> None:
         home = ray.get_runtime_context().namespace
         other = f"{home}{params.other_namespace_suffix}"

@@ -48,6 +48,14 @@ class OptionsOverride(Stage[OptionsOverrideParams]):
     summary = "Foo as declared stays pending; .options() overrides resources, name, lifetime"
     Params = OptionsOverrideParams
 
+    @staticmethod
+    def headline(evidence: dict[str, Any]) -> str:
+        return (
+            f"Foo as declared ({evidence['declared']}) stayed pending "
+            f"{evidence['declared_pending_after_seconds']:g} s; .options() ran it with "
+            f"{evidence['overridden_assigned']}, detached and named"
+        )
+
     def run(self, ctx: StageContext, params: OptionsOverrideParams) -> None:
         made: list[Any] = []
         try:

@@ -149,6 +149,16 @@ class TreeOfActors(Stage[TreeOfActorsParams]):
     summary = "a supervisor trains one worker per model, polls states, restarts a crash"
     Params = TreeOfActorsParams
 
+    @staticmethod
+    def headline(evidence: dict[str, Any]) -> str:
+        states = evidence["final_states"]
+        done = sorted(kind for kind, state in states.items() if state == "DONE")
+        restarted = ", ".join(evidence.get("restarted") or []) or "none"
+        return (
+            f"{len(done)} of {len(states)} workers DONE ({', '.join(done)}) in "
+            f"{evidence['polls']} polls; restarted and retrained: {restarted}"
+        )
+
     def run(self, ctx: StageContext, params: TreeOfActorsParams) -> None:
         supervisor = Supervisor.remote(params.model_kinds, params.crash_kind, params.crash_at_step)  # type: ignore[attr-defined]
         try:

@@ -142,9 +142,9 @@ def _warm(context: SparkContext, group: str) -> None:
         context.setJobGroup(group, "raybricks: warm Python workers for Ray worker nodes")
         context.parallelize(range(slots), slots).foreach(import_ray_on_spark)
     except Exception as exc:  # it only saves time: the start goes on without it
-        logger.info("warming Spark's Python workers ended early: %s", str(exc).splitlines()[0])
+        logger.debug("warming Spark's Python workers ended early: %s", str(exc).splitlines()[0])
         return
-    logger.info(
+    logger.debug(
         "warmed Spark Python workers on %d task slots in %.1f s", slots, time.monotonic() - clock
     )
 

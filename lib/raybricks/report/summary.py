@@ -1,0 +1,66 @@
+"""A run's summary, as the end of a run and `raybricks report` show it: the run's
+outcome, its cluster, and per stage its status, seconds and what it proved."""
+
+from __future__ import annotations
+
+import io
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from raybricks.report.model import Report
+
+STYLES = {"passed": "green", "failed": "bold red", "cancelled": "yellow", "skipped": "dim"}
+
+
+def summary(report: Report) -> RenderableType:
+    """The summary as rich renders it (a terminal in colour, a pipe in plain text)."""
+    lines: list[RenderableType] = [
+        Text.assemble(
+            f"run {report.run_id}: ",
+            (report.status, STYLES.get(report.status, "")),
+            f" in {report.seconds:.1f} s (exit {report.exit_code})",
+        )
+    ]
+    if report.cluster:
+        c = report.cluster
+        lines.append(
+            Text(
+                f"cluster {c.get('address')} on {c.get('spark_master')}, "
+                f"{c.get('max_worker_nodes')} worker nodes, auth {c.get('auth_mode')}, "
+                f"ready in {c.get('startup_seconds')} s"
+            )
+        )
+    if report.error:
+        lines.append(Text(f"error: {report.error}", style=STYLES["failed"]))
+    if report.command:
+        argv = " ".join(report.command["argv"])
+        lines.append(Text(f"command: {argv} -> exit {report.command['exit_code']}"))
+    if report.stages:
+        lines.append(_stage_table(report))
+    return Group(*lines)
+
+
+def _stage_table(report: Report) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("seconds", justify="right", no_wrap=True)
+    table.add_column("what it proved (or its error)")
+    for stage in report.stages:
+        table.add_row(
+            stage.name,
+            Text(stage.status, style=STYLES.get(stage.status, "")),
+            f"{stage.seconds:.1f}",
+            stage.error or stage.headline,
+        )
+    return table
+
+
+def format_summary(report: Report, width: int = 160) -> str:
+    """The summary as plain text."""
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, soft_wrap=True).print(summary(report))
+    return out.getvalue().rstrip()
