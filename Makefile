@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test test-unit test-slow test-runtimes lint fmt lock clean
+.PHONY: setup run test test-unit test-slow test-runtimes spark-up spark-down lint fmt lock clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,12 @@ test-runtimes:      # the emulated Databricks job on each runtime's Python and S
 	    $$venv/bin/pytest -n 0 -p no:cacheprovider tests/cluster/test_databricks_runtime.py \
 	        -k plain_job_task || exit 1; \
 	done
+
+spark-up: setup     # a Spark standalone master and two workers on loopback; prints the URL
+	$(BIN)/python -m benchmarks.standalone up
+
+spark-down: setup   # stops what spark-up started
+	$(BIN)/python -m benchmarks.standalone down
 
 lint: setup
 	$(BIN)/ruff format --check .

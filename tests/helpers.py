@@ -1,9 +1,12 @@
 """What several test modules share: the repository's root, free ports, a head whose
-liveness a test decides."""
+liveness a test decides, a page rendered in headless Chromium."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,3 +49,44 @@ class ScriptedHead(Head):
 
     def alive(self) -> bool:
         return self.looks()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# As this machine's docs advise: no background networking, a fresh profile.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def render_in_chromium(page: Path, folder: Path) -> tuple[str, Path]:
+    """The page's DOM as headless Chromium renders it, and a PNG screenshot of it."""
+    assert CHROMIUM, "chromium is not installed"
+    flags = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={folder / 'chromium-profile'}"]
+    done = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    png = folder / "report.png"
+    shot = [*flags, f"--screenshot={png}", "--window-size=1100,1500", page.as_uri()]
+    subprocess.run(shot, capture_output=True, timeout=120, check=True)
+    return done.stdout, png
+
+
+def png_shades(png: Path) -> int:
+    """How many distinct byte values a PNG's pixel data holds: 1 or 2 for one flat
+    colour, many for a page with text and shapes."""
+    data, pixels, at = png.read_bytes(), b"", 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
+        if kind == b"IDAT":
+            pixels += data[at + 8 : at + 8 + length]
+        at += 12 + length
+    return len(set(zlib.decompress(pixels)))

@@ -86,7 +86,13 @@ def _validate(args: argparse.Namespace, conf_dir: Path | None) -> int:
 
 def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
     if args.run_dir:
-        args.console.out.print(summary(read_report(Path(args.run_dir))))
+        report = read_report(Path(args.run_dir))
+        if args.html:
+            from raybricks.report.html import write_html
+
+            print(write_html(report, Path(args.run_dir)))
+        else:
+            args.console.out.print(summary(report))
         return ExitCode.PASSED
     if args.run_id is None and not (args.job and args.latest):
         raise BadInput("report needs RUN_DIR, --run-id N, or --job NAME --latest")
@@ -235,5 +241,6 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--run-id", type=int, help="a Databricks job run's id")
     report.add_argument("--job", metavar="NAME", help="with --latest: the job's latest run")
     report.add_argument("--latest", action="store_true")
+    report.add_argument("--html", action="store_true", help="write RUN_DIR/report.html")
     report.add_argument("--profile", help="a profile of ~/.databrickscfg (default: the SDK's)")
     return parser

@@ -91,6 +91,12 @@ class ClusterSettings(_Strict):
     auth: Literal["token", "disabled"] = Field(
         "token", description="token: a fresh token per run; disabled: anyone may connect"
     )
+    autoscale_idle_timeout_minutes: float | None = Field(
+        None, gt=0, description="with min below max: an idle extra worker node goes after this"
+    )
+    autoscale_upscaling_speed: float | None = Field(
+        None, gt=0, description="with min below max: how fast worker nodes are added (Ray's)"
+    )
     temp_root: str | None = Field(
         None,
         description="where Ray's nodes keep their temp folders (default: Ray's choice, "
@@ -214,6 +220,11 @@ class Settings(_Strict):
         return stages
 
     @property
+    def autoscaling(self) -> bool:
+        c = self.cluster
+        return c.min_worker_nodes is not None and c.min_worker_nodes < c.max_worker_nodes
+
+    @property
     def log_root(self) -> Path:
         return Path(self.log_path)
 
@@ -290,7 +301,12 @@ def load_settings(
 
 def _read_conf(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"conf file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); save it as UTF-8 YAML"
+        ) from None
     except FileNotFoundError:
         raise BadInput(
             f"conf file {path} does not exist; pass --conf FILE or add {path.name} "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks.processes import wait_for
+from benchmarks.standalone import StandaloneCluster
 
 from raybricks.cluster import jvm_archive
 from raybricks.cluster.lifecycle import ClusterInfo, ray_on_spark
@@ -33,6 +34,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             # One worker of pytest-xdist runs them all: one session cluster, not two.
             item.add_marker(pytest.mark.xdist_group("session-cluster"))
+        elif "standalone_spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("standalone"))
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +80,14 @@ def ray_cluster(
     assert wait_for(lambda: list(log_dir.glob("ray-*-logs/*/raylet*.out")), timeout=60), (
         f"Ray's node logs never landed under {log_dir}"
     )
+
+
+@pytest.fixture(scope="session")
+def standalone_spark() -> Iterator[StandaloneCluster]:
+    """A Spark standalone master and two workers (separate JVMs, one core each) on
+    loopback, up for the session; stopped however the session ends."""
+    cluster = StandaloneCluster(workers=2, cores=1, memory="2g")
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from benchmarks.processes import left_after, marked_env, running_marked, wait_for
 
 from raybricks.stages.registry import BUILT_IN as STAGES
-from tests.helpers import ROOT
+from tests.helpers import CHROMIUM, ROOT, png_shades, render_in_chromium
 
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT = 300
@@ -76,16 +77,30 @@ def first_time(log: Path, text: str = "") -> datetime:
     raise AssertionError(f"no stamped line with {text!r} in {log}")
 
 
-@pytest.mark.timeout(RUN_TIMEOUT)
-def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(tmp_path, env):
-    environment, mark = env
-    log_root = tmp_path / "runs"
+@dataclass(frozen=True)
+class FullRun:
+    done: subprocess.CompletedProcess[str]
+    run_dir: Path
+    mark: str
+
+
+@pytest.fixture(scope="module")
+def full_run(stray_token_home, tmp_path_factory) -> FullRun:
+    """`raybricks run --target local`, the whole job, once for the tests that read it."""
+    environment, mark = marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
+    log_root = tmp_path_factory.mktemp("full-run") / "runs"
     done = finished(
         [BIN / "raybricks", "run", "--target", "local", "--log-path", str(log_root)],
         environment,
     )
+    return FullRun(done, only_run_dir(log_root) if log_root.is_dir() else log_root, mark)
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+@pytest.mark.xdist_group("full-run")
+def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(full_run):
+    done, run_dir, mark = full_run.done, full_run.run_dir, full_run.mark
     assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = only_run_dir(log_root)
     report = report_of(run_dir)
     assert report["status"] == "passed" and report["exit_code"] == 0
     assert report["cluster"]["auth_mode"] == "token"
@@ -94,7 +109,7 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
     assert [(s["name"], s["status"]) for s in report["stages"]] == [
         (name, "passed") for name in STAGES
     ]
-    assert all(stage["evidence"] for stage in report["stages"])
+    assert all(stage["evidence"] and stage["headline"] for stage in report["stages"])
     assert "stage 6/6 tree_of_actors: passed" in (run_dir / "driver.log").read_text()
     assert (run_dir / "ray-timeline.json").stat().st_size > 0
     assert f"run folder: {run_dir}" in done.stdout
@@ -112,6 +127,40 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
     assert [folder.name for folder in executors] == ["0", "1"]
     assert all("Ray runtime started" in (folder / "stderr").read_text() for folder in executors)
     assert left_after(mark) == []
+    # Nothing of the run's nodes stays in the temp root: no lock file, no temp folder.
+    port = report["cluster"]["address"].rsplit(":", 1)[1]
+    assert list(Path("/tmp").glob(f"ray-{port}-*")) == []
+    seen = report["cluster"]["worker_nodes_seen"]
+    assert seen == {"min": 2, "peak": 2, "end": 2}
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+@pytest.mark.xdist_group("full-run")
+def test_a_passing_run_prints_a_few_lines_of_its_own(full_run):
+    """Ray's and Spark's own output (banners, warnings, deliberate crashes) went to
+    driver.log: the console holds raybricks' lines and the summary."""
+    console = (full_run.done.stderr + full_run.done.stdout).splitlines()
+    assert len(console) <= 30, "\n".join(console)
+    assert not [line for line in console if "Traceback" in line or " ERROR " in line]
+    assert any("Ray cluster ready at" in line for line in console)
+    for name in STAGES:  # the summary, with what each stage proved
+        assert any(line.startswith(name) and "passed" in line for line in console), name
+    log = (full_run.run_dir / "driver.log").read_text()
+    assert "Ray runtime started" in log or "Next steps" in log  # Ray's own banner, kept there
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+@pytest.mark.xdist_group("full-run")
+def test_report_html_renders_in_chromium(full_run):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    dom, png = render_in_chromium(full_run.run_dir / "report.html", full_run.run_dir)
+    report = report_of(full_run.run_dir)
+    assert f"raybricks run {report['run_id']}" in dom
+    for stage in report["stages"]:
+        assert f'id="stage-{stage["name"]}"' in dom
+    assert 'class="status passed"' in dom
+    assert png_shades(png) > 16, "the screenshot is one flat colour"
 
 
 # Prepended to a run: what fast start was written for is no longer this Ray (a Ray

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from benchmarks.processes import left_after, marked_env, wait_for
 
@@ -78,6 +79,15 @@ def only_run_dir(log_root: Path) -> Path:
 JOB = ROOT / "jobs" / "actor_demos.py"
 
 
+def python_driver(spark_submit: int) -> psutil.Process:
+    """The Python driver that spark-submit's JVM started for the job."""
+    return next(
+        child
+        for child in psutil.Process(spark_submit).children(recursive=True)
+        if str(JOB) in child.cmdline() and "python" in child.name()
+    )
+
+
 def logged(log_root: Path, line: str) -> bool:
     return any(line in log.read_text() for log in log_root.glob("*/driver.log"))
 
@@ -108,7 +118,8 @@ def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tm
     log = (run_dir / "driver.log").read_text()
     assert "no notebook-idle auto-shutdown" in log
     assert "not registered as a background job" in log  # no dbruntime: a warning
-    assert f"Databricks cluster {CLUSTER_ID}" in log  # the preflight ran, and passed
+    # the preflight ran, and passed (before the run folder existed: on the console)
+    assert f"Databricks cluster {CLUSTER_ID}" in done.stdout + done.stderr
     assert left_after(mark) == []
     assert list(temp_root.iterdir()) == []  # Ray's temp folders went under the temp root
 

@@ -34,6 +34,10 @@ class Worker:
     def most_at_once(self) -> int:
         return self.most
 
+    @ray.method(num_returns=2)
+    def halves(self, n: int) -> tuple[int, int]:
+        return n // 2, n - n // 2
+
 
 @pytest.fixture
 def actors(ray_cluster):
@@ -81,6 +85,46 @@ def test_get_next_timeout_keeps_the_call(actors):
     assert pool.has_next()
     assert pool.get_next() == 42
     assert not pool.has_next()
+
+
+def test_get_next_may_drop_a_call_that_timed_out_and_go_on(actors):
+    pool = PipelinedActorPool(actors, depth=1)
+    pool.submit(lambda a, v: a.double.remote(v, 1.0), 21)
+    pool.submit(double, 5)
+    with pytest.raises(TimeoutError, match="ignored"):
+        pool.get_next(timeout=0.1, ignore_if_timedout=True)
+    assert pool.get_next() == 10  # the next one; the slow call's result is discarded
+    assert not pool.has_next()
+    assert list(pool.map(double, [1, 2])) == [2, 4]  # its actor came back when it finished
+
+
+def test_get_next_unordered_may_drop_the_oldest_call_on_a_timeout(actors):
+    pool = PipelinedActorPool(actors)
+    pool.submit(lambda a, v: a.double.remote(v, 1.0), 21)
+    with pytest.raises(TimeoutError, match="ignored"):
+        pool.get_next_unordered(timeout=0.1, ignore_if_timedout=True)
+    assert not pool.has_next()
+    with pytest.raises(StopIteration):
+        pool.get_next_unordered()
+
+
+def test_the_signatures_are_actor_pools(actors):
+    import inspect
+
+    for name, method in inspect.getmembers(ActorPool, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        ours = getattr(PipelinedActorPool, name)
+        assert list(inspect.signature(ours).parameters) == list(
+            inspect.signature(method).parameters
+        ), name
+
+
+def test_a_method_of_two_returns_gives_both_values_per_item(actors):
+    halves = PipelinedActorPool(actors).map(lambda a, v: a.halves.remote(v), [4, 5, 7])
+    assert list(halves) == [[2, 2], [2, 3], [3, 4]]
+    unordered = PipelinedActorPool(actors).map_unordered(lambda a, v: a.halves.remote(v), [9])
+    assert list(unordered) == [[4, 5]]
 
 
 def test_an_error_is_that_items_only_and_the_pool_stays_usable(actors):

@@ -29,6 +29,8 @@ BAD_FLAGS = [
     ["run", "--stages", "namespaces,,actor_pool"],
     ["run", "--namespace", ""],
     ["run", "--spark-master", "k8s://x"],
+    ["run", "--spark-master", "local-cluster[0,1,1024]"],
+    ["run", "--spark-master", "local[0]"],
     ["run", "--conf", "/nonexistent/conf.yml"],
     ["run", "--bogus"],
     ["exec", "--max-worker-nodes", "0", "--", "true"],
@@ -49,6 +51,15 @@ def test_bad_input_exits_2_with_one_line_and_no_run_folder(argv, log_root, capsy
     lines = [line for line in err.splitlines() if line.startswith("raybricks:")]
     assert len(lines) == 1, err
     assert "Traceback" not in err
+    assert not log_root.exists()
+
+
+def test_a_conf_file_that_is_not_text_is_bad_input(tmp_path, log_root, capsys):
+    conf = tmp_path / "conf.yml"
+    conf.write_bytes(b"cluster:\n  max_worker_nodes: \xff\xfe\x00\n")
+    assert main(["run", "--conf", str(conf), "--log-path", str(log_root)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"raybricks: conf file {conf} is not UTF-8 text")
     assert not log_root.exists()
 
 

@@ -267,3 +267,20 @@ def test_a_passing_stage_says_what_it_proved_and_when_it_started():
     assert passed.headline == "counted 3"
     assert failed.headline == "" and "order lost" in (failed.traceback or "")
     assert 0 <= passed.started_at_seconds <= failed.started_at_seconds  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("autoscaling", "level"), [(False, "WARNING"), (True, "INFO")])
+def test_nodes_coming_and_going_are_a_fault_unless_the_cluster_autoscales(
+    autoscaling, level, caplog
+):
+    snapshots = iter([{"a"}, {"a", "b"}])
+    runner = Runner(
+        selected(["passes"]),
+        lambda name: StageParams(),
+        worker_nodes=snapshots.__next__,
+        autoscaling=autoscaling,
+    )
+    runner.run(context)
+    (record,) = [r for r in caplog.records if "worker nodes joined" in r.getMessage()]
+    assert record.levelname == level
+    assert runner.node_counts[0][1] == 1 and runner.node_counts[-1][1] == 2

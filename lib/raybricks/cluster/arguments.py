@@ -56,6 +56,8 @@ def setup_arguments(
         "worker_node_options": worker_options,
         "collect_log_to_path": str(log_dir),
         "ray_temp_root_dir": cluster.temp_root,
+        "autoscale_idle_timeout_minutes": cluster.autoscale_idle_timeout_minutes,
+        "autoscale_upscaling_speed": cluster.autoscale_upscaling_speed,
     }
     return {key: value for key, value in arguments.items() if value is not None}
 

@@ -19,15 +19,19 @@ from typing import Any
 
 import ray
 from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
+from ray.util.spark.start_hook_base import RayOnSparkStartHook
+from ray.util.spark.utils import is_in_databricks_runtime
 
 from raybricks.cluster import compat, signals
 from raybricks.cluster.arguments import check_room, minimum_workers, setup_arguments
 from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
+from raybricks.cluster.compat.head_process import end_head_processes
 from raybricks.cluster.compat.notebook_display import notebook_html_to_log
 from raybricks.cluster.head import Head
+from raybricks.cluster.leftovers import lock_files, remove_new_leftovers
 from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
 from raybricks.databricks.facts import ClusterFacts
-from raybricks.databricks.job_hook import dashboard_proxy_url
+from raybricks.databricks.job_hook import JobStartHook, dashboard_proxy_url
 from raybricks.errors import ClusterStartError
 from raybricks.settings import ClusterSettings
 
@@ -93,6 +97,7 @@ def ray_on_spark(
     spark: Spark | None = None
     started = False
     fast = "off"
+    locks: tuple[Path, set[Path]] = (Path("/tmp"), set())
     try:
         # Cut short, a start leaves processes behind, so a cancel waits for it (and
         # lands inside this try). SparkContext() sets its own SIGINT handler, and
@@ -113,6 +118,9 @@ def ray_on_spark(
         )
         logger.debug("setup_ray_cluster arguments: %s", arguments)
         clock = time.monotonic()
+        # Ray leaves each node's lock file beside its temp folder: what this start adds
+        # goes once its nodes have exited.
+        locks = (_temp_root(cluster), lock_files(_temp_root(cluster)))
         try:
             started = True  # from here a half-started cluster may need shutting down
             # As for Spark. And ray.init (also inside setup_ray_cluster) sets SIGTERM
@@ -153,6 +161,7 @@ def ray_on_spark(
         with signals.deferred("shutting down"):
             if started:
                 shutdown(log_dir, fast=fast == "on")
+                _quietly("removing Ray's leftovers", partial(remove_new_leftovers, *locks))
             if spark is not None:
                 _quietly("stopping Spark", partial(spark.stop, log_dir))
 
@@ -174,8 +183,21 @@ def _shutdown_active_cluster() -> None:
     except RuntimeError as exc:
         if "No active ray cluster" not in str(exc):
             raise
-        logger.debug("no active Ray cluster left to shut down")  # e.g. Ray's SIGTERM hook did it
+        # Ray's SIGTERM hook did it, or the start failed before Ray knew its cluster: a
+        # head it launched by then still runs (and Ray's thread reading its output
+        # would keep this process from ever exiting).
+        ended = end_head_processes()
+        logger.debug("no active Ray cluster left to shut down; heads ended: %s", ended)
     os.environ.pop("RAY_ADDRESS", None)
+
+
+def _temp_root(cluster: ClusterSettings) -> Path:
+    """Where Ray's nodes on this machine keep their temp folders: the setting, else the
+    start hook's default (as Ray itself chooses)."""
+    if cluster.temp_root:
+        return Path(cluster.temp_root)
+    hook = JobStartHook() if is_in_databricks_runtime() else RayOnSparkStartHook(False)
+    return Path(hook.get_default_temp_root_dir())
 
 
 def _dashboard_url(address: str | None, spark: Spark) -> str:

@@ -44,9 +44,13 @@ class SparkMaster:
 
 
 def check_known(url: str) -> str:
-    """`url`, or ValueError naming the masters Ray on Spark runs on."""
+    """`url`, or ValueError naming the masters Ray on Spark runs on, or saying why this
+    one could never run a task."""
     if _MASTER.fullmatch(url) is None:
         raise ValueError(f"Ray on Spark runs on {KNOWN_MASTERS}")
+    master = spark_master(url)
+    if 0 in (master.workers, master.cores_per_worker, master.local_threads):
+        raise ValueError("a master without executors or cores runs no task; give it at least 1")
     return url
 
 

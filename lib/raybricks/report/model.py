@@ -51,6 +51,8 @@ class Report:
     settings: dict[str, Any] = field(default_factory=dict)
     stages: list[StageResult] = field(default_factory=list)
     command: dict[str, Any] | None = None  # set by `raybricks exec`
+    # [seconds from the run's start, live Ray worker nodes], at each stage's start and end
+    worker_nodes: list[list[float]] = field(default_factory=list)
 
     @classmethod
     def begin(cls, run_id: str, settings: dict[str, Any]) -> Report:

@@ -22,6 +22,7 @@ from raybricks.cluster import signals
 from raybricks.cluster.auth import auth_environment
 from raybricks.cluster.lifecycle import ClusterInfo, live_worker_nodes, ray_on_spark
 from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
+from raybricks.report.html import write_html
 from raybricks.report.model import Report, StageResult, write_report
 from raybricks.run.runner import Runner
 from raybricks.settings import Settings
@@ -44,10 +45,17 @@ def run_stages(settings: Settings, run_dir: Path, stages: Mapping[str, type[Stag
         settings.stage_timeout_seconds,
         live_worker_nodes,
         settings.parallel_stages,
+        settings.autoscaling,
     )
 
     def work(cluster: ClusterInfo, report: Report) -> int:
-        runner.run(lambda: StageContext(settings.namespace, run_dir, cluster.address), cluster.head)
+        try:
+            runner.run(
+                lambda: StageContext(settings.namespace, run_dir, cluster.address), cluster.head
+            )
+        finally:
+            report.worker_nodes = runner.node_counts
+            report.cluster["worker_nodes_seen"] = nodes_seen(runner.node_counts)
         cluster.head.wait_for(partial(_save_timeline, run_dir))
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
@@ -125,7 +133,21 @@ def _run(
         if report.status == "running":  # something beyond Exception, e.g. SystemExit
             report.finish("failed", ExitCode.STAGE_FAILED)
         write_report(report, run_dir)
+        _write_html(report, run_dir)
     return report
+
+
+def _write_html(report: Report, run_dir: Path) -> None:
+    try:
+        write_html(report, run_dir)
+    except Exception:  # the page is for people; report.json is the record
+        logger.warning("could not write report.html", exc_info=True)
+
+
+def nodes_seen(samples: list[list[float]]) -> dict[str, int]:
+    """The fewest, the most and the last count of live Ray worker nodes seen."""
+    counts = [int(count) for _, count in samples] or [0]
+    return {"min": min(counts), "peak": max(counts), "end": counts[-1]}
 
 
 def _ended(report: Report, exc: BaseException) -> None:

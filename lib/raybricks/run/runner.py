@@ -59,18 +59,21 @@ class Runner:
         timeout_seconds: float | None = None,
         worker_nodes: Callable[[], set[str]] = set,
         parallel: int = 1,
+        autoscaling: bool = False,
     ) -> None:
         """`stages`: the selected stages, (name, class) in order. `worker_nodes` gives the
         cluster's live worker nodes: any lost or joined while a stage runs are logged
-        and recorded in its evidence."""
+        and recorded in its evidence: as a fault, unless the cluster `autoscaling`."""
         self.stages = list(stages)
         self.params_for = params_for
         self.timeout_seconds = timeout_seconds
         self.worker_nodes = worker_nodes
         self.parallel = parallel
+        self.node_change_level = logging.INFO if autoscaling else logging.WARNING
         self.results = [StageResult(name) for name, _ in self.stages]
         self.head: Head | None = None
         self.clock = time.monotonic()  # the run's start, for each stage's start time
+        self.node_counts: list[list[float]] = []  # [seconds since the start, live nodes]
 
     @property
     def passed(self) -> bool:
@@ -133,7 +136,7 @@ class Runner:
         result.started_at_seconds = round(time.monotonic() - self.clock, 2)
         thread = threading.Thread(target=body, name=f"stage-{result.name}", daemon=True)
         deadline = time.monotonic() + (self.timeout_seconds or float("inf"))
-        this = _Running(number, result, pattern, ctx, thread, self.worker_nodes(), deadline)
+        this = _Running(number, result, pattern, ctx, thread, self._nodes_now(), deadline)
         return this
 
     def _wait_for_one(self, running: list[_Running], ended: queue.SimpleQueue) -> None:
@@ -183,11 +186,22 @@ class Runner:
     def _record_node_changes(self, result: StageResult, before: set[str]) -> None:
         if self.head is not None and not self.head.alive():
             return  # nobody to ask: the cluster's node table lives with its head
-        after = self.worker_nodes()
+        after = self._nodes_now()
         for change, nodes in (("lost", before - after), ("joined", after - before)):
             if nodes:
-                logger.warning("stage %s: worker nodes %s: %s", result.name, change, sorted(nodes))
+                logger.log(
+                    self.node_change_level,
+                    "stage %s: worker nodes %s: %s",
+                    result.name,
+                    change,
+                    sorted(nodes),
+                )
                 result.evidence[f"worker_nodes_{change}"] = sorted(nodes)
+
+    def _nodes_now(self) -> set[str]:
+        nodes = self.worker_nodes()
+        self.node_counts.append([round(time.monotonic() - self.clock, 2), len(nodes)])
+        return nodes
 
     @staticmethod
     def _record_failure(result: StageResult, exc: BaseException) -> None:

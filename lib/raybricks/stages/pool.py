@@ -13,7 +13,12 @@ the same interface and semantics:
 - `map` / `get_next` return in submission order, `map_unordered` /
   `get_next_unordered` as results finish;
 - `get_next(timeout=...)` raises `TimeoutError` and keeps the call, so a later
-  `get_next()` still returns it;
+  `get_next()` still returns it; with `ignore_if_timedout=True` the call is dropped
+  instead (its actor is freed once it finishes, its result discarded), and the next
+  `get_next()` goes on with the following one; `get_next_unordered` likewise drops the
+  oldest call it was waiting for;
+- a method declared with `num_returns=N` (a list of refs per call) gives a list of N
+  values per item;
 - a call that raises surfaces its error for that item only; the pool stays usable;
 - `has_next`, `has_free`, `pop_idle` / `push` as in ActorPool (an actor is free when
   it has no call in flight).
@@ -28,7 +33,7 @@ from typing import Any
 
 import ray
 
-Submit = Callable[[Any, Any], Any]  # (actor, value) -> ObjectRef
+Submit = Callable[[Any, Any], Any]  # (actor, value) -> ObjectRef, or a list of them
 Outcome = tuple[bool, Any]  # (returned normally, its value or its exception)
 # Small calls need a deep queue to hide each round trip (here, 2 actors, medians of 9
 # alternating rounds against direct submission: depth 8 ran at 0.63-0.72x, 32 at
@@ -45,6 +50,7 @@ class PipelinedActorPool:
         self._load: dict[Any, int] = dict.fromkeys(actors, 0)  # calls in flight
         self._queued: collections.deque[tuple[int, Submit, Any]] = collections.deque()
         self._in_flight: dict[Any, tuple[int, Any]] = {}  # ObjectRef -> (index, actor)
+        self._returns: dict[Any, Any] = {}  # a call's first ObjectRef -> all it returned
         self._ref_of: dict[int, Any] = {}  # index -> ObjectRef, for calls still owed
         self._fetched: dict[int, Outcome] = {}  # finished, not yet returned
         self._submitted = 0
@@ -64,9 +70,11 @@ class PipelinedActorPool:
             if self._load[actor] >= self._depth:
                 return
             index, fn, value = self._queued.popleft()
-            ref = fn(actor, value)
+            returned = fn(actor, value)
+            ref = _first(returned)  # a call's refs are ready together: one stands for all
             self._ref_of[index] = ref
             self._in_flight[ref] = (index, actor)
+            self._returns[ref] = returned
             self._load[actor] += 1
 
     def _forget_unreturned(self) -> None:
@@ -82,33 +90,60 @@ class PipelinedActorPool:
     def has_next(self) -> bool:
         return self._returned_upto + len(self._done_unordered) < self._submitted
 
-    def get_next(self, timeout: float | None = None) -> Any:
+    def get_next(self, timeout: float | None = None, ignore_if_timedout: bool = False) -> Any:
         """The next result in submission order."""
-        while self._returned_upto in self._done_unordered:
-            self._done_unordered.discard(self._returned_upto)
-            self._returned_upto += 1
+        self._skip_returned()
         if not self.has_next():
             raise StopIteration("No more results to get")
         index = self._returned_upto
         if index not in self._fetched:
-            ref = self._sent(index, timeout)
-            if timeout is not None and not ray.wait([ref], timeout=timeout)[0]:
-                raise TimeoutError("Timed out waiting for result")
+            try:
+                ref = self._sent(index, timeout)
+                if timeout is not None and not ray.wait([ref], timeout=timeout)[0]:
+                    raise TimeoutError("Timed out waiting for result")
+            except TimeoutError:
+                if ignore_if_timedout:
+                    self._drop(index)
+                    raise TimeoutError(f"Timed out waiting for result {index}; ignored") from None
+                raise
             self._fetch(self._oldest_half_with(ref))
         self._returned_upto += 1
         return self._result(index)
 
-    def get_next_unordered(self, timeout: float | None = None) -> Any:
+    def get_next_unordered(
+        self, timeout: float | None = None, ignore_if_timedout: bool = False
+    ) -> Any:
         """Whichever result finished first."""
+        self._skip_returned()
         if not self.has_next():
             raise StopIteration("No more results to get")
         if not self._fetched:
-            while not self._ref_of:  # all remaining calls still queued: make room
-                self._sent(self._queued[0][0], timeout)
-            self._fetch_once_one_finishes(list(self._ref_of.values()), timeout, "result")
+            try:
+                while not self._ref_of:  # all remaining calls still queued: make room
+                    self._sent(self._queued[0][0], timeout)
+                self._fetch_once_one_finishes(list(self._ref_of.values()), timeout, "result")
+            except TimeoutError:
+                if ignore_if_timedout:
+                    oldest = self._returned_upto
+                    self._drop(oldest)
+                    raise TimeoutError(f"Timed out waiting for result {oldest}; ignored") from None
+                raise
         index = next(iter(self._fetched))
         self._done_unordered.add(index)
         return self._result(index)
+
+    def _skip_returned(self) -> None:
+        while self._returned_upto in self._done_unordered:
+            self._done_unordered.discard(self._returned_upto)
+            self._returned_upto += 1
+
+    def _drop(self, index: int) -> None:
+        """Give up on call `index`: out of the queue, or (sent) its result discarded when
+        it arrives; its actor keeps it until then."""
+        self._queued = collections.deque(call for call in self._queued if call[0] != index)
+        self._ref_of.pop(index, None)
+        self._done_unordered.add(index)
+        self._skip_returned()
 
     def _sent(self, index: int, timeout: float | None) -> Any:
         """The ref of call `index`, once it has left the queue: calls ahead of it must
@@ -139,7 +174,8 @@ class PipelinedActorPool:
     def _fetch(self, refs: list[Any]) -> None:
         """Fetch these calls' results in one `ray.get` (waiting for each); every fetched
         call frees its actor's slot for a queued one."""
-        for ref, outcome in zip(refs, _outcomes(refs), strict=True):
+        calls = [self._returns.pop(ref) for ref in refs]
+        for ref, outcome in zip(refs, _outcomes(calls), strict=True):
             index, actor = self._in_flight.pop(ref)
             if self._ref_of.pop(index, None) is not None:  # else forgotten by a new map
                 self._fetched[index] = outcome
@@ -192,16 +228,26 @@ class PipelinedActorPool:
         self._send_queued()
 
 
-def _outcomes(refs: list[Any]) -> list[Outcome]:
-    """Each ref's value or error: one `ray.get` for all, or one each if any failed."""
+def _first(returned: Any) -> Any:
+    return returned[0] if isinstance(returned, list) else returned
+
+
+def _outcomes(calls: list[Any]) -> list[Outcome]:
+    """Each call's value (a list for a call of several returns) or error: one `ray.get`
+    for all, or one each if any failed."""
+    flat = [ref for call in calls for ref in (call if isinstance(call, list) else [call])]
     try:
-        return [(True, value) for value in ray.get(refs)]
+        values = iter(ray.get(flat))
     except Exception:  # which one failed is not said: ask each
-        return [_outcome(ref) for ref in refs]
+        return [_outcome(call) for call in calls]
+    return [
+        (True, [next(values) for _ in call] if isinstance(call, list) else next(values))
+        for call in calls
+    ]
 
 
-def _outcome(ref: Any) -> Outcome:
+def _outcome(call: Any) -> Outcome:
     try:
-        return True, ray.get(ref)
+        return True, ray.get(call)
     except Exception as exc:
         return False, exc

@@ -3,6 +3,8 @@ on Spark 2.60 starts it with: `python -m ray.util.spark.start_ray_node --head --
 
 from __future__ import annotations
 
+import contextlib
+
 import psutil
 
 
@@ -17,3 +19,24 @@ def head_process_running(port: int) -> bool:
         except psutil.Error:
             continue  # it ended meanwhile
     return False
+
+
+def end_head_processes(grace: float = 10.0) -> int:
+    """End the Ray heads this process started (TERM, then KILL after `grace` seconds);
+    how many there were."""
+    heads = []
+    for child in psutil.Process().children():
+        try:
+            command = child.cmdline()
+        except psutil.Error:
+            continue
+        if "ray.util.spark.start_ray_node" in command and "--head" in command:
+            heads.append(child)
+    for head in heads:
+        with contextlib.suppress(psutil.Error):
+            head.terminate()
+    _, alive = psutil.wait_procs(heads, timeout=grace)
+    for head in alive:
+        with contextlib.suppress(psutil.Error):
+            head.kill()
+    return len(heads)

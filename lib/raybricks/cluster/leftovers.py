@@ -1,0 +1,52 @@
+"""What Ray on Spark leaves on this machine's disk after a cluster has shut down, and
+its removal: each node's `<temp dir>.lock` file beside the temp folder (Ray's
+`start_ray_node` creates it and never removes it), and temp folders a node that was
+killed could not remove itself."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def lock_files(temp_root: Path) -> set[Path]:
+    """The Ray nodes' lock files in `temp_root` now."""
+    return set(temp_root.glob("ray-*.lock"))
+
+
+def remove_new_leftovers(temp_root: Path, before: set[Path]) -> list[Path]:
+    """Remove the lock files (and temp folders) that appeared in `temp_root` since
+    `before` and that no process holds any more. Returns what was removed."""
+    removed = []
+    for lock in sorted(lock_files(temp_root) - before):
+        if not _unused(lock):
+            continue
+        folder = lock.with_suffix("")
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        lock.unlink(missing_ok=True)
+        removed.append(lock)
+    if removed:
+        logger.debug("removed what the Ray nodes left in %s: %s", temp_root, removed)
+    return removed
+
+
+def _unused(lock: Path) -> bool:
+    """Whether no Ray node holds `lock` (each running node holds it shared)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)

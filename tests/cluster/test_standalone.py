@@ -1,0 +1,100 @@
+"""The job on a real Spark cluster: a standalone master and two workers, separate JVMs
+as on a Databricks cluster's machines (the `standalone_spark` fixture, up all session).
+Ray's worker nodes run inside the workers' executors; Ray autoscales inside Spark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from benchmarks.processes import left_after, marked_env
+
+from raybricks.stages.registry import BUILT_IN
+from tests.helpers import ROOT
+
+BIN = Path(sys.executable).parent
+RUN_TIMEOUT = 420
+
+
+@pytest.fixture
+def env(stray_token_home):
+    return marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
+
+
+def report_in(log_root: Path) -> tuple[Path, dict]:
+    (run_dir,) = log_root.iterdir()
+    return run_dir, json.loads((run_dir / "report.json").read_text())
+
+
+def executor_outputs(standalone_spark) -> str:
+    return "".join(p.read_text() for p in standalone_spark.folder.glob("work-*/*/*/stderr"))
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_every_stage_passes_on_a_standalone_cluster(standalone_spark, env, tmp_path):
+    environment, mark = env
+    log_root = tmp_path / "runs"
+    done = subprocess.run(
+        [BIN / "raybricks", "run", "--spark-master", standalone_spark.url,
+         "--log-path", str(log_root)],
+        env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir, report = report_in(log_root)
+    assert [(s["name"], s["status"]) for s in report["stages"]] == [
+        (name, "passed") for name in BUILT_IN
+    ]
+    assert report["cluster"]["spark_master"] == standalone_spark.url
+    # Each worker node ran in an executor of a Spark worker, and left its logs.
+    assert executor_outputs(standalone_spark).count("Ray runtime started") >= 2
+    assert len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2
+    assert left_after(mark) == []
+    assert standalone_spark.alive_workers() == 2  # the Spark cluster itself stays up
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_ray_autoscales_inside_spark_and_the_report_says_so(standalone_spark, env, tmp_path):
+    """One worker node at first; a driver asks for two CPUs at once; a second node joins,
+    the work runs, and once idle past the timeout the extra node is removed."""
+    environment, mark = env
+    conf = tmp_path / "autoscale.yml"
+    conf.write_text(
+        "cluster:\n  min_worker_nodes: 1\n  max_worker_nodes: 2\n"
+        "  autoscale_idle_timeout_minutes: 0.1\n  include_dashboard: false\n"
+    )
+    driver = tmp_path / "two_cpus.py"
+    driver.write_text(
+        "import os, time, ray\n"
+        "ray.init(namespace=os.environ['RAY_NAMESPACE'])\n"
+        "def workers():\n"
+        "    return sum(1 for n in ray.nodes() if n['Alive'] and 'node:__internal_head__'"
+        " not in n['Resources'])\n"
+        "seen = [workers()]\n"
+        "@ray.remote(num_cpus=1)\n"
+        "class Busy:\n"
+        "    def node(self):\n"
+        "        return ray.get_runtime_context().get_node_id()\n"
+        "pair = [Busy.remote() for _ in range(2)]\n"
+        "nodes = set(ray.get([a.node.remote() for a in pair], timeout=240))\n"
+        "seen.append(workers())\n"
+        "for a in pair: ray.kill(a)\n"
+        "deadline = time.monotonic() + 180\n"
+        "while workers() > 1 and time.monotonic() < deadline: time.sleep(1)\n"
+        "seen.append(workers())\n"
+        "print('seen', seen, 'nodes', len(nodes))\n"
+        "raise SystemExit(0 if seen == [1, 2, 1] and len(nodes) == 2 else 1)\n"
+    )
+    log_root = tmp_path / "runs"
+    done = subprocess.run(
+        [BIN / "raybricks", "exec", "--spark-master", standalone_spark.url, "--conf", str(conf),
+         "--log-path", str(log_root), "--", sys.executable, str(driver)],
+        env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    _, report = report_in(log_root)
+    assert report["cluster"]["min_worker_nodes"] == 1
+    assert report["cluster"]["max_worker_nodes"] == 2
+    assert left_after(mark) == []

@@ -1,0 +1,53 @@
+"""report.html from a report: self-contained, every stage with its status, evidence,
+error and traceback, the stages on a time axis and the worker nodes over time."""
+
+from __future__ import annotations
+
+import re
+
+from raybricks.cli import main
+from raybricks.report.html import HTML_FILE, write_html
+from raybricks.report.model import Report, StageResult, write_report
+
+
+def a_report() -> Report:
+    report = Report.begin("20260102T030405Z-abcdef", {})
+    report.cluster = {"address": "127.0.0.1:9000", "dashboard_url": "http://127.0.0.1:8265"}
+    report.stages = [
+        StageResult("namespaces", "passed", 2.0, {"found": True}, None, "found <probe>", 1.0),
+        StageResult("fault_tolerance", "passed", 3.0, {"pids": [1, 2]}, None, "restarted", 1.5),
+        StageResult("actor_pool", "failed", 1.0, {}, "order lost", "", 3.2, "Traceback: boom"),
+        StageResult("tree_of_actors"),
+    ]
+    report.worker_nodes = [[0.0, 2], [4.0, 1], [5.0, 2]]
+    report.finish("failed", 1)
+    return report
+
+
+def test_the_page_shows_every_stage_with_status_evidence_and_errors(tmp_path):
+    page = write_html(a_report(), tmp_path).read_text()
+    for name in ("namespaces", "fault_tolerance", "actor_pool", "tree_of_actors"):
+        assert f'id="stage-{name}"' in page
+    assert "found &lt;probe&gt;" in page  # escaped
+    assert "order lost" in page and "Traceback: boom" in page
+    assert 'class="status failed"' in page and 'class="status skipped"' in page
+    assert "Ray worker nodes" in page and "<polyline" in page
+
+
+def test_parallel_stages_overlap_on_the_time_axis(tmp_path):
+    page = write_html(a_report(), tmp_path).read_text()
+    bars = dict(re.findall(r'<rect class="\w+" x="([\d.]+)" y="(\d+)"', page))
+    starts = sorted(float(x) for x in bars)
+    assert len(starts) == 4 and starts[1] < starts[2]  # later stages start further right
+
+
+def test_the_page_needs_no_network(tmp_path):
+    page = write_html(a_report(), tmp_path).read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+
+
+def test_report_html_writes_it_for_an_older_run(tmp_path, capsys):
+    write_report(a_report(), tmp_path)
+    assert main(["report", str(tmp_path), "--html"]) == 0
+    assert (tmp_path / HTML_FILE).is_file()
+    assert str(tmp_path / HTML_FILE) in capsys.readouterr().out
