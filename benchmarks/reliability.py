@@ -1,10 +1,12 @@
 """Reruns, neighbours and cancels, each repeated, on this machine only (loopback).
 
 Writes benchmarks/RELIABILITY.md: per scenario, the runs, how many passed, the
-processes left behind, and the time per run. Exits 1 if any run failed or left
-something behind, so it doubles as the slow test (tests/cluster/test_reliability.py).
+processes left behind, what stayed in the temp root (/tmp) and in the class-archive
+cache, and the time per run. Exits 1 if any run failed or left something behind, so it
+doubles as the slow test (tests/cluster/test_reliability.py).
 
     .venv/bin/python -m benchmarks.reliability [--runs 10] [--pairs 2] [--cancels 5]
+                                               [--sweep-step 1.0]
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ RAYBRICKS = Path(sys.executable).parent / "raybricks"
 RUN_TIMEOUT = 300
 
 
+TEMP_ROOT = Path("/tmp")
+
+
 @dataclass
 class Scenario:
     name: str
@@ -37,11 +42,42 @@ class Scenario:
     seconds: list[float] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    temp_files: tuple[int, int] = (0, 0)  # (files, bytes) new in the temp root
+    cache_files: tuple[int, int] = (0, 0)  # (files, bytes) new in the class-archive cache
 
     def row(self) -> str:
         runs = len(self.seconds)
         median = statistics.median(self.seconds) if self.seconds else 0.0
-        return f"| {self.name} | {runs} | {self.passed} | {len(self.leftovers)} | {median:.1f} |"
+        return (
+            f"| {self.name} | {runs} | {self.passed} | {len(self.leftovers)} | "
+            f"{self.temp_files[0]} ({self.temp_files[1]:,} B) | "
+            f"{self.cache_files[0]} ({self.cache_files[1]:,} B) | {median:.1f} |"
+        )
+
+
+def ray_files(root: Path) -> dict[Path, int]:
+    """Ray's files and folders in a temp root (its lock files, its temp folders' files)."""
+    found = {}
+    for entry in root.glob("ray-*"):
+        paths = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
+        for path in paths:
+            try:
+                found[path] = path.stat().st_size
+            except OSError:
+                continue
+    return found
+
+
+def cache_files() -> dict[Path, int]:
+    folder = Path.home() / ".cache" / "raybricks"
+    return (
+        {p: p.stat().st_size for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
+    )
+
+
+def new_since(before: dict[Path, int], now: dict[Path, int]) -> tuple[int, int]:
+    added = set(now) - set(before)
+    return len(added), sum(now[p] for p in added)
 
 
 def run_args(log_root: Path, *extra: str) -> list[str]:
@@ -76,18 +112,24 @@ def start(log_root: Path, *extra: str) -> Started:
     return Started(proc, log_root, before, mark, time.monotonic())
 
 
-def finish(scenario: Scenario, run: Started, code: int, status: str) -> None:
+def finish(scenario: Scenario, run: Started, code: int, status: str, what: str = "") -> None:
     """Wait for the run; it passes with this exit code and report status, and nothing
     of it still running a minute later."""
-    ok = run.proc.wait(timeout=RUN_TIMEOUT) == code
+    exit_code = run.proc.wait(timeout=RUN_TIMEOUT)
     scenario.seconds.append(time.monotonic() - run.clock)
-    report = report_of(run.log_root, run.before)
+    try:
+        report = report_of(run.log_root, run.before)
+    except ValueError:  # no run folder: cancelled before it was made
+        report = {"run_id": "(no run folder)", "status": status if exit_code == code else "none"}
     left = left_after(run.mark)
     scenario.leftovers += left
-    if ok and report["status"] == status and not left:
+    if exit_code == code and report["status"] == status and not left:
         scenario.passed += 1
     else:
-        scenario.failures.append(f"{report['run_id']}: {report['status']} {report.get('error')}")
+        scenario.failures.append(
+            f"{what} {report['run_id']}: exit {exit_code}, {report['status']} "
+            f"{report.get('error')}, left {left}"
+        )
 
 
 def consecutive(scenario: Scenario, root: Path, runs: int) -> None:
@@ -116,6 +158,22 @@ def cancelled(scenario: Scenario, root: Path, runs: int) -> None:
         finish(scenario, run, 143, "cancelled")
 
 
+def swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
+    """SIGTERM at one moment after another of a whole run, every `step` seconds from
+    0.5 s on: Spark's start, Ray's start, the stage, the teardown. Ends at the first
+    moment the run had already ended by."""
+    at = 0.5
+    while True:
+        run = start(root / "swept", "--stages", "namespaces")
+        time.sleep(at)
+        if run.proc.poll() is not None:
+            run.proc.wait()
+            return
+        run.proc.send_signal(signal.SIGTERM)
+        finish(scenario, run, 143, "cancelled", f"SIGTERM at {at:.1f} s")
+        at += step_tenths / 10
+
+
 def stage_started(run: Started) -> bool:
     logs = [folder / "driver.log" for folder in set(run.log_root.iterdir()) - run.before]
     return any(log.exists() and "actor_pool: started" in log.read_text() for log in logs)
@@ -126,32 +184,47 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="consecutive runs")
     parser.add_argument("--pairs", type=int, default=2, help="pairs of runs at once")
     parser.add_argument("--cancels", type=int, default=5, help="runs cancelled mid-stage")
+    parser.add_argument(
+        "--sweep-step", type=float, default=1.0, help="seconds between swept SIGTERMs"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "RELIABILITY.md")
     args = parser.parse_args()
     plan: list[tuple[Scenario, Callable[[Scenario, Path, int], None], int]] = [
         (Scenario("consecutive runs, same settings"), consecutive, args.runs),
         (Scenario("two runs at once (own namespaces and log paths)"), side_by_side, args.pairs),
         (Scenario("SIGTERM 1 s into a stage -> exit 143"), cancelled, args.cancels),
+        (
+            Scenario(f"SIGTERM swept over a whole run, every {args.sweep_step:g} s -> exit 143"),
+            swept,
+            round(args.sweep_step * 10),
+        ),
     ]
     with tempfile.TemporaryDirectory(prefix="raybricks-reliability-") as folder:
         for scenario, scenario_runs, count in plan:
+            temp_before, cache_before = ray_files(TEMP_ROOT), cache_files()
             scenario_runs(scenario, Path(folder), count)
+            scenario.temp_files = new_since(temp_before, ray_files(TEMP_ROOT))
+            scenario.cache_files = new_since(cache_before, cache_files())
     lines = [
         "# Reliability",
         "",
         f"Written by `python -m benchmarks.reliability --runs {args.runs} --pairs {args.pairs} "
         f"--cancels {args.cancels}` on {time.strftime('%Y-%m-%d')}; each run is "
         "`raybricks run --target local` (local-cluster[2,1,1024], two Ray worker nodes). "
-        "Left behind: processes of a run still alive 60 s after it ended.",
+        "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: Ray's "
+        "files there after the scenario that were not before (lock files, temp folders); "
+        "new in the cache: class-archive files (a first run trains them once).",
         "",
-        "| scenario | runs | passed | left behind | median s per run |",
-        "|---|---|---|---|---|",
+        "| scenario | runs | passed | left behind | new in /tmp | new in the cache "
+        "| median s per run |",
+        "|---|---|---|---|---|---|---|",
         *(scenario.row() for scenario, _, _ in plan),
         *(f"\nFailed: {f}" for scenario, _, _ in plan for f in scenario.failures),
     ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0 if all(not s.failures for s, _, _ in plan) else 1
+    clean = all(not s.failures and s.temp_files[0] == 0 for s, _, _ in plan)
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":

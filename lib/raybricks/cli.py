@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from raybricks import __version__
+from raybricks.cluster import signals
 from raybricks.console import LOG_FORMAT, RunConsole
-from raybricks.errors import BadInput, ExitCode
+from raybricks.errors import BadInput, Cancelled, ExitCode
 from raybricks.paths import create_run_dir, new_run_id
 from raybricks.report.model import DRIVER_LOG, Report, read_report
 from raybricks.report.summary import summary
@@ -34,13 +35,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-        args.console = _console(getattr(args, "verbose", False))
-        return int(args.handler(args, conf_dir))
-    except BadInput as exc:
-        print(f"raybricks: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    # A cancel before a run's cluster starts, or after its report is written, ends the
+    # command as one during the run does (the run handles those itself).
+    with signals.handled_by(signals.cancel):
+        try:
+            args = _parser().parse_args(argv)
+            args.console = _console(getattr(args, "verbose", False))
+            return int(args.handler(args, conf_dir))
+        except BadInput as exc:
+            print(f"raybricks: {exc}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        except Cancelled as exc:
+            print(f"raybricks: cancelled by {exc}", file=sys.stderr)
+            return exc.exit_code
 
 
 def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:

@@ -88,6 +88,11 @@ class ClusterSettings(_Strict):
         description="a Spark started here maps its JVMs' classes from archives cached by "
         "the first run (JDK class-data sharing)",
     )
+    spark_class_archive_sets_kept: int = Field(
+        2,
+        ge=1,
+        description="sets of class archives kept in the cache (one per JDK, Spark, options)",
+    )
     auth: Literal["token", "disabled"] = Field(
         "token", description="token: a fresh token per run; disabled: anyone may connect"
     )

@@ -4,6 +4,7 @@ Spark's own JVMs write and map theirs in tests/cluster/test_spark_start.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,23 @@ def test_no_archives_without_a_cache_folder_or_a_java(tmp_path, monkeypatch):
 def test_the_check_starts_the_jvm_as_it_ran_without_its_program_or_the_writing_option():
     command = ["java", "-cp", "a:b", "-Xmx1g", "-XX:ArchiveClassesAtExit=x.jsa", "Main", "-v"]
     assert jvm_archive._jvm_part(command) == ["java", "-cp", "a:b", "-Xmx1g"]
+
+
+def test_only_the_newest_sets_are_kept_and_a_set_in_training_stays(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = jvm_archive.cache_root()
+    sets = [root / name for name in ("oldest", "older", "training", "newest", "current")]
+    for age, folder in enumerate(sets):
+        folder.mkdir(parents=True)
+        (folder / "driver.jsa").write_bytes(b"x" * 10)
+        os.utime(folder, (1_000_000 + age, 1_000_000 + age))
+    os.utime(sets[-1], (1, 1))  # in use now, however old
+    held = jvm_archive._claim_training(sets[2])  # another run trains it
+    try:
+        with caplog.at_level("INFO"):
+            removed = jvm_archive.prune(keep=2, current=sets[-1])
+    finally:
+        held.close()
+    assert sorted(removed) == sorted([sets[0], sets[1]])
+    assert [folder.is_dir() for folder in sets] == [False, False, True, True, True]
+    assert "removed 2 older set(s)" in caplog.text

@@ -63,3 +63,30 @@ def test_reinstall_undoes_a_reset_made_below_python():
         with pytest.raises(Got):
             os.kill(os.getpid(), signal.SIGTERM)
             signal.sigtimedwait([], 0.5)
+
+
+def test_code_off_the_main_thread_cannot_replace_the_handlers():
+    import signal
+
+    from raybricks.cluster import signals as run_signals
+
+    def replaces_the_handler() -> str:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except ValueError:
+            return "refused"
+        return "replaced"
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_signals.off_the_main_thread(replaces_the_handler) == "refused"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_error_off_the_main_thread_is_raised_in_it():
+    from raybricks.cluster import signals as run_signals
+
+    def fails() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        run_signals.off_the_main_thread(fails)

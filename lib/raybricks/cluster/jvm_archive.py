@@ -89,9 +89,10 @@ class ClassArchives:
                 path.unlink(missing_ok=True)
 
 
-def class_archives(jvm_options: str) -> ClassArchives | None:
+def class_archives(jvm_options: str, sets_kept: int = 2) -> ClassArchives | None:
     """The archives for JVMs started with `jvm_options`; None when the JVM or a
-    writable cache folder cannot be found, or another run is training them."""
+    writable cache folder cannot be found, or another run is training them. Older sets
+    beyond `sets_kept` go."""
     folder = _folder(jvm_options)
     if folder is None:
         return None
@@ -100,6 +101,8 @@ def class_archives(jvm_options: str) -> ClassArchives | None:
     except OSError as exc:
         logger.debug("no class archives for Spark's JVMs: %s", exc)
         return None
+    os.utime(folder)  # the newest set is the one used last
+    prune(sets_kept, current=folder)
     claim = _claim_training(folder)
     mapped = _kept(folder)  # read once claimed: a run that held the claim may have just kept them
     if mapped == frozenset(KINDS):
@@ -110,6 +113,32 @@ def class_archives(jvm_options: str) -> ClassArchives | None:
         logger.debug("another run is training the class archives in %s: none this time", folder)
         return None
     return ClassArchives(folder, mapped, claim=claim)
+
+
+def prune(keep: int, current: Path | None = None) -> list[Path]:
+    """Keep the newest `keep` sets of archives (and `current`), remove the others (about
+    180 MB each: one per JDK build, Spark version and JVM options); a set another run
+    is training stays. Returns what was removed."""
+    root = cache_root()
+    sets = sorted(
+        (folder for folder in root.glob("*") if folder.is_dir()),
+        key=lambda folder: folder.stat().st_mtime,
+        reverse=True,
+    )
+    removed = []
+    for folder in [s for s in sets if s != current][max(0, keep - (current in sets)) :]:
+        claim = _claim_training(folder)
+        if claim is None:
+            continue  # a run trains it now
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.with_name(f"{folder.name}.training").unlink(missing_ok=True)
+            removed.append(folder)
+        finally:
+            claim.close()
+    if removed:
+        logger.info("removed %d older set(s) of Spark class archives: %s", len(removed), removed)
+    return removed
 
 
 def trained(jvm_options: str) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from pyspark.sql import SparkSession
 from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 from ray.util.spark.start_hook_base import RayOnSparkStartHook
 from ray.util.spark.utils import is_in_databricks_runtime
@@ -27,6 +28,7 @@ from raybricks.cluster.arguments import check_room, minimum_workers, setup_argum
 from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
 from raybricks.cluster.compat.head_process import end_head_processes
 from raybricks.cluster.compat.notebook_display import notebook_html_to_log
+from raybricks.cluster.compat.spark_jvm import activate_in_this_thread
 from raybricks.cluster.head import Head
 from raybricks.cluster.leftovers import lock_files, remove_new_leftovers
 from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
@@ -104,7 +106,11 @@ def ray_on_spark(
         # `deferred` restores the caller's.
         with signals.deferred("starting Spark"):
             try:
-                spark = get_or_create_spark(cluster.spark_master, cluster.spark_class_archive)
+                spark = get_or_create_spark(
+                    cluster.spark_master,
+                    cluster.spark_class_archive,
+                    cluster.spark_class_archive_sets_kept,
+                )
             except Exception as exc:
                 raise ClusterStartError(f"Spark could not start: {exc}") from exc
         put_interpreter_on_path(spark.session)
@@ -123,15 +129,18 @@ def ray_on_spark(
         locks = (_temp_root(cluster), lock_files(_temp_root(cluster)))
         try:
             started = True  # from here a half-started cluster may need shutting down
-            # As for Spark. And ray.init (also inside setup_ray_cluster) sets SIGTERM
-            # to sys.exit, which would skip the caller's own cancellation and cleanup.
+            # As for Spark. The start runs in a thread of its own: setup_ray_cluster
+            # installs a SIGTERM handler of its own (shut down, re-raise) and its inner
+            # ray.init one that calls sys.exit, both only from the main thread; there,
+            # they would take a cancel from the run's own deferral and cleanup.
             with (
                 signals.deferred("starting the Ray cluster"),
                 notebook_html_to_log(),
                 compat.fast_start_if(cluster.fast_start, spark.session.sparkContext) as fast,
             ):
-                address, _ = setup_ray_cluster(**arguments)
-                context = ray.init(address=address, namespace=namespace, log_to_driver=False)
+                address, context = signals.off_the_main_thread(
+                    partial(_start_and_connect, spark.session, arguments, namespace)
+                )
         except Exception as exc:
             raise ClusterStartError(f"the Ray cluster could not start: {_root_cause(exc)}") from exc
         check_joined(arguments)
@@ -166,6 +175,14 @@ def ray_on_spark(
                 _quietly("stopping Spark", partial(spark.stop, log_dir))
 
 
+def _start_and_connect(
+    session: SparkSession, arguments: dict[str, Any], namespace: str
+) -> tuple[str, Any]:
+    activate_in_this_thread(session)
+    address, _ = setup_ray_cluster(**arguments)
+    return address, ray.init(address=address, namespace=namespace, log_to_driver=False)
+
+
 def shutdown(log_dir: Path, fast: bool) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises."""
     logger.debug("shutting the Ray cluster down")
@@ -179,15 +196,16 @@ def shutdown(log_dir: Path, fast: bool) -> None:
 
 def _shutdown_active_cluster() -> None:
     try:
-        shutdown_ray_cluster()
-    except RuntimeError as exc:
+        shutdown_ray_cluster()  # ends the head, which copies its logs as it exits
+    except Exception as exc:
+        # Ray no longer knows its cluster (a start that failed halfway, Ray's own SIGTERM
+        # hook) or could not shut it down: a head it launched would run on, and Ray's
+        # thread reading its output would keep this process from ever exiting.
+        if ended := end_head_processes():
+            logger.warning("ended %d Ray head process(es) left running", ended)
         if "No active ray cluster" not in str(exc):
             raise
-        # Ray's SIGTERM hook did it, or the start failed before Ray knew its cluster: a
-        # head it launched by then still runs (and Ray's thread reading its output
-        # would keep this process from ever exiting).
-        ended = end_head_processes()
-        logger.debug("no active Ray cluster left to shut down; heads ended: %s", ended)
+        logger.debug("no active Ray cluster left to shut down")
     os.environ.pop("RAY_ADDRESS", None)
 
 

@@ -12,11 +12,21 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TypeVar
+
+from raybricks.errors import Cancelled
 
 logger = logging.getLogger(__name__)
 
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 Handler = Callable[[int, FrameType | None], object]
+T = TypeVar("T")
+
+
+def cancel(signum: int, _frame: object) -> None:
+    """SIGTERM (a Databricks cancel) and SIGINT become `Cancelled`, which unwinds
+    through the cluster's cleanup like any error."""
+    raise Cancelled(signum)
 
 
 def _main_thread() -> bool:
@@ -57,6 +67,27 @@ def reinstall() -> None:
             handler = signal.getsignal(sig)
             if handler is not None:
                 signal.signal(sig, handler)
+
+
+def off_the_main_thread(call: Callable[[], T]) -> T:
+    """`call()` in a thread of its own, while the main thread waits in plain Python (where
+    this process's signal handlers run, and code called cannot replace them)."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="raybricks-off-main", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 @contextmanager

@@ -78,7 +78,9 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def get_or_create_spark(master: str, class_archive: bool = True) -> Spark:
+def get_or_create_spark(
+    master: str, class_archive: bool = True, archive_sets_kept: int = 2
+) -> Spark:
     """The session to use. `master` applies only to a session created here from nothing
     (a spark-submit launch keeps its own `--master`); so does `class_archive`."""
     active = SparkSession.getActiveSession()
@@ -89,7 +91,7 @@ def get_or_create_spark(master: str, class_archive: bool = True) -> Spark:
         spark = SparkSession.builder.appName("raybricks").getOrCreate()
         logger.info("using spark-submit's Spark (master %s)", spark.sparkContext.master)
         return Spark(spark, started_here=True)
-    archives = class_archives(QUICK_START_JVM) if class_archive else None
+    archives = class_archives(QUICK_START_JVM, archive_sets_kept) if class_archive else None
     jvm = {
         kind: f"{QUICK_START_JVM} {archives.java_options(kind) if archives else ''}"
         for kind in KINDS

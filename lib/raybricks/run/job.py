@@ -103,7 +103,7 @@ def _run(
     write_report(report, run_dir)
     try:
         with (
-            signals.handled_by(_cancel),
+            signals.handled_by(signals.cancel),
             ray_on_spark(
                 settings.cluster, settings.namespace, run_dir, stream_worker_logs
             ) as cluster,
@@ -162,12 +162,6 @@ def _ended(report: Report, exc: BaseException) -> None:
     else:
         report.error = f"{type(exc).__name__}: {exc}"
         report.finish("failed", ExitCode.STAGE_FAILED)
-
-
-def _cancel(signum: int, _frame: object) -> None:
-    """SIGTERM (a Databricks cancel) and SIGINT become `Cancelled`, which unwinds
-    through the cluster's cleanup like any error."""
-    raise Cancelled(signum)
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,11 @@ def existing_spark_conf() -> dict[str, str] | None:
         return None
     SparkContext._ensure_initialized()  # connects to the running JVM
     return dict(SparkConf().getAll())
+
+
+def activate_in_this_thread(session: SparkSession) -> None:
+    """Make `session` the active one of the calling thread too: the JVM keeps the
+    active session per thread, and Ray on Spark asks for it (`getActiveSession`)."""
+    jvm: Any = session.sparkContext._jvm
+    with contextlib.suppress(AttributeError):  # handles moved: Ray then finds none
+        jvm.SparkSession.setActiveSession(session._jsparkSession)
