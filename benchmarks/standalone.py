@@ -96,7 +96,7 @@ class StandaloneCluster:
         try:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{self.ui_port}/json/", timeout=5) as r:
                 state = json.load(r)
-        except OSError:
+        except (OSError, ValueError):  # not up yet, or not answering JSON yet
             return 0
         return sum(1 for worker in state.get("workers", []) if worker.get("state") == "ALIVE")
 

@@ -181,17 +181,10 @@ def test_a_cancelled_job_task_ends_with_143_after_shutting_down(driver, tmp_path
             cwd=tmp_path,
         )
     try:
-        started = wait_for(
-            lambda: (
-                any("started" in p.read_text() for p in volume.glob("*/driver.log"))
-                and "detached_actors: started" in next(volume.glob("*/driver.log")).read_text()
-            ),
-            timeout=180,
-            interval=0.1,
-        )
+        started = wait_for(lambda: logged(volume, "detached_actors: started"), 180, 0.1)
         assert started, stderr.read_text()[-3000:]
         time.sleep(1.0)
-        task.send_signal(signal.SIGTERM)
+        python_driver(task.pid).send_signal(signal.SIGTERM)  # as a cancel reaches it
         assert task.wait(timeout=120) == 143, stderr.read_text()[-3000:]
     finally:
         if task.poll() is None:

@@ -9,6 +9,7 @@ import fcntl
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -19,22 +20,39 @@ def lock_files(temp_root: Path) -> set[Path]:
     return set(temp_root.glob("ray-*.lock"))
 
 
-def remove_new_leftovers(temp_root: Path, before: set[Path]) -> list[Path]:
+def remove_new_leftovers(
+    temp_root: Path, before: set[Path], ours: str = "", wait_seconds: float = 20.0
+) -> list[Path]:
     """Remove the lock files (and temp folders) that appeared in `temp_root` since
-    `before` and that no process holds any more. Returns what was removed."""
-    removed = []
-    for lock in sorted(lock_files(temp_root) - before):
-        if not _unused(lock):
-            continue
-        folder = lock.with_suffix("")
-        if folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-        lock.unlink(missing_ok=True)
-        removed.append(lock)
+    `before` and that no process holds any more. Those named `ours*` (this cluster's)
+    are waited for up to `wait_seconds`, as its nodes finish copying their logs; other
+    new ones (another cluster's, running beside) only if free now. Returns what was
+    removed."""
+    removed: list[Path] = []
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        held = []
+        for lock in sorted(lock_files(temp_root) - before):
+            if _unused(lock):
+                removed += _remove(lock)
+            elif ours and lock.name.startswith(ours):
+                held.append(lock)
+        if not held or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if removed:
         logger.debug("removed what the Ray nodes left in %s: %s", temp_root, removed)
     return removed
+
+
+def _remove(lock: Path) -> list[Path]:
+    folder = lock.with_suffix("")
+    gone = []
+    if folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+        gone.append(folder)
+    lock.unlink(missing_ok=True)
+    return [*gone, lock]
 
 
 def _unused(lock: Path) -> bool:

@@ -98,6 +98,7 @@ def ray_on_spark(
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
     spark: Spark | None = None
     started = False
+    address = ""
     fast = "off"
     locks: tuple[Path, set[Path]] = (Path("/tmp"), set())
     try:
@@ -170,9 +171,12 @@ def ray_on_spark(
         with signals.deferred("shutting down"):
             if started:
                 shutdown(log_dir, fast=fast == "on")
-                _quietly("removing Ray's leftovers", partial(remove_new_leftovers, *locks))
             if spark is not None:
                 _quietly("stopping Spark", partial(spark.stop, log_dir))
+            if started:  # once the nodes have exited: each holds its lock until then
+                ours = f"ray-{address.rsplit(':', 1)[1]}-" if address else ""
+                leftovers = partial(remove_new_leftovers, *locks, ours)
+                _quietly("removing Ray's leftovers", leftovers)
 
 
 def _start_and_connect(
