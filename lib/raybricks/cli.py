@@ -178,7 +178,7 @@ def _start_run_dir(settings: Settings) -> Path:
 
 
 def _finish(report: Report, run_dir: Path, console: RunConsole) -> int:
-    console.out.print(summary(report))
+    console.out.print(summary(report, with_cluster=False))
     if report.status != "passed":
         print(f"tracebacks and Ray's and Spark's own output: {run_dir / DRIVER_LOG}")
     print(f"run folder: {run_dir}")

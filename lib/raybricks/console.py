@@ -24,7 +24,7 @@ from rich.status import Status
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(message)s"
-PLAIN_WIDTH = 160  # rich wraps at the width; a job's output has none of its own
+PLAIN_WIDTH = 1000  # rich wraps at the width; a pipe or a job's output should not wrap
 
 # Ray's warnings worth a user's attention: (logger, words in it) -> what we say.
 RAY_ADVICE = {

@@ -81,11 +81,13 @@ JOB = ROOT / "jobs" / "actor_demos.py"
 
 def python_driver(spark_submit: int) -> psutil.Process:
     """The Python driver that spark-submit's JVM started for the job."""
-    return next(
-        child
-        for child in psutil.Process(spark_submit).children(recursive=True)
-        if str(JOB) in child.cmdline() and "python" in child.name()
-    )
+    for child in psutil.Process(spark_submit).children(recursive=True):
+        try:
+            if str(JOB) in child.cmdline() and "python" in child.name():
+                return child
+        except psutil.Error:  # a child that ended meanwhile
+            continue
+    raise AssertionError("spark-submit runs no Python driver")
 
 
 def logged(log_root: Path, line: str) -> bool:
@@ -124,6 +126,7 @@ def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tm
     assert list(temp_root.iterdir()) == []  # Ray's temp folders went under the temp root
 
 
+@pytest.mark.slow  # three clusters one after another: in `make test-slow`
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_with_or_without_ipython_and_credentials_the_cluster_starts(driver, tmp_path):
     environment, mark, conf, volume, _ = driver

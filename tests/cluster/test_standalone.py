@@ -1,6 +1,9 @@
 """The job on a real Spark cluster: a standalone master and two workers, separate JVMs
 as on a Databricks cluster's machines (the `standalone_spark` fixture, up all session).
-Ray's worker nodes run inside the workers' executors; Ray autoscales inside Spark."""
+Ray's worker nodes run inside the workers' executors; Ray autoscales inside Spark.
+
+In `make test-slow`: two more whole runs on a third cluster shape push `make test` past
+its five minutes on two cores."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def executor_outputs(standalone_spark) -> str:
     return "".join(p.read_text() for p in standalone_spark.folder.glob("work-*/*/*/stderr"))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_every_stage_passes_on_a_standalone_cluster(standalone_spark, env, tmp_path):
     environment, mark = env
@@ -55,6 +59,7 @@ def test_every_stage_passes_on_a_standalone_cluster(standalone_spark, env, tmp_p
     assert standalone_spark.alive_workers() == 2  # the Spark cluster itself stays up
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_ray_autoscales_inside_spark_and_the_report_says_so(standalone_spark, env, tmp_path):
     """One worker node at first; a driver asks for two CPUs at once; a second node joins,

@@ -85,18 +85,18 @@ def get_or_create_spark(
     (a spark-submit launch keeps its own `--master`); so does `class_archive`."""
     active = SparkSession.getActiveSession()
     if active is not None:
-        logger.info("using the active Spark session (master %s)", active.sparkContext.master)
+        logger.debug("using the active Spark session (master %s)", active.sparkContext.master)
         return Spark(active, started_here=False)
     if launched_by_spark_submit():
         spark = SparkSession.builder.appName("raybricks").getOrCreate()
-        logger.info("using spark-submit's Spark (master %s)", spark.sparkContext.master)
+        logger.debug("using spark-submit's Spark (master %s)", spark.sparkContext.master)
         return Spark(spark, started_here=True)
     archives = class_archives(QUICK_START_JVM, archive_sets_kept) if class_archive else None
     jvm = {
         kind: f"{QUICK_START_JVM} {archives.java_options(kind) if archives else ''}"
         for kind in KINDS
     }
-    logger.info(
+    logger.debug(
         "starting a local Spark (master %s) on %s%s",
         master,
         LOOPBACK,

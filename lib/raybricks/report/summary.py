@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 
-from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -15,8 +14,9 @@ from raybricks.report.model import Report
 STYLES = {"passed": "green", "failed": "bold red", "cancelled": "yellow", "skipped": "dim"}
 
 
-def summary(report: Report) -> RenderableType:
-    """The summary as rich renders it (a terminal in colour, a pipe in plain text)."""
+def summary(report: Report, with_cluster: bool = True) -> RenderableType:
+    """The summary as rich renders it (a terminal in colour, a pipe in plain text);
+    `with_cluster=False` at the end of a run, whose console said it already."""
     lines: list[RenderableType] = [
         Text.assemble(
             f"run {report.run_id}: ",
@@ -24,7 +24,7 @@ def summary(report: Report) -> RenderableType:
             f" in {report.seconds:.1f} s (exit {report.exit_code})",
         )
     ]
-    if report.cluster:
+    if report.cluster and with_cluster:
         c = report.cluster
         lines.append(
             Text(
@@ -44,7 +44,7 @@ def summary(report: Report) -> RenderableType:
 
 
 def _stage_table(report: Report) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = Table(box=None, pad_edge=False, show_edge=False)
     table.add_column("stage", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("seconds", justify="right", no_wrap=True)
