@@ -51,6 +51,7 @@ def start_and_stop_spark(environment: dict[str, str], run_dir: Path) -> list[str
     return archives
 
 
+@pytest.mark.slow  # trains the archives from an empty cache: about 100 s on two cores
 @pytest.mark.timeout(400)
 def test_the_first_start_trains_the_class_archives_and_the_next_maps_them(tmp_path):
     environment, mark = marked_env(XDG_CACHE_HOME=str(tmp_path))
