@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -163,3 +166,19 @@ def serve(workspace: Workspace) -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@contextmanager
+def reached_by_the_sdk(
+    workspace: Workspace, monkeypatch: Any, tmp_path: Path
+) -> Iterator[Workspace]:
+    """`workspace` served on loopback, and the SDK's environment pointing at it (with
+    the good token, and no ~/.databrickscfg of the machine's)."""
+    server, host = serve(workspace)
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+    try:
+        yield workspace
+    finally:
+        server.shutdown()

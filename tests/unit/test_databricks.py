@@ -13,7 +13,7 @@ from raybricks.databricks import job_hook
 from raybricks.databricks.facts import ClusterFacts
 from raybricks.databricks.preflight import check
 from raybricks.settings import ClusterSettings
-from tests.unit.fake_workspace import TOKEN, Workspace, serve
+from tests.unit.fake_workspace import Workspace, reached_by_the_sdk
 
 ML = "16.4.x-cpu-ml-scala2.12"
 TAGS = "spark.databricks.clusterUsageTags."
@@ -142,12 +142,8 @@ def cluster_details(**given) -> dict:
 @pytest.fixture
 def workspace(monkeypatch, tmp_path):
     fake = Workspace(node_types=[{"node_type_id": "i3.xlarge", "num_cores": 4.0}])
-    server, host = serve(fake)
-    monkeypatch.setenv("DATABRICKS_HOST", host)
-    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "none.cfg"))
-    yield fake
-    server.shutdown()
+    with reached_by_the_sdk(fake, monkeypatch, tmp_path):
+        yield fake
 
 
 DOCTOR = ["doctor", "--cluster-id", "0101-000000-abcd", "--target", "dev"]

@@ -10,7 +10,7 @@ import pytest
 from raybricks.cli import main
 from raybricks.report import workspace
 from raybricks.report.model import Report, StageResult
-from tests.unit.fake_workspace import TOKEN, Workspace, serve
+from tests.unit.fake_workspace import Workspace, reached_by_the_sdk
 
 JOB = "raybricks-actor-demos-dev"
 
@@ -47,12 +47,8 @@ def ws(monkeypatch, tmp_path):
         9, 1, ["--log-path", "/Volumes/main/raybricks/logs/dev", "--job-run-id", "9"]
     )  # no report
     fake.add_run(10, 2, ["--target", "dev"])  # no --log-path
-    server, host = serve(fake)
-    monkeypatch.setenv("DATABRICKS_HOST", host)
-    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
-    yield fake
-    server.shutdown()
+    with reached_by_the_sdk(fake, monkeypatch, tmp_path):
+        yield fake
 
 
 def test_report_of_a_run_logging_to_a_volume(ws, capsys):

@@ -4,26 +4,17 @@ outside it, through the Clusters API (databricks-sdk)."""
 from __future__ import annotations
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import DatabricksError, NotFound, PermissionDenied, Unauthenticated
 
 from raybricks.databricks.facts import ClusterFacts
 from raybricks.databricks.preflight import Verdict, check
-from raybricks.report.workspace import WorkspaceError, first_line
+from raybricks.report.workspace import asking
 from raybricks.settings import ClusterSettings
 
 
 def examine(w: WorkspaceClient, cluster_id: str, cluster: ClusterSettings) -> Verdict:
     """The verdict on cluster `cluster_id` for a run with these cluster settings."""
-    try:
+    with asking(w, f"cluster {cluster_id}"):
         details = w.clusters.get(cluster_id)
         node_types = w.clusters.list_node_types().node_types or []
-    except (Unauthenticated, PermissionDenied) as exc:
-        raise WorkspaceError(
-            f"{w.config.host} refused the credentials: {first_line(exc)}"
-        ) from None
-    except NotFound:
-        raise WorkspaceError(f"cluster {cluster_id} does not exist in {w.config.host}") from None
-    except DatabricksError as exc:
-        raise WorkspaceError(f"{w.config.host}: {first_line(exc)}") from None
     cores = next((t.num_cores for t in node_types if t.node_type_id == details.node_type_id), None)
     return check(ClusterFacts.from_cluster_details(details, cores), cluster)

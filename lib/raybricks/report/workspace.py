@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,20 +56,29 @@ def client(profile: str | None = None) -> WorkspaceClient:
         raise WorkspaceError(f"no Databricks credentials: {first_line(exc)}") from None
 
 
-def find_run(w: WorkspaceClient, run_id: int | None = None, job_name: str | None = None) -> JobRun:
-    """The run `run_id`, or the latest run of the job named `job_name`."""
+@contextmanager
+def asking(w: WorkspaceClient, what: str) -> Iterator[None]:
+    """The SDK's errors within the block as one-line `WorkspaceError`s; `what` names
+    the thing asked for, for when it does not exist."""
     try:
-        if run_id is None:
-            run_id = _latest_run_id(w, job_name or "")
-        run = w.jobs.get_run(run_id, include_resolved_values=True)
+        yield
     except (Unauthenticated, PermissionDenied) as exc:
         raise WorkspaceError(
             f"{w.config.host} refused the credentials: {first_line(exc)}"
         ) from None
     except NotFound:
-        raise WorkspaceError(f"run {run_id} does not exist in {w.config.host}") from None
+        raise WorkspaceError(f"{what} does not exist in {w.config.host}") from None
     except DatabricksError as exc:
         raise WorkspaceError(f"{w.config.host}: {first_line(exc)}") from None
+
+
+def find_run(w: WorkspaceClient, run_id: int | None = None, job_name: str | None = None) -> JobRun:
+    """The run `run_id`, or the latest run of the job named `job_name`."""
+    if run_id is None:
+        with asking(w, f"job {job_name!r}"):
+            run_id = _latest_run_id(w, job_name or "")
+    with asking(w, f"run {run_id}"):
+        run = w.jobs.get_run(run_id, include_resolved_values=True)
     given = [task.python_wheel_task or task.spark_python_task for task in run.tasks or []]
     parameters = next((list(t.parameters or []) for t in given if t is not None), [])
     return JobRun(run_id=run_id, url=run.run_page_url or "", parameters=parameters)
