@@ -7,6 +7,7 @@ path (Ray switches to its Databricks hook; raybricks' job hook replaces it)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -117,9 +118,11 @@ def logged(log_root: Path, line: str) -> bool:
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tmp_path):
     environment, mark, conf, volume, temp_root = driver
+    # As the README writes it: the executors' Python relative to the repository.
+    environment["PYSPARK_PYTHON"] = os.path.relpath(sys.executable, ROOT)
     done = submitted(
         environment,
-        tmp_path,
+        ROOT,
         *spark_submit(
             "local-cluster[2,1,1024]",
             "16.4.x-cpu-ml-scala2.12",

@@ -88,6 +88,7 @@ def get_or_create_spark(
         logger.debug("using the active Spark session (master %s)", active.sparkContext.master)
         return Spark(active, started_here=False)
     if launched_by_spark_submit():
+        _executors_find_the_interpreter()
         spark = SparkSession.builder.appName("raybricks").getOrCreate()
         logger.debug("using spark-submit's Spark (master %s)", spark.sparkContext.master)
         return Spark(spark, started_here=True)
@@ -119,6 +120,15 @@ def get_or_create_spark(
     spark.sparkContext.setLogLevel("WARN")
     _wait_for_executors(spark.sparkContext, master)
     return Spark(spark, started_here=True, archives=archives)
+
+
+def _executors_find_the_interpreter() -> None:
+    """`PYSPARK_PYTHON=.venv/bin/python spark-submit ...` names the executors' Python
+    relative to this folder, where an executor (in a folder of its own) finds nothing:
+    made absolute before the SparkContext hands it on."""
+    python = os.environ.get("PYSPARK_PYTHON")
+    if python and os.sep in python and not os.path.isabs(python) and os.path.exists(python):
+        os.environ["PYSPARK_PYTHON"] = os.path.abspath(python)
 
 
 def local_executor_logs(context: SparkContext) -> Path | None:
