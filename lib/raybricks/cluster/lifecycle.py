@@ -31,12 +31,7 @@ from raybricks.cluster.compat.notebook_display import notebook_html_to_log
 from raybricks.cluster.compat.spark_jvm import activate_in_this_thread
 from raybricks.cluster.head import Head
 from raybricks.cluster.leftovers import lock_files, remove_new_leftovers
-from raybricks.cluster.spark import (
-    Spark,
-    get_or_create_spark,
-    launched_by_spark_submit,
-    put_interpreter_on_path,
-)
+from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
 from raybricks.databricks.facts import ClusterFacts
 from raybricks.databricks.job_hook import JobStartHook, dashboard_proxy_url
 from raybricks.errors import ClusterStartError
@@ -119,25 +114,18 @@ def ray_on_spark(
                 )
             except Exception as exc:
                 raise ClusterStartError(f"Spark could not start: {exc}") from exc
-        logger.info(
-            "Spark up: %s (%s)",
-            spark.session.sparkContext.master,
-            "started here" if spark.started_here and not launched_by_spark_submit() else "given",
-        )
+        logger.info("Spark up: %s", spark.session.sparkContext.master)
         put_interpreter_on_path(spark.session)
         configure_auth(cluster.auth)
         master = str(spark.session.sparkContext.master)
         arguments = setup_arguments(cluster, master, log_dir, stream_worker_logs)
         check_room(master, arguments)
-        low, high = minimum_workers(arguments), cluster.max_worker_nodes
-        logger.debug(
-            "starting Ray on Spark: %s worker nodes", high if low == high else f"{low}-{high}"
-        )
-        logger.debug("setup_ray_cluster arguments: %s", arguments)
+        logger.debug("starting Ray on Spark: %s", arguments)
         clock = time.monotonic()
         # Ray leaves each node's lock file beside its temp folder: what this start adds
         # goes once its nodes have exited.
-        locks = (_temp_root(cluster), lock_files(_temp_root(cluster)))
+        temp_root = _temp_root(cluster)
+        locks = (temp_root, lock_files(temp_root))
         try:
             started = True  # from here a half-started cluster may need shutting down
             # As for Spark. The start runs in a thread of its own: setup_ray_cluster
