@@ -186,10 +186,13 @@ def java_binary() -> Path | None:
 
 
 def _key(java: Path, jvm_options: str) -> str:
-    """Names what an archive depends on: the JVM build, Spark's jars, the options."""
+    """Names what an archive depends on: the JVM build, Spark's jars (their version and
+    where they are: a JVM maps an archive only with the class path it was made with),
+    the options."""
     modules = java.parent.parent / "lib" / "modules"  # changes with every JDK build
     stamp = modules.stat() if modules.is_file() else java.stat()
-    identity = [str(java), f"{stamp.st_size}:{stamp.st_mtime_ns}", pyspark.__version__]
+    jars = str(Path(pyspark.__file__).parent)
+    identity = [str(java), f"{stamp.st_size}:{stamp.st_mtime_ns}", pyspark.__version__, jars]
     return hashlib.sha256("\n".join([*identity, jvm_options]).encode()).hexdigest()[:16]
 
 
