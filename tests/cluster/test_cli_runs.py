@@ -334,12 +334,8 @@ TERM, INT = signal.SIGTERM, signal.SIGINT
         # the same path after that (the `deferred` unit test sends both).
         pytest.param([("starting a local Spark", 1.0, INT)], "skipped", id="spark-start-sigint"),
         pytest.param([("starting Ray on Spark", 1.0, TERM)], "skipped", id="ray-start"),
-        # A second signal, arriving while the first one's teardown runs, waits for it.
-        pytest.param(
-            [("namespaces: started", 1.0, TERM), ("shutting the Ray cluster down", 0.0, TERM)],
-            "cancelled",
-            id="stage-then-shutdown",
-        ),
+        # A stage cancelled, and a second signal during the teardown: in the emulated
+        # Databricks tier (test_databricks_runtime.py), as a job's cancel comes.
     ],
 )
 def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
@@ -362,11 +358,6 @@ def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
     assert (report["status"], report["exit_code"]) == ("cancelled", 128 + first)
     assert report["error"] == f"cancelled by {first.name}"
     assert report["stages"][0]["status"] == stage_status
-    if stage_status == "failed":
-        assert report["stages"][0]["error"] == f"interrupted ({first.name})"
-    if len(signals) > 1:
-        deferred = "SIGTERM while shutting down: finishing that first"
-        assert deferred in (run_dir / "driver.log").read_text()
     if signals[0][0] != "starting a local Spark":  # a cluster existed: its logs were collected
         assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
     assert left_after(mark) == []

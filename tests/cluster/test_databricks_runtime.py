@@ -6,6 +6,7 @@ path (Ray switches to its Databricks hook; raybricks' job hook replaces it)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -184,6 +185,7 @@ def test_with_or_without_ipython_and_credentials_the_cluster_starts(driver, tmp_
 
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_a_cancelled_job_task_ends_with_143_after_shutting_down(driver, tmp_path):
+    """SIGTERM mid-stage, and a second one during the teardown the first started."""
     environment, mark, conf, volume, _ = driver
     conf.write_text(conf.read_text() + "  max_worker_nodes: 1\n")
     stderr = tmp_path / "stderr.txt"
@@ -204,13 +206,26 @@ def test_a_cancelled_job_task_ends_with_143_after_shutting_down(driver, tmp_path
         started = wait_for(lambda: logged(volume, "detached_actors: started"), 180, 0.1)
         assert started, stderr.read_text()[-3000:]
         time.sleep(1.0)
-        python_driver(task.pid).send_signal(signal.SIGTERM)  # as a cancel reaches it
+        driver_process = python_driver(task.pid)
+        driver_process.send_signal(signal.SIGTERM)  # as a cancel reaches it
+        # ... and once more while the teardown it started runs: that one waits for it
+        assert wait_for(lambda: logged(volume, "shutting the Ray cluster down"), 120, 0.05)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            driver_process.send_signal(signal.SIGTERM)
         assert task.wait(timeout=120) == 143, stderr.read_text()[-3000:]
     finally:
         if task.poll() is None:
             task.kill()
-    report = report_of(only_run_dir(volume))
+    run_dir = only_run_dir(volume)
+    report = report_of(run_dir)
     assert (report["status"], report["exit_code"]) == ("cancelled", 143)
+    assert report["error"] == "cancelled by SIGTERM"
+    (stage,) = report["stages"]
+    assert (stage["status"], stage["error"]) == ("cancelled", "interrupted (SIGTERM)")
+    assert (
+        "SIGTERM while shutting down: finishing that first" in (run_dir / "driver.log").read_text()
+    )
+    assert wait_for(lambda: list(run_dir.glob("ray-*-logs/*/raylet*.out")), 30)  # logs collected
     assert left_after(mark) == []
 
 
