@@ -103,3 +103,25 @@ def test_ray_autoscales_inside_spark_and_the_report_says_so(standalone_spark, en
     assert report["cluster"]["min_worker_nodes"] == 1
     assert report["cluster"]["max_worker_nodes"] == 2
     assert left_after(mark) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_spark_submit_on_a_standalone_cluster_runs_every_stage(standalone_spark, env, tmp_path):
+    """As a `spark_python_task` starts the job: spark-submit against the master."""
+    environment, mark = env
+    environment["PYSPARK_PYTHON"] = sys.executable
+    log_root = tmp_path / "runs"
+    done = subprocess.run(
+        [BIN / "spark-submit", "--master", standalone_spark.url,
+         str(ROOT / "jobs" / "actor_demos.py"), "--log-path", str(log_root)],
+        env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    run_dir, report = report_in(log_root)
+    assert [(s["name"], s["status"]) for s in report["stages"]] == [
+        (name, "passed") for name in BUILT_IN
+    ]
+    assert report["cluster"]["spark_master"] == standalone_spark.url
+    assert len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2
+    assert left_after(mark) == []

@@ -69,9 +69,14 @@ def reinstall() -> None:
                 signal.signal(sig, handler)
 
 
+REASSERT_SECONDS = 0.02
+
+
 def off_the_main_thread(call: Callable[[], T]) -> T:
     """`call()` in a thread of its own, while the main thread waits in plain Python (where
-    this process's signal handlers run, and code called cannot replace them)."""
+    this process's signal handlers run, and Python code called cannot replace them).
+    Native code can (Ray's core worker sets its own SIGTERM action as it connects, one
+    that aborts the process): the handlers are set again as the main thread waits."""
     outcome: list[T] = []
     failure: list[BaseException] = []
 
@@ -84,7 +89,8 @@ def off_the_main_thread(call: Callable[[], T]) -> T:
     worker = threading.Thread(target=run, name="raybricks-off-main", daemon=True)
     worker.start()
     while worker.is_alive():
-        worker.join(0.1)
+        worker.join(REASSERT_SECONDS)
+        reinstall()
     if failure:
         raise failure[0]
     return outcome[0]
