@@ -209,7 +209,8 @@ def main() -> int:
         "# Reliability",
         "",
         f"Written by `python -m benchmarks.reliability --runs {args.runs} --pairs {args.pairs} "
-        f"--cancels {args.cancels} --sweep-step {args.sweep_step:g}` on {time.strftime('%Y-%m-%d')}; each run is "
+        f"--cancels {args.cancels} --sweep-step {args.sweep_step:g}` on "
+        f"{time.strftime('%Y-%m-%d')}; each run is "
         "`raybricks run --target local` (local-cluster[2,1,1024], two Ray worker nodes). "
         "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: Ray's "
         "files there after the scenario that were not before (lock files, temp folders); "
