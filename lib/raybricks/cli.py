@@ -85,7 +85,7 @@ def _stages(args: argparse.Namespace, conf_dir: Path | None) -> int:
 
 
 def _validate(args: argparse.Namespace, conf_dir: Path | None) -> int:
-    settings = _settings(args, conf_dir, stage_catalog())
+    settings = _settings(args, conf_dir)
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
     print(f"settings for target '{settings.target}' are valid", file=sys.stderr)
     return ExitCode.PASSED

@@ -225,8 +225,7 @@ def _dashboard_url(address: str | None, spark: Spark) -> str:
     driver proxy, elsewhere directly."""
     if not address:
         return ""
-    conf = dict(spark.session.sparkContext.getConf().getAll())
-    facts = ClusterFacts.from_spark_conf(conf)
+    facts = ClusterFacts.of_session(spark.session)
     if facts.cluster_id is None:
         return f"http://{address}"
     return dashboard_proxy_url(int(address.rsplit(":", 1)[1]), facts)

@@ -63,6 +63,11 @@ class ClusterFacts:
         )
 
     @classmethod
+    def of_session(cls, session: Any) -> ClusterFacts:
+        """From a SparkSession's conf (the driver's own cluster)."""
+        return cls.from_spark_conf(dict(session.sparkContext.getConf().getAll()))
+
+    @classmethod
     def from_cluster_details(cls, details: Any, cores_per_worker: float | None) -> ClusterFacts:
         """From the Clusters API's `ClusterDetails` (databricks-sdk)."""
         mode = details.data_security_mode

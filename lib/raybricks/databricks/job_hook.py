@@ -88,5 +88,4 @@ def driver_facts() -> ClusterFacts:
     """The facts of the cluster this driver runs on, from its Spark session's conf."""
     from ray.util.spark.utils import get_spark_session
 
-    conf = get_spark_session().sparkContext.getConf().getAll()
-    return ClusterFacts.from_spark_conf(dict(conf))
+    return ClusterFacts.of_session(get_spark_session())
