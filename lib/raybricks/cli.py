@@ -182,7 +182,11 @@ def _finish(report: Report, run_dir: Path, console: RunConsole) -> int:
     if report.status != "passed":
         print(f"tracebacks and Ray's and Spark's own output: {run_dir / DRIVER_LOG}")
     print(f"run folder: {run_dir}")
-    return report.exit_code if report.exit_code is not None else ExitCode.STAGE_FAILED
+    code = report.exit_code if report.exit_code is not None else ExitCode.STAGE_FAILED
+    from raybricks.cluster.compat.connection import exit_if_left_connected
+
+    exit_if_left_connected(code)
+    return code
 
 
 _installed: list[RunConsole] = []

@@ -39,8 +39,10 @@ class Worker:
         return n // 2, n - n // 2
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def actors(ray_cluster):
+    """Shared by the module's tests (each actor is a process to start): a test that
+    reads an actor's own counts makes one of its own."""
     made = [Worker.remote() for _ in range(2)]
     yield made
     for actor in made:
@@ -69,12 +71,14 @@ def test_map_unordered_returns_everything_as_it_finishes(actors):
     assert seen != [2, 4, 6, 8]  # the slowest (first) value did not come first
 
 
-def test_each_actor_gets_at_most_depth_calls_at_once(actors):
-    pool = PipelinedActorPool(actors[:1], depth=3)
+def test_each_actor_gets_at_most_depth_calls_at_once(ray_cluster):
+    actor = Worker.remote()
+    pool = PipelinedActorPool([actor], depth=3)
     assert list(pool.map(lambda a, v: a.double.remote(v, 0.1), range(9))) == [
         2 * v for v in range(9)
     ]
-    assert ray.get(actors[0].most_at_once.remote()) == 3
+    assert ray.get(actor.most_at_once.remote()) == 3
+    ray.kill(actor)
 
 
 def test_get_next_timeout_keeps_the_call(actors):

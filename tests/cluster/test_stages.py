@@ -1,8 +1,8 @@
 """Every stage on the session's cluster: it passes with the evidence its pattern should
 leave, it fails when its pattern is broken, and it leaves no actor behind either way.
-The stages that register actor names pass twice in a row in the same namespace, as a
-daily job reruns; the others make only anonymous actors, which the fixture checks are
-gone."""
+A daily job reruns in the same namespace: namespaces passes twice in a row, detached_actors
+removes the counters an interrupted run left, options_override names its service per
+run; the fixture checks that no actor outlives a stage."""
 
 from __future__ import annotations
 
@@ -68,11 +68,11 @@ def test_namespaces_fails_when_the_other_driver_shares_the_namespace(stage):
 
 
 def test_detached_actors_evidence(stage):
-    evidence = passed_twice(stage, "detached_actors", calls=100)
+    evidence = passed(stage, "detached_actors", calls=20)
     assert evidence["outlived_creator"] is True
     assert evidence["from_task_ok"] and evidence["from_other_driver_ok"]
     assert evidence["from_task_calls_per_second"] > 0
-    assert evidence["get_if_exists_same_actor"] is True and evidence["get_if_exists_next"] == 101
+    assert evidence["get_if_exists_same_actor"] is True and evidence["get_if_exists_next"] == 21
     assert evidence["reborn_first_next"] == 1
 
 
@@ -111,7 +111,7 @@ def test_fault_tolerance_fails_when_the_restart_limit_is_too_low(stage):
 
 
 def test_options_override_evidence(stage):
-    evidence = passed_twice(stage, "options_override")
+    evidence = passed(stage, "options_override")
     assert evidence["cluster_custom_resource"] == 0
     assert evidence["overridden_assigned"] == {"CPU": 1.0}
     assert evidence["service_is_detached"] is True

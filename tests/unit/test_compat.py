@@ -59,3 +59,25 @@ def test_the_public_modules_import_with_rays_private_spark_code_gone():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{GONE} cannot be imported"
+
+
+def test_a_driver_left_connected_to_a_lost_head_neither_disconnects_nor_reconnects():
+    """Run in a process of its own: it switches Ray's auto-connect off for good, and
+    ends that process the way a run whose head was lost ends."""
+    script = (
+        "import atexit, ray\n"
+        "from ray._private import auto_init_hook\n"
+        "from raybricks.cluster.compat import connection\n"
+        "connection.stop_auto_connect()\n"
+        "assert auto_init_hook.enable_auto_connect is False\n"
+        "disconnect = ray.shutdown\n"
+        "connection.exit_if_left_connected(7)  # not left connected: goes on\n"
+        "with connection.left_connected():\n"
+        "    assert ray.shutdown() is None and ray.shutdown is not disconnect\n"
+        "assert ray.shutdown is disconnect\n"
+        "atexit.register(lambda: print('finalized'))\n"
+        "print('left', flush=True)\n"
+        "connection.exit_if_left_connected(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (3, "left\n"), done.stderr

@@ -129,7 +129,7 @@ def test_only_the_newest_sets_are_kept_and_a_set_in_training_stays(monkeypatch, 
     os.utime(sets[-1], (1, 1))  # in use now, however old
     held = jvm_archive._claim_training(sets[2])  # another run trains it
     try:
-        with caplog.at_level("INFO"):
+        with caplog.at_level("DEBUG", logger="raybricks"):
             removed = jvm_archive.prune(keep=2, current=sets[-1])
     finally:
         held.close()

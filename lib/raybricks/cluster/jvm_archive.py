@@ -137,7 +137,7 @@ def prune(keep: int, current: Path | None = None) -> list[Path]:
         finally:
             claim.close()
     if removed:
-        logger.info("removed %d older set(s) of Spark class archives: %s", len(removed), removed)
+        logger.debug("removed %d older set(s) of Spark class archives: %s", len(removed), removed)
     return removed
 
 

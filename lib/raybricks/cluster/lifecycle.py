@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,6 +26,7 @@ from ray.util.spark.utils import is_in_databricks_runtime
 from raybricks.cluster import compat, signals
 from raybricks.cluster.arguments import check_room, minimum_workers, setup_arguments
 from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
+from raybricks.cluster.compat.connection import left_connected, stop_auto_connect
 from raybricks.cluster.compat.head_process import end_head_processes
 from raybricks.cluster.compat.notebook_display import notebook_html_to_log
 from raybricks.cluster.compat.spark_jvm import activate_in_this_thread
@@ -168,7 +169,7 @@ def ray_on_spark(
         # A cancel arriving now (a second one, say) waits for the teardown.
         with signals.deferred("shutting down"):
             if started:
-                shutdown(log_dir, fast=fast == "on")
+                shutdown(log_dir, fast=fast == "on", head=Head.at(address) if address else None)
             if spark is not None:
                 _quietly("stopping Spark", partial(spark.stop, log_dir))
             if started:  # once the nodes have exited: each holds its lock until then
@@ -185,12 +186,17 @@ def _start_and_connect(
     return address, ray.init(address=address, namespace=namespace, log_to_driver=False)
 
 
-def shutdown(log_dir: Path, fast: bool) -> None:
+def shutdown(log_dir: Path, fast: bool, head: Head | None = None) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises."""
     logger.debug("shutting the Ray cluster down")
-    _quietly("disconnecting from Ray", ray.shutdown)
+    stop_auto_connect()
+    head_gone = head is not None and not head.alive()
+    if head_gone:
+        logger.debug("the head is gone: leaving Ray connected (disconnecting would end us)")
+    else:
+        _quietly("disconnecting from Ray", ray.shutdown)
     signals.reinstall()
-    with compat.fast_shutdown_if(fast):
+    with compat.fast_shutdown_if(fast), left_connected() if head_gone else nullcontext():
         _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
     clear_auth()
     logger.debug("Ray cluster shut down; its logs go to %s", log_dir)

@@ -13,8 +13,9 @@ every name needed; on a mismatch the run uses Ray's own `setup_ray_cluster` and
         shutdown_ray_cluster()
 
 Besides fast start, each guarded where it is used: the head found by its command line
-(`head_process`), Ray's cached auth settings (`ray_auth`), Ray's notebook HTML sent to
-the log (`notebook_display`), and what PySpark's private handles tell (`spark_jvm`).
+(`head_process`), Ray's cached auth settings (`ray_auth`), this driver's connection to
+Ray at a teardown (`connection`), Ray's notebook HTML sent to the log
+(`notebook_display`), and what PySpark's private handles tell (`spark_jvm`).
 """
 
 from __future__ import annotations
