@@ -84,3 +84,15 @@ def kill_node(node_id: str) -> int:
     for folder in temp_dirs:  # SIGKILL leaves nothing running that writes there
         shutil.rmtree(folder, ignore_errors=True)
     return len(tree)
+
+
+def of_ray_cluster(port: str) -> list[str]:
+    """Processes still serving the Ray cluster whose head listens on `port`, wherever
+    they were started (on a standalone cluster, worker nodes run under Spark's workers,
+    outside a run's marked processes)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        command = " ".join(proc.info["cmdline"] or [])
+        if f":{port} " in f"{command} " or f"--port={port} " in f"{command} ":
+            found.append(f"{proc.pid} {command[:120]}")
+    return found

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 from benchmarks.processes import left_after, marked_env
 from benchmarks.rounds import ROUNDS, paired_ratio
+from benchmarks.standalone import StandaloneCluster
 
 from raybricks.report.model import versions
 
@@ -95,6 +96,59 @@ def cluster_start(folder, repeat):
     return times
 
 
+NODE_COUNTS = (1, 2, 4)
+START_NAMES = {True: "fast start", False: "Ray's own start"}
+
+
+def startup_by_nodes(folder, repeat):
+    """Cluster-ready seconds at each count of Ray worker nodes on a Spark standalone
+    cluster of one-core workers (one Ray worker node each), either way, taking turns."""
+    times = {(nodes, fast): [] for nodes in NODE_COUNTS for fast in (True, False)}
+    cluster = StandaloneCluster(workers=max(NODE_COUNTS), cores=1, memory="2g").start()
+    try:
+        for round_ in range(repeat):
+            for nodes in NODE_COUNTS:
+                for fast in (True, False) if (round_ + nodes) % 2 == 0 else (False, True):
+                    args, logs = raybricks(
+                        folder,
+                        fast,
+                        "run",
+                        *("--stages", "namespaces", "--spark-master", cluster.url),
+                        *("--min-worker-nodes", str(nodes), "--max-worker-nodes", str(nodes)),
+                    )
+                    code = measured(args, cwd=ROOT)[2]
+                    assert code == 0, f"run on {nodes} node(s) failed:\n{summary_of(logs)}"
+                    times[nodes, fast].append(startup_seconds(logs))
+    finally:
+        cluster.stop()
+    return times
+
+
+def per_added_node(medians):
+    """The least-squares slope of seconds over node counts."""
+    counts = list(medians)
+    mean_n, mean_s = statistics.mean(counts), statistics.mean(medians.values())
+    spread = sum((n - mean_n) ** 2 for n in counts)
+    return sum((n - mean_n) * (s - mean_s) for n, s in medians.items()) / spread
+
+
+def node_rows(times):
+    mid = statistics.median
+    fast = {n: mid(times[n, True]) for n in NODE_COUNTS}
+    own = {n: mid(times[n, False]) for n in NODE_COUNTS}
+    return [
+        "| Ray worker nodes | fast start (s) | Ray's own start (s) | ratio |",
+        "|---|---|---|---|",
+        *(
+            f"| {n} | {fast[n]:.1f} | {own[n]:.1f} | "
+            f"{paired_ratio(times[n, True], times[n, False]):.2f}x |"
+            for n in NODE_COUNTS
+        ),
+        f"| each added node (slope) | {per_added_node(fast):+.2f} | {per_added_node(own):+.2f} "
+        "| goal: fast start <= 1.5 s |",
+    ]
+
+
 def two_clusters_at_once(folder):
     runs = [exec_cmd(folder, True, "true", namespace=f"pair-{i}") for i in range(2)]
     procs = [started(args) for args, _ in runs]
@@ -163,6 +217,7 @@ def main():
         wall, peak = job_vs_seed(folder, repeat)
         pool = pool_rates(folder)
         counter = counter_rates(folder)
+        by_nodes = startup_by_nodes(folder, repeat)
     direct = pool.pop("direct round-robin")
     v = versions()
     lines = [
@@ -218,6 +273,21 @@ def main():
         "",
         f"Two fast-started clusters at once: exit codes {pair_codes}, ready in {pair_starts} s.",
         f"Peak RSS of the driver process over a whole local job: {peak:.0f} MiB.",
+        "",
+        "## How start-up grows with nodes",
+        "",
+        f"On a Spark standalone cluster (`benchmarks/standalone.py`): a master and "
+        f"{max(NODE_COUNTS)} workers of one core each, one Ray worker node per worker; "
+        f"`raybricks run --stages namespaces` with min = max worker nodes. {max(NODE_COUNTS)} "
+        "one-core workers oversubscribe this machine's cores, so each added node also adds "
+        "processes competing for them: a real cluster adds machines instead.",
+        "",
+        *node_rows(by_nodes),
+        "",
+        *(
+            samples(f"{n} node(s), {START_NAMES[fast]}", values)
+            for (n, fast), values in by_nodes.items()
+        ),
     ]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

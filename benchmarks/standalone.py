@@ -58,17 +58,25 @@ class StandaloneCluster:
         return f"spark://{LOOPBACK}:{self.port}"
 
     def start(self) -> StandaloneCluster:
-        self.processes.append(
-            self._launch(
-                "master",
-                "org.apache.spark.deploy.master.Master",
-                *("--host", LOOPBACK, "--port", str(self.port), "--webui-port", str(self.ui_port)),
-            )
-        )
+        self.processes.append(self._launch_master())
         for number in range(self.workers):
             self.add_worker(number)
         self.wait_for_workers(self.workers)
         return self
+
+    def restart_master(self) -> None:
+        """A master again at the same URL (after one was lost): the workers register
+        with it anew, as with a standby master taking over."""
+        _stop_group(self.processes[0].pid)
+        self.processes[0] = self._launch_master()
+        self.wait_for_workers(self.workers)
+
+    def _launch_master(self) -> subprocess.Popen[bytes]:
+        return self._launch(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            *("--host", LOOPBACK, "--port", str(self.port), "--webui-port", str(self.ui_port)),
+        )
 
     def add_worker(self, number: int) -> subprocess.Popen[bytes]:
         worker = self._launch(

@@ -170,6 +170,9 @@ def test_report_html_renders_in_chromium(full_run):
 UNKNOWN_RAY = "from raybricks.cluster import compat\ncompat.READ_FOR_RAY = '2.59.0'\n"
 
 
+# Ray's own start (its fixed waits) through spark-submit: in `make test-slow`; the
+# emulated Databricks job task goes through spark-submit in `make test`.
+@pytest.mark.slow
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_down(
     tmp_path, env, example_plugin
@@ -228,10 +231,28 @@ RAYBRICKS_MAIN = "import sys\nfrom raybricks.cli import main\nsys.exit(main(sys.
 MISSING = "utils.get_random_unused_port"
 
 
+# Side b runs on a Ray that lacks a private name fast start replaces: Ray's own start.
+SIDES = {
+    "a": ("", "on"),
+    "b": (
+        f"from ray.util.spark import utils\ndel {MISSING}\n",
+        f"unavailable: ray.util.spark.{MISSING} is missing",
+    ),
+}
+
+
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
-    """Two `exec`s side by side (no port collision between their clusters), each
-    command getting its own cluster, namespace and token, and exiting with its code."""
+@pytest.mark.parametrize(
+    "sides",
+    [
+        pytest.param(["a"], id="one"),
+        # Two clusters, one through Ray's own start (its fixed waits): in `make test-slow`.
+        pytest.param(["a", "b"], id="two-at-once", marks=pytest.mark.slow),
+    ],
+)
+def test_exec_hands_each_cluster_to_its_command(tmp_path, env, sides):
+    """`exec`s side by side (no port collision between their clusters), each command
+    getting its own cluster, namespace and token, and exiting with its code."""
     environment, mark = env
     driver = (
         "import os, sys, ray\n"
@@ -243,19 +264,16 @@ def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
         "alive = [n for n in ray.nodes() if n['Alive']]\n"
         "sys.exit(40 + len(alive))\n"  # the head and one worker node: 42
     )
-    sides = {side: tmp_path / side for side in ("a", "b")}
+    roots = {side: tmp_path / side for side in sides}
     conf = tmp_path / "small.yml"
     conf.write_text(SMALL_CLUSTER)
-
-    # Side b runs on a Ray that lacks a private name fast start replaces: Ray's own start.
-    preludes = {"a": "", "b": f"from ray.util.spark import utils\ndel {MISSING}\n"}
 
     def start(side: str, root: Path) -> subprocess.Popen[bytes]:
         root.mkdir()
         namespace = f"ns-{side}"
         options = ["--conf", conf, "--namespace", namespace, "--log-path", root / "runs"]
         command = [sys.executable, "-c", driver, root / "token", namespace]
-        raybricks = [sys.executable, "-c", preludes[side] + RAYBRICKS_MAIN]
+        raybricks = [sys.executable, "-c", SIDES[side][0] + RAYBRICKS_MAIN]
         with (root / "stderr.txt").open("w") as stderr:
             return subprocess.Popen(
                 [*raybricks, "exec", *options, "--", *command],
@@ -264,20 +282,19 @@ def test_exec_hands_each_of_two_clusters_at_once_to_its_command(tmp_path, env):
                 stderr=stderr,
             )
 
-    procs = [start(side, root) for side, root in sides.items()]
+    procs = [start(side, root) for side, root in roots.items()]
     codes = [proc.wait(timeout=RUN_TIMEOUT) for proc in procs]
-    assert codes == [42, 42], [(r / "stderr.txt").read_text()[-2000:] for r in sides.values()]
-    reports = [report_of(only_run_dir(root / "runs")) for root in sides.values()]
-    assert [(r["command"]["exit_code"], r["exit_code"]) for r in reports] == [(42, 42)] * 2
-    assert [r["cluster"]["fast_start"] for r in reports] == [
-        "on",
-        f"unavailable: ray.util.spark.{MISSING} is missing",
+    assert codes == [42] * len(sides), [
+        (r / "stderr.txt").read_text()[-2000:] for r in roots.values()
     ]
-    assert len({r["cluster"]["address"] for r in reports}) == 2
+    reports = [report_of(only_run_dir(root / "runs")) for root in roots.values()]
+    assert [(r["command"]["exit_code"], r["exit_code"]) for r in reports] == [(42, 42)] * len(sides)
+    assert [r["cluster"]["fast_start"] for r in reports] == [SIDES[side][1] for side in sides]
+    assert len({r["cluster"]["address"] for r in reports}) == len(sides)
     assert left_after(mark) == []
-    tokens = [(root / "token").read_text() for root in sides.values()]
-    assert len(set(tokens)) == 2 and all(len(token) == 64 for token in tokens)
-    for root, token in zip(sides.values(), tokens, strict=True):
+    tokens = [(root / "token").read_text() for root in roots.values()]
+    assert len(set(tokens)) == len(sides) and all(len(token) == 64 for token in tokens)
+    for root, token in zip(roots.values(), tokens, strict=True):
         run_dir = only_run_dir(root / "runs")
         assert wait_for(partial(ray_node_logs, run_dir), timeout=30)
         files = [p for p in run_dir.rglob("*") if p.is_file()]
@@ -315,12 +332,15 @@ class InTheBackground:
             self.proc.kill()
             self.proc.wait()
 
-    def wait_until_logged(self, line: str) -> None:
+    def wait_until_logged(self, line: str, times: int = 1, interval: float = 0.1) -> None:
+        """Until `line` is in the run's driver.log `times` times."""
+
         def reached() -> bool:
             logs = list(self.log_root.glob("*/driver.log"))
-            return bool(logs) and line in logs[0].read_text()
+            return bool(logs) and logs[0].read_text().count(line) >= times
 
-        assert wait_for(reached, timeout=180, interval=0.1), f"the run never logged {line!r}"
+        reached_it = wait_for(reached, timeout=180, interval=interval)
+        assert reached_it, f"the run never logged {line!r} {times} time(s)"
 
 
 TERM, INT = signal.SIGTERM, signal.SIGINT
@@ -359,6 +379,7 @@ def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
     assert report["error"] == f"cancelled by {first.name}"
     assert report["stages"][0]["status"] == stage_status
     if signals[0][0] != "starting a local Spark":  # a cluster existed: its logs were collected
+        assert report["cluster"]["address"], "the report names the cluster that had started"
         assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
     assert left_after(mark) == []
 
@@ -372,6 +393,7 @@ def test_a_cancel_at_any_phase_ends_cleanly_and_leaves_nothing(
             [],
             "the Ray cluster could not start",
             id="the-head-fails",
+            marks=pytest.mark.slow,  # a third cluster start; no-room ends the same way
         ),
         pytest.param(
             "",
@@ -424,4 +446,45 @@ def test_a_head_lost_mid_stage_ends_the_run_with_exit_3_and_leaves_nothing(tmp_p
     # Failed: stopped by the runner ("interrupted (the Ray cluster's head exited)"), or
     # by one of its own calls failing first, whichever came first.
     assert report["stages"][0]["status"] == "failed"
+    assert left_after(mark) == []
+
+
+# Ray's log line as `ray.init` begins: setup_ray_cluster's own connect, then the run's.
+CONNECTING = "Connecting to existing Ray cluster"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT)
+@pytest.mark.parametrize("after", [0.0, 0.03, 0.1])
+@pytest.mark.parametrize("connect", [1, 2], ids=["setup-connects", "run-connects"])
+def test_a_cancel_as_ray_init_connects_is_a_cancel(tmp_path, env, connect, after):
+    """SIGTERM within milliseconds of either `ray.init` of the start (Ray's signal
+    handlers come and go around them)."""
+    environment, mark = env
+    with InTheBackground(tmp_path, environment, SMALL_CLUSTER, "namespaces") as run:
+        run.wait_until_logged(CONNECTING, times=connect, interval=0.005)
+        time.sleep(after)
+        run.proc.send_signal(TERM)
+        assert run.proc.wait(timeout=120) == 143, run.stderr.read_text()[-3000:]
+    report = report_of(only_run_dir(run.log_root))
+    assert (report["status"], report["exit_code"]) == ("cancelled", 143)
+    assert report["cluster"]["address"], "a cluster had started: the report says which"
+    assert left_after(mark) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT)
+@pytest.mark.parametrize("after", [0.0, 0.1, 0.2, 0.4])
+def test_a_head_lost_during_the_teardown_leaves_the_run_as_it_ended(tmp_path, env, after):
+    """The GCS killed as the teardown disconnects (it takes about 0.3 s): the run's
+    stages had passed, so did the run; it ends at once and leaves nothing."""
+    environment, mark = env
+    with InTheBackground(tmp_path, environment, SMALL_CLUSTER, "namespaces") as run:
+        run.wait_until_logged("shutting the Ray cluster down", interval=0.005)
+        time.sleep(after)
+        for gcs in running_marked(mark, "gcs_server"):
+            gcs.kill()
+        assert run.proc.wait(timeout=60) == 0, run.stderr.read_text()[-3000:]
+    report = report_of(only_run_dir(run.log_root))
+    assert (report["status"], report["exit_code"]) == ("passed", 0)
     assert left_after(mark) == []

@@ -8,12 +8,14 @@ its five minutes on two cores."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from benchmarks.processes import left_after, marked_env
+from benchmarks.processes import left_after, marked_env, of_ray_cluster, wait_for
 
 from raybricks.stages.registry import BUILT_IN
 from tests.helpers import ROOT
@@ -124,4 +126,103 @@ def test_spark_submit_on_a_standalone_cluster_runs_every_stage(standalone_spark,
     ]
     assert report["cluster"]["spark_master"] == standalone_spark.url
     assert len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2
+    assert left_after(mark) == []
+
+
+class RunOf:
+    """`raybricks run` of one long stage on the standalone cluster, in the background."""
+
+    # tree_of_actors trains for about 30 s: long enough to break something under it.
+    CONF = (
+        "stage_params:\n  tree_of_actors:\n"
+        "    {steps: 30, step_seconds: 1, budget_seconds: 120, timeout_seconds: 150}\n"
+    )
+
+    def __init__(self, cluster, environment: dict[str, str], tmp_path: Path) -> None:
+        conf = tmp_path / "long.yml"
+        conf.write_text(self.CONF)
+        self.log_root = tmp_path / "runs"
+        self.output = tmp_path / "output.txt"
+        with self.output.open("w") as out:
+            self.proc = subprocess.Popen(
+                [BIN / "raybricks", "run", "--spark-master", cluster.url, "--conf", conf,
+                 "--stages", "tree_of_actors", "--log-path", self.log_root],
+                env=environment, stdout=out, stderr=out, cwd=ROOT,
+            )  # fmt: skip
+
+    def wait_until_logged(self, line: str) -> None:
+        def logged() -> bool:
+            return any(line in log.read_text() for log in self.log_root.glob("*/driver.log"))
+
+        assert wait_for(logged, timeout=240, interval=0.2), self.output.read_text()[-3000:]
+
+    def ended(self) -> tuple[int, dict]:
+        """The run's exit code and report, once it ended."""
+        try:
+            code = self.proc.wait(timeout=RUN_TIMEOUT - 60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        return code, report_in(self.log_root)[1]
+
+
+def stop_jvm(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a Spark daemon's JVM (the launcher's child), as a lost JVM ends."""
+    import psutil
+
+    (jvm,) = [p for p in psutil.Process(worker.pid).children() if "java" in p.name()] or [
+        psutil.Process(worker.pid)
+    ]
+    jvm.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_spark_worker_killed_mid_stage_is_recorded_as_a_lost_node(
+    standalone_spark, env, tmp_path
+):
+    """A Spark worker's JVM killed mid-stage takes its executor and the Ray worker node
+    inside it along: the stage's restartable actors go on elsewhere or the stage fails,
+    and either way the report names the lost node; nothing of the run is left."""
+    environment, mark = env
+    run = RunOf(standalone_spark, environment, tmp_path)
+    lost_worker = standalone_spark.processes[2]  # [master, worker-0, worker-1]
+    try:
+        run.wait_until_logged("tree_of_actors: started")
+        time.sleep(3)
+        stop_jvm(lost_worker)
+        code, report = run.ended()
+    finally:
+        standalone_spark.processes.remove(lost_worker)
+        standalone_spark.add_worker(1)
+        standalone_spark.wait_for_workers(2)
+    (stage,) = report["stages"]
+    assert code in (0, 1), run.output.read_text()[-3000:]
+    assert report["status"] == ("passed" if code == 0 else "failed")
+    assert len(stage["evidence"]["worker_nodes_lost"]) == 1, stage
+    assert report["cluster"]["worker_nodes_seen"]["min"] < 2
+    port = report["cluster"]["address"].rsplit(":", 1)[1]
+    assert wait_for(lambda: not of_ray_cluster(port), timeout=60), of_ray_cluster(port)
+    assert left_after(mark) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_the_spark_master_killed_mid_run_ends_the_run_and_leaves_nothing(
+    standalone_spark, env, tmp_path
+):
+    environment, mark = env
+    run = RunOf(standalone_spark, environment, tmp_path)
+    master = standalone_spark.processes[0]
+    try:
+        run.wait_until_logged("tree_of_actors: started")
+        time.sleep(3)
+        stop_jvm(master)
+        code, report = run.ended()
+    finally:
+        standalone_spark.restart_master()
+    assert (code, report["status"], report["exit_code"]) == (3, "failed", 3)
+    port = report["cluster"]["address"].rsplit(":", 1)[1]
+    assert wait_for(lambda: not of_ray_cluster(port), timeout=60), of_ray_cluster(port)
     assert left_after(mark) == []

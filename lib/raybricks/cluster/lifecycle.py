@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -35,7 +35,7 @@ from raybricks.cluster.leftovers import lock_files, remove_new_leftovers
 from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
 from raybricks.databricks.facts import ClusterFacts
 from raybricks.databricks.job_hook import JobStartHook, dashboard_proxy_url
-from raybricks.errors import ClusterStartError
+from raybricks.errors import ClusterLost, ClusterStartError
 from raybricks.settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
@@ -87,12 +87,17 @@ def check_joined(arguments: dict[str, Any]) -> None:
 
 @contextmanager
 def ray_on_spark(
-    cluster: ClusterSettings, namespace: str, log_dir: Path, stream_worker_logs: bool = True
+    cluster: ClusterSettings,
+    namespace: str,
+    log_dir: Path,
+    stream_worker_logs: bool = True,
+    on_started: Callable[[ClusterInfo], None] = lambda _: None,
 ) -> Iterator[ClusterInfo]:
     """Start Ray inside Spark, connect this driver in `namespace`, yield what was
     started; on exit disconnect, shut the cluster down and stop a Spark started here.
     `stream_worker_logs`: whether drivers may get their workers' output (see
-    `setup_arguments`); their logs land in `log_dir` either way.
+    `setup_arguments`); their logs land in `log_dir` either way. `on_started` hears of
+    the cluster as soon as it is up, also when a cancel then ends the start.
 
     Ray's nodes copy their logs into `log_dir` as they exit, and a local cluster's Spark
     executors' output moves there once Spark stops. Start-up failures raise
@@ -141,22 +146,23 @@ def ray_on_spark(
                 address, context = signals.off_the_main_thread(
                     partial(_start_and_connect, spark.session, arguments, namespace)
                 )
+                info = ClusterInfo(
+                    spark_master=master,
+                    address=address,
+                    dashboard_url=_dashboard_url(context.dashboard_url, spark),
+                    max_worker_nodes=cluster.max_worker_nodes,
+                    min_worker_nodes=minimum_workers(arguments),
+                    num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
+                    namespace=namespace,
+                    auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
+                    fast_start=fast,
+                    startup_seconds=round(time.monotonic() - clock, 2),
+                    head=Head.at(address),
+                )
+                on_started(info)
         except Exception as exc:
             raise ClusterStartError(f"the Ray cluster could not start: {_root_cause(exc)}") from exc
         check_joined(arguments)
-        info = ClusterInfo(
-            spark_master=master,
-            address=address,
-            dashboard_url=_dashboard_url(context.dashboard_url, spark),
-            max_worker_nodes=cluster.max_worker_nodes,
-            min_worker_nodes=minimum_workers(arguments),
-            num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
-            namespace=namespace,
-            auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
-            fast_start=fast,
-            startup_seconds=round(time.monotonic() - clock, 2),
-            head=Head.at(address),
-        )
         logger.info(
             "Ray cluster ready at %s in %.1f s (fast start %s)%s",
             address,
@@ -190,16 +196,29 @@ def shutdown(log_dir: Path, fast: bool, head: Head | None = None) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises."""
     logger.debug("shutting the Ray cluster down")
     stop_auto_connect()
-    head_gone = head is not None and not head.alive()
-    if head_gone:
-        logger.debug("the head is gone: leaving Ray connected (disconnecting would end us)")
-    else:
-        _quietly("disconnecting from Ray", ray.shutdown)
+    head_gone = not _disconnected(head)
     signals.reinstall()
     with compat.fast_shutdown_if(fast), left_connected() if head_gone else nullcontext():
         _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
     clear_auth()
     logger.debug("Ray cluster shut down; its logs go to %s", log_dir)
+
+
+def _disconnected(head: Head | None) -> bool:
+    """Disconnect this driver, unless its head has gone (before, or while it
+    disconnects): then Ray's disconnect would end this process, or hang."""
+    if head is None:
+        _quietly("disconnecting from Ray", ray.shutdown)
+        return True
+    try:
+        head.check()
+        head.wait_for(ray.shutdown)
+    except ClusterLost:
+        logger.debug("the head is gone: leaving Ray connected (disconnecting would end us)")
+        return False
+    except Exception:
+        logger.warning("error while disconnecting from Ray (ignored)", exc_info=True)
+    return True
 
 
 def _shutdown_active_cluster() -> None:

@@ -101,14 +101,17 @@ def _run(
     report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
     report.stages = stages or []
     write_report(report, run_dir)
+
+    def started(cluster: ClusterInfo) -> None:
+        report.cluster = cluster.as_dict()
+
     try:
         with (
             signals.handled_by(signals.cancel),
             ray_on_spark(
-                settings.cluster, settings.namespace, run_dir, stream_worker_logs
+                settings.cluster, settings.namespace, run_dir, stream_worker_logs, started
             ) as cluster,
         ):
-            report.cluster = cluster.as_dict()
             try:
                 code = work(cluster, report)
             except (Cancelled, KeyboardInterrupt, ClusterLost) as exc:
