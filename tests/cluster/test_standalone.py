@@ -166,15 +166,11 @@ class RunOf:
         return code, report_in(self.log_root)[1]
 
 
-def stop_jvm(worker: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a Spark daemon's JVM (the launcher's child), as a lost JVM ends."""
-    import psutil
-
-    (jvm,) = [p for p in psutil.Process(worker.pid).children() if "java" in p.name()] or [
-        psutil.Process(worker.pid)
-    ]
-    jvm.send_signal(signal.SIGKILL)
-    worker.wait(timeout=30)
+def stop_jvm(daemon: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a Spark daemon's JVM (`spark-class` execs it: the same process), as a
+    lost JVM ends; its executors notice and exit."""
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait(timeout=30)
 
 
 @pytest.mark.slow
@@ -183,8 +179,9 @@ def test_a_spark_worker_killed_mid_stage_is_recorded_as_a_lost_node(
     standalone_spark, env, tmp_path
 ):
     """A Spark worker's JVM killed mid-stage takes its executor and the Ray worker node
-    inside it along: the stage's restartable actors go on elsewhere or the stage fails,
-    and either way the report names the lost node; nothing of the run is left."""
+    inside it along: the stage's restartable actors go on elsewhere or the stage fails
+    saying which node was lost; either way the report names it, and nothing of the run
+    is left."""
     environment, mark = env
     run = RunOf(standalone_spark, environment, tmp_path)
     lost_worker = standalone_spark.processes[2]  # [master, worker-0, worker-1]
@@ -200,8 +197,9 @@ def test_a_spark_worker_killed_mid_stage_is_recorded_as_a_lost_node(
     (stage,) = report["stages"]
     assert code in (0, 1), run.output.read_text()[-3000:]
     assert report["status"] == ("passed" if code == 0 else "failed")
-    assert len(stage["evidence"]["worker_nodes_lost"]) == 1, stage
-    assert report["cluster"]["worker_nodes_seen"]["min"] < 2
+    (lost,) = stage["evidence"]["worker_nodes_lost"]
+    if code == 1:
+        assert stage["error"].endswith(f"(worker node(s) lost meanwhile: {lost})"), stage
     port = report["cluster"]["address"].rsplit(":", 1)[1]
     assert wait_for(lambda: not of_ray_cluster(port), timeout=60), of_ray_cluster(port)
     assert left_after(mark) == []
@@ -209,9 +207,13 @@ def test_a_spark_worker_killed_mid_stage_is_recorded_as_a_lost_node(
 
 @pytest.mark.slow
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_the_spark_master_killed_mid_run_ends_the_run_and_leaves_nothing(
+def test_the_spark_master_lost_mid_run_leaves_the_run_going_and_nothing_behind(
     standalone_spark, env, tmp_path
 ):
+    """As Spark's standalone design has it, an application outlives its master: the
+    executors, and the Ray worker nodes inside them, work on, so the stage passes. The
+    run then shuts down as always and leaves nothing (a master again at the same URL
+    takes the workers back for the session's later tests)."""
     environment, mark = env
     run = RunOf(standalone_spark, environment, tmp_path)
     master = standalone_spark.processes[0]
@@ -222,7 +224,9 @@ def test_the_spark_master_killed_mid_run_ends_the_run_and_leaves_nothing(
         code, report = run.ended()
     finally:
         standalone_spark.restart_master()
-    assert (code, report["status"], report["exit_code"]) == (3, "failed", 3)
+    assert (code, report["status"]) == (0, "passed"), run.output.read_text()[-3000:]
+    (log,) = run.log_root.glob("*/driver.log")
+    assert "Disconnected from Spark cluster" in log.read_text()  # Spark saw its master go
     port = report["cluster"]["address"].rsplit(":", 1)[1]
     assert wait_for(lambda: not of_ray_cluster(port), timeout=60), of_ray_cluster(port)
     assert left_after(mark) == []

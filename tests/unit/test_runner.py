@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from ray.exceptions import ActorUnavailableError
 
 from raybricks.errors import Cancelled, ClusterLost
+from raybricks.run import runner as runner_module
 from raybricks.run.runner import Runner
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
 from tests.helpers import ScriptedHead
@@ -185,6 +187,35 @@ def test_worker_nodes_lost_or_joined_during_a_stage_are_recorded(caplog):
     }
     assert unchanged.evidence == {"count": 3}
     assert "stage passes: worker nodes lost: ['a']" in caplog.text
+
+
+class LosesItsActor(Stage[StageParams]):
+    def run(self, ctx: StageContext, params: StageParams) -> None:
+        raise ActorUnavailableError("the actor is temporarily unavailable", None)
+
+
+def test_a_stage_failing_for_want_of_an_actor_waits_for_ray_to_see_its_node_lost(monkeypatch):
+    """Ray marks the node dead seconds after the actor became unreachable."""
+    monkeypatch.setattr(runner_module, "CHECK_SECONDS", 0.01)
+    snapshots = iter([{"a", "b"}, {"a", "b"}, {"a", "b"}, {"b"}])
+    runner = Runner(
+        [("loses", LosesItsActor)], lambda name: StageParams(), worker_nodes=snapshots.__next__
+    )
+    runner.run(context)
+    (failed,) = runner.results
+    assert failed.evidence["worker_nodes_lost"] == ["a"]
+    assert failed.error.endswith("(worker node(s) lost meanwhile: a)")
+
+
+def test_a_stage_that_failed_while_a_worker_node_was_lost_says_which():
+    snapshots = iter([{"a", "b"}, {"b"}])
+    runner = Runner(
+        selected(["expect_fails"]), lambda name: StageParams(), worker_nodes=snapshots.__next__
+    )
+    runner.run(context)
+    (failed,) = runner.results
+    assert failed.status == "failed"
+    assert failed.error.endswith(" (worker node(s) lost meanwhile: a)")
 
 
 def test_parallel_stages_run_at_once_start_in_order_and_report_in_order():

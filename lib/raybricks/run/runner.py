@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray import exceptions as ray_errors
+
 from raybricks.cluster.head import CHECK_SECONDS, Head
 from raybricks.errors import ClusterLost
 from raybricks.report.model import StageResult, StageStatus
@@ -34,6 +36,16 @@ logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 15.0  # for a stopped stage to leave Ray and kill its actors
 HEADLESS_GRACE_SECONDS = 1.0
+# Ray marks a lost node dead once its health checks have missed, seconds after its
+# actors became unreachable: a stage failing for want of one waits for that, this long.
+NODE_TABLE_CATCH_UP_SECONDS = 30.0
+NODE_TROUBLE = (
+    ray_errors.ActorUnavailableError,
+    ray_errors.ActorDiedError,
+    ray_errors.NodeDiedError,
+    ray_errors.WorkerCrashedError,
+    ray_errors.ObjectLostError,
+)
 
 
 @dataclass(eq=False)
@@ -165,13 +177,17 @@ class Runner:
         result = stage.result
         result.seconds = round(time.monotonic() - stage.clock, 2)
         result.evidence = dict(stage.ctx.evidence)
-        self._record_node_changes(result, stage.nodes_before)
+        failure = stage.failure[0] if stage.failure else None
+        self._record_node_changes(result, stage.nodes_before, failure)
         if result.status == "skipped":  # neither interrupted nor timed out: it ended
             if stage.failure:
                 self._record_failure(result, stage.failure[0])
             else:
                 result.status = "passed"
                 result.headline = _headline(stage.pattern, result.evidence)
+        lost = result.evidence.get("worker_nodes_lost")
+        if result.status == "failed" and lost:
+            result.error = f"{result.error} (worker node(s) lost meanwhile: {', '.join(lost)})"
         logger.info(
             "stage %d/%d %s: %s in %.1f s%s",
             stage.number,
@@ -183,10 +199,14 @@ class Runner:
             extra={"stage": result.name, "event": "ended"},
         )
 
-    def _record_node_changes(self, result: StageResult, before: set[str]) -> None:
+    def _record_node_changes(
+        self, result: StageResult, before: set[str], failure: BaseException | None
+    ) -> None:
         if self.head is not None and not self.head.alive():
             return  # nobody to ask: the cluster's node table lives with its head
         after = self._nodes_now()
+        if after == before and before and isinstance(failure, NODE_TROUBLE):
+            after = self._nodes_once_changed(before)
         for change, nodes in (("lost", before - after), ("joined", after - before)):
             if nodes:
                 logger.log(
@@ -197,6 +217,16 @@ class Runner:
                     sorted(nodes),
                 )
                 result.evidence[f"worker_nodes_{change}"] = sorted(nodes)
+
+    def _nodes_once_changed(self, before: set[str]) -> set[str]:
+        deadline = time.monotonic() + NODE_TABLE_CATCH_UP_SECONDS
+        after = before
+        while after == before and time.monotonic() < deadline:
+            time.sleep(CHECK_SECONDS)
+            if self.head is not None and not self.head.alive():
+                break
+            after = self._nodes_now()
+        return after
 
     def _nodes_now(self) -> set[str]:
         nodes = self.worker_nodes()
