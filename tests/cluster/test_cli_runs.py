@@ -420,6 +420,9 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
     assert report["error"].startswith(error)
     assert error in done.stderr
     assert [(s["name"], s["status"]) for s in report["stages"]] == [(n, "skipped") for n in STAGES]
+    # A local master's size is known before Spark starts: then it does not start.
+    spark_started = "Spark up" in (only_run_dir(log_root) / "driver.log").read_text()
+    assert spark_started == (not flags)
     assert left_after(mark) == []
 
 

@@ -32,7 +32,12 @@ from raybricks.cluster.compat.notebook_display import notebook_html_to_log
 from raybricks.cluster.compat.spark_jvm import activate_in_this_thread
 from raybricks.cluster.head import Head
 from raybricks.cluster.leftovers import lock_files, remove_new_leftovers
-from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
+from raybricks.cluster.spark import (
+    Spark,
+    get_or_create_spark,
+    put_interpreter_on_path,
+    starts_its_own,
+)
 from raybricks.databricks.facts import ClusterFacts
 from raybricks.databricks.job_hook import JobStartHook, dashboard_proxy_url
 from raybricks.errors import ClusterLost, ClusterStartError
@@ -111,6 +116,9 @@ def ray_on_spark(
         # Cut short, a start leaves processes behind, so a cancel waits for it (and
         # lands inside this try). SparkContext() sets its own SIGINT handler, and
         # `deferred` restores the caller's.
+        if starts_its_own(cluster.spark_master):  # no need to start it to know
+            master = cluster.spark_master
+            check_room(master, setup_arguments(cluster, master, log_dir, stream_worker_logs))
         with signals.deferred("starting Spark"):
             try:
                 spark = get_or_create_spark(

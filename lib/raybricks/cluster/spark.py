@@ -78,6 +78,12 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def starts_its_own(master: str) -> bool:
+    """Whether `get_or_create_spark(master)` would start a Spark on `master` (no active
+    session, no spark-submit launch with a master of its own)."""
+    return SparkSession.getActiveSession() is None and not launched_by_spark_submit()
+
+
 def get_or_create_spark(
     master: str, class_archive: bool = True, archive_sets_kept: int = 2
 ) -> Spark:
