@@ -427,18 +427,23 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_a_head_lost_mid_stage_ends_the_run_with_exit_3_and_leaves_nothing(tmp_path, env):
-    """Without its head a cluster answers nothing, and a minute later Ray ends the
-    driver; the run notices within a second or two and ends as any failure does."""
+def test_a_head_lost_mid_stage_ends_the_run_with_exit_3_and_leaves_nothing(
+    tmp_path, env, example_plugin
+):
+    """Without its head a cluster answers nothing, and Ray's disconnect would end the
+    driver; the run notices within a second or two and ends as any failure does. Beside
+    the stage that loses its head: the example plugin's stage, installed (on the
+    PYTHONPATH of the driver and of Spark's executors), run through its entry point."""
     environment, mark = env
+    environment["PYTHONPATH"] = str(example_plugin)
     # A stage that surely lasts past the kill: its workers train for 40 s.
     conf = SMALL_CLUSTER + (
         "stage_params:\n  tree_of_actors:\n"
         "    {step_seconds: 5, budget_seconds: 120, timeout_seconds: 120}\n"
     )
-    with InTheBackground(tmp_path, environment, conf, "tree_of_actors") as run:
+    with InTheBackground(tmp_path, environment, conf, "greeter,tree_of_actors") as run:
         run.wait_until_logged("tree_of_actors: started")
-        time.sleep(1.0)
+        run.wait_until_logged("greeter: passed")
         (gcs,) = running_marked(mark, "gcs_server")
         gcs.kill()
         # 3, not the code of Ray ending the process: the run ended as any failure does
@@ -446,9 +451,16 @@ def test_a_head_lost_mid_stage_ends_the_run_with_exit_3_and_leaves_nothing(tmp_p
     report = report_of(only_run_dir(run.log_root))
     assert (report["status"], report["exit_code"]) == ("failed", 3)
     assert report["error"] == "the Ray cluster's head exited"
+    plugin, lost = report["stages"]
+    assert (plugin["name"], plugin["status"]) == ("greeter", "passed")
+    assert plugin["evidence"]["answers"] == [
+        "hello, caller 0",
+        "hello, caller 1",
+        "hello, caller 2",
+    ]
     # Failed: stopped by the runner ("interrupted (the Ray cluster's head exited)"), or
     # by one of its own calls failing first, whichever came first.
-    assert report["stages"][0]["status"] == "failed"
+    assert (lost["name"], lost["status"]) == ("tree_of_actors", "failed")
     assert left_after(mark) == []
 
 
