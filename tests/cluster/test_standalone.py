@@ -156,6 +156,13 @@ class RunOf:
 
         assert wait_for(logged, timeout=240, interval=0.2), self.output.read_text()[-3000:]
 
+    def broken_mid_stage(self, daemon: subprocess.Popen[bytes]) -> tuple[int, dict]:
+        """Kill `daemon`'s JVM 3 s into the stage; the run's exit code and report."""
+        self.wait_until_logged("tree_of_actors: started")
+        time.sleep(3)
+        stop_jvm(daemon)
+        return self.ended()
+
     def ended(self) -> tuple[int, dict]:
         """The run's exit code and report, once it ended."""
         try:
@@ -164,6 +171,13 @@ class RunOf:
             if self.proc.poll() is None:
                 self.proc.kill()
         return code, report_in(self.log_root)[1]
+
+
+def nothing_of_the_run_left(report: dict, mark: str) -> bool:
+    """No process of the run's driver, and none of its Ray cluster wherever it ran."""
+    port = report["cluster"]["address"].rsplit(":", 1)[1]
+    assert wait_for(lambda: not of_ray_cluster(port), timeout=60), of_ray_cluster(port)
+    return left_after(mark) == []
 
 
 def stop_jvm(daemon: subprocess.Popen[bytes]) -> None:
@@ -186,10 +200,7 @@ def test_a_spark_worker_killed_mid_stage_is_recorded_as_a_lost_node(
     run = RunOf(standalone_spark, environment, tmp_path)
     lost_worker = standalone_spark.processes[2]  # [master, worker-0, worker-1]
     try:
-        run.wait_until_logged("tree_of_actors: started")
-        time.sleep(3)
-        stop_jvm(lost_worker)
-        code, report = run.ended()
+        code, report = run.broken_mid_stage(lost_worker)
     finally:
         standalone_spark.processes.remove(lost_worker)
         standalone_spark.add_worker(1)
@@ -200,9 +211,7 @@ def test_a_spark_worker_killed_mid_stage_is_recorded_as_a_lost_node(
     (lost,) = stage["evidence"]["worker_nodes_lost"]
     if code == 1:
         assert stage["error"].endswith(f"(worker node(s) lost meanwhile: {lost})"), stage
-    port = report["cluster"]["address"].rsplit(":", 1)[1]
-    assert wait_for(lambda: not of_ray_cluster(port), timeout=60), of_ray_cluster(port)
-    assert left_after(mark) == []
+    assert nothing_of_the_run_left(report, mark)
 
 
 @pytest.mark.slow
@@ -218,15 +227,10 @@ def test_the_spark_master_lost_mid_run_leaves_the_run_going_and_nothing_behind(
     run = RunOf(standalone_spark, environment, tmp_path)
     master = standalone_spark.processes[0]
     try:
-        run.wait_until_logged("tree_of_actors: started")
-        time.sleep(3)
-        stop_jvm(master)
-        code, report = run.ended()
+        code, report = run.broken_mid_stage(master)
     finally:
         standalone_spark.restart_master()
     assert (code, report["status"]) == (0, "passed"), run.output.read_text()[-3000:]
     (log,) = run.log_root.glob("*/driver.log")
     assert "Disconnected from Spark cluster" in log.read_text()  # Spark saw its master go
-    port = report["cluster"]["address"].rsplit(":", 1)[1]
-    assert wait_for(lambda: not of_ray_cluster(port), timeout=60), of_ray_cluster(port)
-    assert left_after(mark) == []
+    assert nothing_of_the_run_left(report, mark)
