@@ -113,12 +113,12 @@ def ray_on_spark(
     fast = "off"
     locks: tuple[Path, set[Path]] = (Path("/tmp"), set())
     try:
+        if starts_its_own(cluster.spark_master):  # its size is known without starting it
+            own = cluster.spark_master
+            check_room(own, setup_arguments(cluster, own, log_dir, stream_worker_logs))
         # Cut short, a start leaves processes behind, so a cancel waits for it (and
         # lands inside this try). SparkContext() sets its own SIGINT handler, and
         # `deferred` restores the caller's.
-        if starts_its_own(cluster.spark_master):  # no need to start it to know
-            master = cluster.spark_master
-            check_room(master, setup_arguments(cluster, master, log_dir, stream_worker_logs))
         with signals.deferred("starting Spark"):
             try:
                 spark = get_or_create_spark(

@@ -180,8 +180,8 @@ class Runner:
         failure = stage.failure[0] if stage.failure else None
         self._record_node_changes(result, stage.nodes_before, failure)
         if result.status == "skipped":  # neither interrupted nor timed out: it ended
-            if stage.failure:
-                self._record_failure(result, stage.failure[0])
+            if failure is not None:
+                self._record_failure(result, failure)
             else:
                 result.status = "passed"
                 result.headline = _headline(stage.pattern, result.evidence)
