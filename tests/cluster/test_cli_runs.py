@@ -6,7 +6,6 @@ other pytest-xdist worker runs the session cluster's tests beside it."""
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
@@ -21,10 +20,15 @@ import pytest
 from benchmarks.processes import left_after, marked_env, running_marked, wait_for
 
 from raybricks.stages.registry import BUILT_IN as STAGES
+from tests.cluster.runs import (
+    BIN,
+    RUN_TIMEOUT,
+    InTheBackground,
+    one_stage,
+    only_run_dir,
+    report_of,
+)
 from tests.helpers import CHROMIUM, ROOT, png_shades, render_in_chromium
-
-BIN = Path(sys.executable).parent
-RUN_TIMEOUT = 300
 
 
 @pytest.fixture
@@ -47,19 +51,6 @@ SMALL_CLUSTER = (
     'cluster:\n  spark_master: "local-cluster[1,1,1024]"\n'
     "  max_worker_nodes: 1\n  include_dashboard: false\n"
 )
-
-
-def one_stage(conf: Path, log_root: Path, stage: str) -> list[str]:
-    return ["--conf", str(conf), "--stages", stage, "--log-path", str(log_root)]
-
-
-def only_run_dir(log_root: Path) -> Path:
-    (run_dir,) = log_root.iterdir()
-    return run_dir
-
-
-def report_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "report.json").read_text())
 
 
 def ray_node_logs(run_dir: Path) -> list[Path]:
@@ -300,47 +291,6 @@ def test_exec_hands_each_cluster_to_its_command(tmp_path, env, sides):
         files = [p for p in run_dir.rglob("*") if p.is_file()]
         leaks = [str(p) for p in files if token.encode() in p.read_bytes()]
         assert leaks == [], "the run's token was written to its run folder"
-
-
-class InTheBackground:
-    """`raybricks run` of one stage, in the background while the test acts on it;
-    within `with`, it is ended when the test leaves the block."""
-
-    def __init__(
-        self, tmp_path: Path, environment: dict[str, str], conf_text: str, stage: str
-    ) -> None:
-        conf = tmp_path / "conf.yml"
-        conf.write_text(conf_text)
-        self.log_root = tmp_path / "runs"
-        self.stderr = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads: it fills
-        self.command = [BIN / "raybricks", "run", *one_stage(conf, self.log_root, stage)]
-        self.environment = environment
-
-    def __enter__(self) -> InTheBackground:
-        with self.stderr.open("w") as err:
-            self.proc = subprocess.Popen(
-                self.command,
-                env=self.environment,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=ROOT,
-            )
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def wait_until_logged(self, line: str, times: int = 1, interval: float = 0.1) -> None:
-        """Until `line` is in the run's driver.log `times` times."""
-
-        def reached() -> bool:
-            logs = list(self.log_root.glob("*/driver.log"))
-            return bool(logs) and logs[0].read_text().count(line) >= times
-
-        reached_it = wait_for(reached, timeout=180, interval=interval)
-        assert reached_it, f"the run never logged {line!r} {times} time(s)"
 
 
 TERM, INT = signal.SIGTERM, signal.SIGINT

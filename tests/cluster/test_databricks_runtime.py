@@ -23,11 +23,10 @@ import pytest
 from benchmarks.processes import left_after, marked_env, wait_for
 
 from raybricks.stages.registry import BUILT_IN
+from tests.cluster.runs import BIN, RUN_TIMEOUT, only_run_dir, report_of
 from tests.helpers import ROOT
 
-BIN = Path(sys.executable).parent
 HERE = Path(__file__).parent / "emulated_databricks"
-RUN_TIMEOUT = 300
 CLUSTER_ID, ORG_ID = "0101-000000-abcd", "1234567890"
 PROXY = f"/driver-proxy/o/{ORG_ID}/{CLUSTER_ID}/"
 TAGS = "spark.databricks.clusterUsageTags."
@@ -80,15 +79,6 @@ def submitted(
     return subprocess.run(
         command, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=folder
     )
-
-
-def report_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "report.json").read_text())
-
-
-def only_run_dir(log_root: Path) -> Path:
-    (run_dir,) = log_root.iterdir()
-    return run_dir
 
 
 JOB = ROOT / "jobs" / "actor_demos.py"

@@ -7,7 +7,6 @@ its five minutes on two cores."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -18,9 +17,9 @@ import pytest
 from benchmarks.processes import left_after, marked_env, of_ray_cluster, wait_for
 
 from raybricks.stages.registry import BUILT_IN
+from tests.cluster.runs import BIN, InTheBackground, only_run_dir, report_of
 from tests.helpers import ROOT
 
-BIN = Path(sys.executable).parent
 RUN_TIMEOUT = 420
 
 
@@ -30,8 +29,8 @@ def env(stray_token_home):
 
 
 def report_in(log_root: Path) -> tuple[Path, dict]:
-    (run_dir,) = log_root.iterdir()
-    return run_dir, json.loads((run_dir / "report.json").read_text())
+    run_dir = only_run_dir(log_root)
+    return run_dir, report_of(run_dir)
 
 
 def executor_outputs(standalone_spark) -> str:
@@ -129,48 +128,25 @@ def test_spark_submit_on_a_standalone_cluster_runs_every_stage(standalone_spark,
     assert left_after(mark) == []
 
 
-class RunOf:
-    """`raybricks run` of one long stage on the standalone cluster, in the background."""
+# tree_of_actors trains for about 30 s: long enough to break something under it.
+LONG_STAGE = (
+    "stage_params:\n  tree_of_actors:\n"
+    "    {steps: 30, step_seconds: 1, budget_seconds: 120, timeout_seconds: 150}\n"
+)
 
-    # tree_of_actors trains for about 30 s: long enough to break something under it.
-    CONF = (
-        "stage_params:\n  tree_of_actors:\n"
-        "    {steps: 30, step_seconds: 1, budget_seconds: 120, timeout_seconds: 150}\n"
-    )
 
-    def __init__(self, cluster, environment: dict[str, str], tmp_path: Path) -> None:
-        conf = tmp_path / "long.yml"
-        conf.write_text(self.CONF)
-        self.log_root = tmp_path / "runs"
-        self.output = tmp_path / "output.txt"
-        with self.output.open("w") as out:
-            self.proc = subprocess.Popen(
-                [BIN / "raybricks", "run", "--spark-master", cluster.url, "--conf", conf,
-                 "--stages", "tree_of_actors", "--log-path", self.log_root],
-                env=environment, stdout=out, stderr=out, cwd=ROOT,
-            )  # fmt: skip
-
-    def wait_until_logged(self, line: str) -> None:
-        def logged() -> bool:
-            return any(line in log.read_text() for log in self.log_root.glob("*/driver.log"))
-
-        assert wait_for(logged, timeout=240, interval=0.2), self.output.read_text()[-3000:]
-
-    def broken_mid_stage(self, daemon: subprocess.Popen[bytes]) -> tuple[int, dict]:
-        """Kill `daemon`'s JVM 3 s into the stage; the run's exit code and report."""
-        self.wait_until_logged("tree_of_actors: started")
+def broken_mid_stage(
+    cluster, environment: dict[str, str], tmp_path: Path, daemon: subprocess.Popen[bytes]
+) -> tuple[int, dict]:
+    """A long stage run on `cluster`, `daemon`'s JVM killed 3 s into it: the run's exit
+    code and report."""
+    flags = ("--spark-master", cluster.url)
+    with InTheBackground(tmp_path, environment, LONG_STAGE, "tree_of_actors", *flags) as run:
+        run.wait_until_logged("tree_of_actors: started")
         time.sleep(3)
         stop_jvm(daemon)
-        return self.ended()
-
-    def ended(self) -> tuple[int, dict]:
-        """The run's exit code and report, once it ended."""
-        try:
-            code = self.proc.wait(timeout=RUN_TIMEOUT - 60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        return code, report_in(self.log_root)[1]
+        code = run.proc.wait(timeout=RUN_TIMEOUT - 60)
+    return code, report_of(only_run_dir(run.log_root))
 
 
 def nothing_of_the_run_left(report: dict, mark: str) -> bool:
@@ -197,16 +173,15 @@ def test_a_spark_worker_killed_mid_stage_is_recorded_as_a_lost_node(
     saying which node was lost; either way the report names it, and nothing of the run
     is left."""
     environment, mark = env
-    run = RunOf(standalone_spark, environment, tmp_path)
     lost_worker = standalone_spark.processes[2]  # [master, worker-0, worker-1]
     try:
-        code, report = run.broken_mid_stage(lost_worker)
+        code, report = broken_mid_stage(standalone_spark, environment, tmp_path, lost_worker)
     finally:
         standalone_spark.processes.remove(lost_worker)
         standalone_spark.add_worker(1)
         standalone_spark.wait_for_workers(2)
     (stage,) = report["stages"]
-    assert code in (0, 1), run.output.read_text()[-3000:]
+    assert code in (0, 1), (tmp_path / "stderr.txt").read_text()[-3000:]
     assert report["status"] == ("passed" if code == 0 else "failed")
     (lost,) = stage["evidence"]["worker_nodes_lost"]
     if code == 1:
@@ -224,13 +199,12 @@ def test_the_spark_master_lost_mid_run_leaves_the_run_going_and_nothing_behind(
     run then shuts down as always and leaves nothing (a master again at the same URL
     takes the workers back for the session's later tests)."""
     environment, mark = env
-    run = RunOf(standalone_spark, environment, tmp_path)
     master = standalone_spark.processes[0]
     try:
-        code, report = run.broken_mid_stage(master)
+        code, report = broken_mid_stage(standalone_spark, environment, tmp_path, master)
     finally:
         standalone_spark.restart_master()
-    assert (code, report["status"]) == (0, "passed"), run.output.read_text()[-3000:]
-    (log,) = run.log_root.glob("*/driver.log")
+    assert (code, report["status"]) == (0, "passed"), (tmp_path / "stderr.txt").read_text()[-3000:]
+    (log,) = (tmp_path / "runs").glob("*/driver.log")
     assert "Disconnected from Spark cluster" in log.read_text()  # Spark saw its master go
     assert nothing_of_the_run_left(report, mark)

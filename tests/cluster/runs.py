@@ -1,0 +1,75 @@
+"""Whole runs as the cluster tier's tests start them: the command, its run folder and
+report, and a run in the background while a test acts on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.processes import wait_for
+
+from tests.helpers import ROOT
+
+BIN = Path(sys.executable).parent
+RUN_TIMEOUT = 300
+
+
+def one_stage(conf: Path, log_root: Path, stage: str) -> list[str]:
+    return ["--conf", str(conf), "--stages", stage, "--log-path", str(log_root)]
+
+
+def only_run_dir(log_root: Path) -> Path:
+    (run_dir,) = log_root.iterdir()
+    return run_dir
+
+
+def report_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+class InTheBackground:
+    """`raybricks run` of some stages (and `flags`), in the background while the test
+    acts on it; within `with`, it is ended when the test leaves the block."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        environment: dict[str, str],
+        conf_text: str,
+        stage: str,
+        *flags: str,
+    ) -> None:
+        conf = tmp_path / "conf.yml"
+        conf.write_text(conf_text)
+        self.log_root = tmp_path / "runs"
+        self.stderr = tmp_path / "stderr.txt"  # a file, not a pipe nobody reads: it fills
+        self.command = [BIN / "raybricks", "run", *one_stage(conf, self.log_root, stage), *flags]
+        self.environment = environment
+
+    def __enter__(self) -> InTheBackground:
+        with self.stderr.open("w") as err:
+            self.proc = subprocess.Popen(
+                self.command,
+                env=self.environment,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=ROOT,
+            )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def wait_until_logged(self, line: str, times: int = 1, interval: float = 0.1) -> None:
+        """Until `line` is in the run's driver.log `times` times."""
+
+        def reached() -> bool:
+            logs = list(self.log_root.glob("*/driver.log"))
+            return bool(logs) and logs[0].read_text().count(line) >= times
+
+        reached_it = wait_for(reached, timeout=240, interval=interval)
+        assert reached_it, f"the run never logged {line!r} {times} time(s)"
