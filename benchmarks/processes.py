@@ -1,5 +1,6 @@
 """Finding the processes a run left behind, by a mark in their environment that every
-child inherits (Spark's JVMs, executors, Ray's nodes and workers)."""
+child inherits (Spark's JVMs, executors, Ray's nodes and workers), and Ray's processes
+that outlived their node, which the mark cannot find."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from typing import TypeVar
 import psutil
 
 MARK = "RAYBRICKS_TEST_RUN"
+# Ray titles its agents, workers and dashboard modules so; the title takes the place of
+# their environment (/proc/<pid>/environ), and of the mark with it.
+RAY_TITLES = ("ray::", "ray-dashboard-")
 T = TypeVar("T")
 
 
@@ -55,10 +59,30 @@ def wait_for(check: Callable[[], T], timeout: float, interval: float = 0.5) -> T
     return result
 
 
-def left_after(mark: str, timeout: float = 60) -> list[str]:
-    """Wait up to `timeout` for the marked processes to end; those still running."""
+def left_after(mark: str, timeout: float = 60, orphan_timeout: float = 10) -> list[str]:
+    """Wait up to `timeout` for the marked processes to end, and up to `orphan_timeout`
+    for Ray's orphaned ones (a node's processes may take a moment after its raylet);
+    those still running."""
     wait_for(lambda: not marked_processes(mark), timeout)
-    return marked_processes(mark)
+    wait_for(lambda: not orphaned_ray_processes(), orphan_timeout)
+    return marked_processes(mark) + orphaned_ray_processes()
+
+
+def orphaned_ray_processes() -> list[str]:
+    """Titled Ray processes whose parent is gone: a raylet starts each agent and worker,
+    the dashboard each of its modules, so one whose parent is neither outlived its node
+    (whichever run it was of: the mark is hidden by the title)."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if not proc.info["name"].startswith(RAY_TITLES):
+                continue
+            parent = proc.parent()
+            if parent is None or not parent.name().startswith(("raylet", "python")):
+                found.append(f"{proc.pid} {proc.info['name']} (orphaned)")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 def kill_node(node_id: str) -> int:
