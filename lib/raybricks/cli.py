@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
-    from raybricks.run.job import run_stages  # imports Spark: only when a run starts
-
     catalog = stage_catalog()
-    settings = _settings(args, conf_dir, catalog)
+    settings = _settings(args, conf_dir, catalog)  # bad input is answered before Ray loads
     selected = {name: catalog[name].load() for name in settings.stages}
+    from raybricks.run.job import run_stages  # imports Ray and Spark: a run starts
+
     _preflight(settings)
     run_dir = _start_run_dir(settings)
     with args.console.run_output_to(run_dir / DRIVER_LOG):
@@ -64,12 +64,12 @@ def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
 
 
 def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
-    from raybricks.run.job import run_command
-
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise BadInput("exec needs a command: raybricks exec [run flags] -- CMD ARGS...")
     settings = _settings(args, conf_dir)
+    from raybricks.run.job import run_command  # imports Ray and Spark: a run starts
+
     _preflight(settings)
     run_dir = _start_run_dir(settings)
     # The command's own output stays on the console: it is the user's.

@@ -111,3 +111,29 @@ def test_every_entrypoint_rejects_bad_input_the_same_way(command, log_root):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("raybricks: "), done.stderr
     assert not log_root.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--max-worker-nodes", "x"],
+        ["run", "--stages", "no_such_stage"],
+        ["exec", "--min-worker-nodes", "-1", "--", "true"],
+    ],
+    ids=" ".join,
+)
+def test_bad_input_is_answered_before_ray_or_spark_is_imported(argv, log_root):
+    check = (
+        "import sys\n"
+        "from raybricks.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "loaded = sorted({'ray', 'pyspark'} & set(sys.modules))\n"
+        "sys.exit(f'imported: {loaded}' if loaded else code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, *argv, "--log-path", str(log_root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
