@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psutil
 
+from raybricks.cluster.processes import end
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,13 +57,7 @@ def end_processes_in(folders: Path, grace: float = 2.0) -> int:
     that cluster); their lock files beside the folders do not count. How many there were."""
     prefix = str(folders)
     found = [proc for proc in psutil.process_iter() if _uses(proc, prefix)]
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(found, timeout=grace)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    end(found, grace)
     return len(found)
 
 

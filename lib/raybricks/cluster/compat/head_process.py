@@ -3,9 +3,9 @@ on Spark 2.60 starts it with: `python -m ray.util.spark.start_ray_node --head --
 
 from __future__ import annotations
 
-import contextlib
-
 import psutil
+
+from raybricks.cluster.processes import end
 
 
 def head_process_running(port: int) -> bool:
@@ -32,11 +32,5 @@ def end_head_processes(grace: float = 10.0) -> int:
             continue
         if "ray.util.spark.start_ray_node" in command and "--head" in command:
             heads.append(child)
-    for head in heads:
-        with contextlib.suppress(psutil.Error):
-            head.terminate()
-    _, alive = psutil.wait_procs(heads, timeout=grace)
-    for head in alive:
-        with contextlib.suppress(psutil.Error):
-            head.kill()
+    end(heads, grace)
     return len(heads)
