@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -112,15 +113,25 @@ def start(log_root: Path, *extra: str) -> Started:
     return Started(proc, log_root, before, mark, time.monotonic())
 
 
-def finish(scenario: Scenario, run: Started, code: int, status: str, what: str = "") -> None:
+def finish(
+    scenario: Scenario,
+    run: Started,
+    code: int,
+    status: str,
+    what: str = "",
+    cancelled_at: float | None = None,
+) -> None:
     """Wait for the run; it passes with this exit code and report status, and nothing
-    of it still running a minute later."""
+    of it still running a minute later. A run whose report says it had ended by
+    `cancelled_at` (time.time()) keeps the status it ended with."""
     exit_code = run.proc.wait(timeout=RUN_TIMEOUT)
     scenario.seconds.append(time.monotonic() - run.clock)
     try:
         report = report_of(run.log_root, run.before)
     except ValueError:  # no run folder: cancelled before it was made
         report = {"run_id": "(no run folder)", "status": status if exit_code == code else "none"}
+    if cancelled_at is not None and ended_by(report, cancelled_at):
+        status = report["status"]
     left = left_after(run.mark)
     scenario.leftovers += left
     if exit_code == code and report["status"] == status and not left:
@@ -130,6 +141,14 @@ def finish(scenario: Scenario, run: Started, code: int, status: str, what: str =
             f"{what} {report['run_id']}: exit {exit_code}, {report['status']} "
             f"{report.get('error')}, left {left}"
         )
+
+
+def ended_by(report: dict, moment: float) -> bool:
+    """Whether the run of `report` had ended (its report written) by `moment`."""
+    if "started_at" not in report:
+        return False
+    started = datetime.fromisoformat(report["started_at"]).timestamp()
+    return started + report["seconds"] <= moment
 
 
 def consecutive(scenario: Scenario, root: Path, runs: int) -> None:
@@ -170,7 +189,8 @@ def swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
             run.proc.wait()
             return
         run.proc.send_signal(signal.SIGTERM)
-        finish(scenario, run, 143, "cancelled", f"SIGTERM at {at:.1f} s")
+        cancelled_at = time.time()
+        finish(scenario, run, 143, "cancelled", f"SIGTERM at {at:.1f} s", cancelled_at)
         at += step_tenths / 10
 
 

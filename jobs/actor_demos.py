@@ -7,9 +7,9 @@ Databricks `spark_python_task`. The conf files sit beside this folder in the bun
 import sys
 from pathlib import Path
 
-from raybricks.cli import main
+from raybricks.cli import entry
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 if __name__ == "__main__":
-    sys.exit(main(["run", *sys.argv[1:]], conf_dir=CONF_DIR if CONF_DIR.is_dir() else None))
+    sys.exit(entry(["run", *sys.argv[1:]], conf_dir=CONF_DIR if CONF_DIR.is_dir() else None))

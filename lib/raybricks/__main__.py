@@ -2,6 +2,6 @@
 
 import sys
 
-from raybricks.cli import main
+from raybricks.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise BadInput(f"{message}; see '{self.prog} --help'")
+
+
+def entry(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
+    """The `raybricks` command as a process (its console script, `python -m raybricks`,
+    the bundle's job file): `main`, with a cancel after it ending the process at once."""
+    for sig in signals.CANCEL_SIGNALS:
+        signal.signal(sig, signals.exit_at_once)
+    return main(argv, conf_dir)
 
 
 def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,21 @@ def test_bad_input_is_answered_before_ray_or_spark_is_imported(argv, log_root):
         timeout=60,
     )
     assert done.returncode == 2, done.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_cancel_once_the_command_is_over_ends_the_process_with_its_code(signum):
+    """What follows `main` (Python finalizing Ray's and Spark's modules) takes a moment;
+    a cancel then ends the process at once: 128 + the signal, no traceback."""
+    check = (
+        "import os, sys, time\n"
+        "from raybricks.cli import entry\n"
+        "assert entry(['stages']) == 0\n"
+        "import ray, pyspark  # as after a run: finalizing them takes a while\n"
+        f"os.kill(os.getpid(), {int(signum)})\n"
+        "time.sleep(10)\n"
+        "sys.exit('the cancel did not end the process')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + signum, done.stderr
+    assert "Traceback" not in done.stderr

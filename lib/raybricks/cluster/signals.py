@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,17 @@ def cancel(signum: int, _frame: object) -> None:
     """SIGTERM (a Databricks cancel) and SIGINT become `Cancelled`, which unwinds
     through the cluster's cleanup like any error."""
     raise Cancelled(signum)
+
+
+def exit_at_once(signum: int, _frame: object) -> None:
+    """A cancel once the command is over (its cluster shut down, its report written)
+    ends the process at once with the cancel's exit code: Python's own exit, finalizing
+    Ray's and Spark's modules, takes a moment in which the default action would end the
+    process with no exit code of its own."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
 
 
 def _main_thread() -> bool:
