@@ -75,8 +75,11 @@ def orphaned_ray_processes() -> list[str]:
     found = []
     for proc in psutil.process_iter(["name"]):
         try:
-            if not proc.info["name"].startswith(RAY_TITLES):
-                continue
+            if (
+                not proc.info["name"].startswith(RAY_TITLES)
+                or proc.status() == psutil.STATUS_ZOMBIE
+            ):
+                continue  # a zombie has ended: it waits for init, which may take its time
             parent = proc.parent()
             if parent is None or not parent.name().startswith(("raylet", "python")):
                 found.append(f"{proc.pid} {proc.info['name']} (orphaned)")
