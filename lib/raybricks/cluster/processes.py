@@ -1,8 +1,13 @@
-"""Ending processes this run is responsible for: politely first, then for sure."""
+"""Ending processes this run is responsible for: others politely first, then for
+sure; this one at once, when Python's own exit would do harm or take too long."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import sys
+from typing import NoReturn
 
 import psutil
 
@@ -16,3 +21,12 @@ def end(processes: list[psutil.Process], grace: float) -> None:
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
+
+
+def exit_now(code: int) -> NoReturn:
+    """End this process with `code`, its log and output flushed, skipping Python's exit
+    (atexit hooks, finalizing Ray's and Spark's modules)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
 
+from raybricks.cluster.processes import exit_now
 from raybricks.errors import Cancelled
 
 logger = logging.getLogger(__name__)
@@ -35,10 +35,7 @@ def exit_at_once(signum: int, _frame: object) -> None:
     ends the process at once with the cancel's exit code: Python's own exit, finalizing
     Ray's and Spark's modules, takes a moment in which the default action would end the
     process with no exit code of its own."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(128 + signum)
+    exit_now(128 + signum)
 
 
 def _main_thread() -> bool:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import ray
+
+from raybricks.cluster.processes import exit_now
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,5 @@ def left_connected() -> Iterator[None]:
 def exit_if_left_connected(code: int) -> None:
     """End this process now with `code`, its output flushed, if it was left connected
     to a lost head (Python's own exit would crash)."""
-    if not _left_connected:
-        return
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    if _left_connected:
+        exit_now(code)
