@@ -123,18 +123,21 @@ def finish(
 ) -> None:
     """Wait for the run; it passes with this exit code and report status, and nothing
     of it still running a minute later. A run whose report says it had ended by
-    `cancelled_at` (time.time()) keeps the status it ended with."""
+    `cancelled_at` (time.time()) keeps the status it ended with, and may end with its
+    own exit code (a cancel during Python's exit is ignored)."""
     exit_code = run.proc.wait(timeout=RUN_TIMEOUT)
     scenario.seconds.append(time.monotonic() - run.clock)
     try:
         report = report_of(run.log_root, run.before)
     except ValueError:  # no run folder: cancelled before it was made
         report = {"run_id": "(no run folder)", "status": status if exit_code == code else "none"}
+    codes = {code}
     if cancelled_at is not None and ended_by(report, cancelled_at):
         status = report["status"]
+        codes.add(report["exit_code"])
     left = left_after(run.mark)
     scenario.leftovers += left
-    if exit_code == code and report["status"] == status and not left:
+    if exit_code in codes and report["status"] == status and not left:
         scenario.passed += 1
     else:
         scenario.failures.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,27 @@ def test_a_cancel_once_the_command_is_over_ends_the_process_with_its_code(signum
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert done.returncode == 128 + signum, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_cancel_while_python_finalizes_leaves_the_commands_own_exit_code():
+    """Python's exit puts its handlers back to the default actions before it finalizes
+    modules (seen: the last moment of a swept run, exit -15): the cancel is ignored."""
+    check = (
+        "import sys, time\n"
+        "from raybricks.cli import entry\n"
+        "code = entry(['stages'])\n"
+        "class SlowToFinalize:\n"
+        "    def __del__(self):\n"
+        "        time.sleep(3)\n"
+        "held = SlowToFinalize()  # finalized with this module, as Ray's and Spark's are\n"
+        "print('over', flush=True)\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", check], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert "over\n" in iter(proc.stdout.readline, "")  # the stage list comes first
+    time.sleep(1.0)  # Python's exit is finalizing `held`
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0

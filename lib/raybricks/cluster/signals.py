@@ -38,6 +38,15 @@ def exit_at_once(signum: int, _frame: object) -> None:
     exit_now(128 + signum)
 
 
+def ignore_cancels() -> None:
+    """Run last at exit: Python's exit puts the handlers it runs back to the signals'
+    default actions before it finalizes Ray's and Spark's modules, which takes a moment
+    in which a cancel would end the process by that action. Ignored instead, the process
+    ends with the command's own code."""
+    for sig in CANCEL_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
