@@ -7,7 +7,7 @@ Databricks `spark_python_task`. The conf files sit beside this folder in the bun
 import sys
 from pathlib import Path
 
-from raybricks.cli import entry
+from raybricks.entry import entry
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from raybricks.cli import entry
+from raybricks.entry import entry
 
 sys.exit(entry())

@@ -7,10 +7,8 @@ handlers; the library only logs.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,16 +32,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise BadInput(f"{message}; see '{self.prog} --help'")
-
-
-def entry(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
-    """The `raybricks` command as a process (its console script, `python -m raybricks`,
-    the bundle's job file): `main`; a cancel after it ends the process at once with the
-    cancel's code, or, once Python's exit is finalizing modules, is ignored."""
-    for sig in signals.CANCEL_SIGNALS:
-        signal.signal(sig, signals.exit_at_once)
-    atexit.register(signals.ignore_cancels)  # before Ray's and Spark's own: it runs last
-    return main(argv, conf_dir)
 
 
 def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:

@@ -217,7 +217,7 @@ def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_d
     assert left_after(mark) == []
 
 
-RAYBRICKS_MAIN = "import sys\nfrom raybricks.cli import entry\nsys.exit(entry(sys.argv[1:]))\n"
+RAYBRICKS_MAIN = "import sys\nfrom raybricks.entry import entry\nsys.exit(entry(sys.argv[1:]))\n"
 # Only fast start looks it up there (Ray's cluster_init holds a reference of its own).
 MISSING = "utils.get_random_unused_port"
 

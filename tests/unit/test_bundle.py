@@ -245,7 +245,7 @@ def test_the_wheels_entry_point_takes_the_tasks_parameters_as_given(wheel, tmp_p
         "import sys\n"
         "from importlib.metadata import entry_points\n"
         "(script,) = [e for e in entry_points(group='console_scripts') if e.name == 'raybricks']\n"
-        "assert script.value == 'raybricks.cli:entry', script.value\n"
+        "assert script.value == 'raybricks.entry:entry', script.value\n"
         "from raybricks.cli import _parser, _settings\n"
         "settings = _settings(_parser().parse_args(sys.argv[1:]), None, check_log_path=False)\n"
         "print(','.join(settings.stages), settings.cluster.max_worker_nodes, settings.job_run_id)\n"

@@ -142,12 +142,31 @@ def test_bad_input_is_answered_before_ray_or_spark_is_imported(argv, log_root):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_cancel_while_the_cli_is_imported_ends_the_process_with_its_code(signum):
+    """The CLI's imports take most of a second from the process's start (seen: a sweep's
+    SIGTERM 0.5 s in, exit -15); the cancel comes as `raybricks.cli` starts importing."""
+    check = (
+        "import os, sys\n"
+        "def cancel_on_cli_import(event, args):\n"
+        "    if event == 'import' and args[0] == 'raybricks.cli':\n"
+        f"        os.kill(os.getpid(), {int(signum)})\n"
+        "sys.addaudithook(cancel_on_cli_import)\n"
+        "from raybricks.entry import entry\n"
+        "entry(['stages'])\n"
+        "sys.exit('the cancel did not end the process')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + signum, done.stderr
+    assert done.stdout == "" and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_a_cancel_once_the_command_is_over_ends_the_process_with_its_code(signum):
     """What follows `main` (Python finalizing Ray's and Spark's modules) takes a moment;
     a cancel then ends the process at once: 128 + the signal, no traceback."""
     check = (
         "import os, sys, time\n"
-        "from raybricks.cli import entry\n"
+        "from raybricks.entry import entry\n"
         "assert entry(['stages']) == 0\n"
         "import ray, pyspark  # as after a run: finalizing them takes a while\n"
         f"os.kill(os.getpid(), {int(signum)})\n"
@@ -164,7 +183,7 @@ def test_a_cancel_while_python_finalizes_leaves_the_commands_own_exit_code():
     modules (seen: the last moment of a swept run, exit -15): the cancel is ignored."""
     check = (
         "import sys, time\n"
-        "from raybricks.cli import entry\n"
+        "from raybricks.entry import entry\n"
         "code = entry(['stages'])\n"
         "class SlowToFinalize:\n"
         "    def __del__(self):\n"
