@@ -56,16 +56,21 @@ class Scenario:
         )
 
 
-def ray_files(root: Path) -> dict[Path, int]:
-    """Ray's files and folders in a temp root (its lock files, its temp folders' files)."""
+# What a run puts in the temp root: Ray's nodes (lock files, temp folders), the
+# dashboard's module forkserver (its socket's folder), Spark's JVMs.
+RUN_FILES = ("ray-*", "pymp-*", "spark-*", "blockmgr-*", "liblz4-java*")
+
+
+def run_files(root: Path) -> dict[Path, int]:
+    """What runs put in a temp root: every file, socket and folder, with its size."""
     found = {}
-    for entry in root.glob("ray-*"):
-        paths = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
-        for path in paths:
-            try:
-                found[path] = path.stat().st_size
-            except OSError:
-                continue
+    for pattern in RUN_FILES:
+        for entry in root.glob(pattern):
+            for path in [entry, *(entry.rglob("*") if entry.is_dir() else ())]:
+                try:
+                    found[path] = path.stat().st_size if path.is_file() else 0
+                except OSError:
+                    continue
     return found
 
 
@@ -224,9 +229,9 @@ def main() -> int:
     ]
     with tempfile.TemporaryDirectory(prefix="raybricks-reliability-") as folder:
         for scenario, scenario_runs, count in plan:
-            temp_before, cache_before = ray_files(TEMP_ROOT), cache_files()
+            temp_before, cache_before = run_files(TEMP_ROOT), cache_files()
             scenario_runs(scenario, Path(folder), count)
-            scenario.temp_files = new_since(temp_before, ray_files(TEMP_ROOT))
+            scenario.temp_files = new_since(temp_before, run_files(TEMP_ROOT))
             scenario.cache_files = new_since(cache_before, cache_files())
     lines = [
         "# Reliability",
@@ -235,8 +240,9 @@ def main() -> int:
         f"--cancels {args.cancels} --sweep-step {args.sweep_step:g}` on "
         f"{time.strftime('%Y-%m-%d')}; each run is "
         "`raybricks run --target local` (local-cluster[2,1,1024], two Ray worker nodes). "
-        "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: Ray's "
-        "files there after the scenario that were not before (lock files, temp folders); "
+        "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: what "
+        "runs put there (Ray's lock files and temp folders, the dashboard's forkserver "
+        "socket folders, Spark's) after the scenario that was not before; "
         "new in the cache: class-archive files (a first run trains them once).",
         "",
         "| scenario | runs | passed | left behind | new in /tmp | new in the cache "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import ray
 
@@ -29,6 +30,18 @@ def test_the_driver_is_in_the_runs_namespace(ray_cluster):
 def test_the_cluster_uses_a_fresh_token_not_the_stray_one(ray_cluster):
     assert ray_cluster.info.auth_mode == "token"
     assert os.environ["RAY_AUTH_TOKEN"] not in ("", STRAY_TOKEN)
+
+
+def test_the_heads_temp_files_are_in_its_temp_folder(ray_cluster):
+    """The dashboard's module forkserver keeps its socket in a `pymp-*` folder that Ray
+    never removes: in the temp root, every run left one behind."""
+    port = ray_cluster.info.address.rsplit(":", 1)[1]
+    (head_folder,) = [
+        p
+        for p in Path("/tmp").glob(f"ray-{port}-*")
+        if p.suffix != ".lock" and "-node-" not in p.name
+    ]
+    assert list(head_folder.glob("pymp-*/listener-*"))
 
 
 def driver(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

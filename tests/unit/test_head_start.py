@@ -1,10 +1,12 @@
-"""The head's raylet starts beside its dashboard (the start hook run by `ray start`),
-and `faster_setup` hands that hook to the head only within its block."""
+"""The head's raylet starts beside its dashboard and its temp files stay in its temp
+folder (the start hook run by `ray start`), and `faster_setup` hands that hook to the
+head only within its block."""
 
 from __future__ import annotations
 
 import os
 import threading
+from types import SimpleNamespace
 
 import pytest
 from ray._private.node import Node
@@ -59,25 +61,39 @@ def node_methods(monkeypatch):
     return Node.start_api_server, Node.start_ray_processes
 
 
+@pytest.fixture
+def tmpdir_env(monkeypatch):
+    monkeypatch.delenv("TMPDIR", raising=False)  # and whatever the hook sets is undone
+
+
 def test_the_hook_changes_the_head_only_and_only_on_the_ray_it_was_read_for(
-    node_methods, monkeypatch
+    node_methods, tmpdir_env, monkeypatch
 ):
-    head_start.start_raylet_beside_dashboard(ray_params=None, head=False)
+    params = SimpleNamespace(temp_dir="/tmp/ray-9123-abcd")
+    head_start.start_head(params, head=False)
     assert (Node.start_api_server, Node.start_ray_processes) == node_methods
+    assert "TMPDIR" not in os.environ
     monkeypatch.setattr("ray.__version__", "2.61.0")
-    head_start.start_raylet_beside_dashboard(ray_params=None, head=True)
+    head_start.start_head(params, head=True)
     assert (Node.start_api_server, Node.start_ray_processes) == node_methods
     monkeypatch.setattr("ray.__version__", head_start.READ_FOR_RAY)
-    head_start.start_raylet_beside_dashboard(ray_params=None, head=True)
+    head_start.start_head(params, head=True)
     assert Node.start_api_server is head_start._start_api_server_in_background
     assert Node.start_ray_processes is head_start._start_ray_processes_then_wait
+
+
+def test_the_heads_processes_make_their_temp_files_in_its_temp_folder(node_methods, tmpdir_env):
+    head_start.start_head(SimpleNamespace(temp_dir=None), head=True)  # Ray's global mode
+    assert "TMPDIR" not in os.environ
+    head_start.start_head(SimpleNamespace(temp_dir="/tmp/ray-9123-abcd"), head=True)
+    assert os.environ["TMPDIR"] == "/tmp/ray-9123-abcd"
 
 
 def test_fast_start_hands_the_hook_to_the_head_within_its_block(monkeypatch):
     monkeypatch.delenv("RAY_START_HOOK", raising=False)
     with fast_start.faster_setup():
         hook = os.environ["RAY_START_HOOK"]
-    assert hook == "raybricks.cluster.compat.head_start.start_raylet_beside_dashboard"
+    assert hook == "raybricks.cluster.compat.head_start.start_head"
     assert "RAY_START_HOOK" not in os.environ
 
 

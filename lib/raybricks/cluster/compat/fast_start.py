@@ -23,8 +23,9 @@ by side:
 Ray's probe job warms one Spark Python worker; every other worker node's task then
 starts Python and imports Ray cold (about 2.5 s here) while the cluster waits, so
 `warming_python_workers` warms one per task slot while Ray's start runs.
-And the head's raylet starts beside its dashboard, not after it (`head_start`, run by
-the head's `ray start` as its `RAY_START_HOOK`).
+And the head's raylet starts beside its dashboard, not after it, and the head's temp
+files stay in its temp folder (`head_start`, run by the head's `ray start` as its
+`RAY_START_HOOK`).
 
 At shutdown, Ray's job server is stopped without Ray's closing 1 s sleep
 (`faster_shutdown`), and it looks for that stop every 0.05 s, not every 0.5 s.
@@ -60,7 +61,7 @@ READY_CHECK_SECONDS = 0.1
 WARM_JOIN_SECONDS = 10.0
 JOB_SERVER_POLL_SECONDS = 0.05
 START_HOOK_VAR = "RAY_START_HOOK"  # read by `ray start`, which the head inherits it from
-HEAD_START_HOOK = "raybricks.cluster.compat.head_start.start_raylet_beside_dashboard"
+HEAD_START_HOOK = "raybricks.cluster.compat.head_start.start_head"
 
 
 # Ray's own, kept before any patch: `_start_worker_node_in_own_dir` calls it.

@@ -1,5 +1,6 @@
 """Inside the head node's own `ray start`: the raylet starts without waiting for the
-dashboard. Ray runs it there as its `RAY_START_HOOK`; `fast_start` sets that.
+dashboard, and the head's temp files go to its temp folder. Ray runs it there as its
+`RAY_START_HOOK`; `fast_start` sets that.
 
 `ray start --head` starts the dashboard and waits until it has published its URL, which
 it does once all of its module processes are up (about 3 s here), and only then starts
@@ -10,6 +11,10 @@ beside the raylet, and `ray start` still waits for both before it reports the no
 Ray starts the dashboard as a child that Linux kills when the *thread* that started it
 ends (PR_SET_PDEATHSIG), so that thread stays, idle, for the life of the node.
 
+The dashboard starts its modules through a multiprocessing forkserver, whose socket
+folder (`pymp-*`, in the temp root) is removed only by a Python exit the dashboard never
+gets: every run left one in /tmp. In the head's folder it goes when the folder does.
+
 Kept to the Ray version it was read for: this module imports only Ray, since it runs
 on the start's critical path.
 """
@@ -17,6 +22,7 @@ on the start's critical path.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -33,10 +39,15 @@ _start_ray_processes = Node.start_ray_processes
 _dashboard_starts: dict[int, tuple[threading.Event, list[BaseException]]] = {}
 
 
-def start_raylet_beside_dashboard(ray_params: Any, head: bool) -> None:
-    """`RAY_START_HOOK(ray_params, head)`: on the head, start the dashboard in the
-    background. This process starts one node, so Ray's class is patched in place."""
-    if not head or ray.__version__ != READ_FOR_RAY:
+def start_head(ray_params: Any, head: bool) -> None:
+    """`RAY_START_HOOK(ray_params, head)`: on the head, its processes' temp files in its
+    temp folder, and the dashboard started in the background. This process starts one
+    node, so Ray's class is patched in place."""
+    if not head:
+        return
+    if ray_params.temp_dir:  # None: Ray's global mode, in Ray's own temp root
+        os.environ["TMPDIR"] = ray_params.temp_dir  # inherited by the node's processes
+    if ray.__version__ != READ_FOR_RAY:
         return
     Node.start_api_server = _start_api_server_in_background  # type: ignore[method-assign, assignment]
     Node.start_ray_processes = _start_ray_processes_then_wait  # type: ignore[method-assign]
