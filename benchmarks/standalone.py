@@ -27,6 +27,8 @@ from pathlib import Path
 
 import psutil
 
+from raybricks.cluster.spark import QUICK_START_JVM
+
 LOOPBACK = "127.0.0.1"
 STATE = Path(".spark-standalone")
 READY_SECONDS = 90.0
@@ -90,7 +92,14 @@ class StandaloneCluster:
         return worker
 
     def _launch(self, name: str, main: str, *args: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "SPARK_LOCAL_IP": LOOPBACK, "PYSPARK_PYTHON": sys.executable}
+        env = {
+            **os.environ,
+            "SPARK_LOCAL_IP": LOOPBACK,
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_DAEMON_JAVA_OPTS": QUICK_START_JVM,  # half the CPU of Java's defaults
+            # executors' scratch in the cluster's folder, gone with it if a JVM is killed
+            "SPARK_LOCAL_DIRS": str(self.folder / "local"),
+        }
         with (self.folder / f"{name}.log").open("wb") as log:
             return subprocess.Popen(
                 [str(spark_class()), main, *args],

@@ -23,6 +23,7 @@ from raybricks.stages.registry import BUILT_IN as STAGES
 from tests.cluster.runs import (
     BIN,
     RUN_TIMEOUT,
+    SPARK_SUBMIT,
     InTheBackground,
     one_stage,
     only_run_dir,
@@ -189,7 +190,7 @@ def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_d
     log_root = tmp_path / "runs"
     done = finished(
         [
-            BIN / "spark-submit",
+            *SPARK_SUBMIT,
             "--master",
             "local-cluster[1,1,1024]",
             str(job),

@@ -23,7 +23,7 @@ import pytest
 from benchmarks.processes import left_after, marked_env, wait_for
 
 from raybricks.stages.registry import BUILT_IN
-from tests.cluster.runs import BIN, RUN_TIMEOUT, only_run_dir, report_of
+from tests.cluster.runs import RUN_TIMEOUT, SPARK_SUBMIT, only_run_dir, report_of
 from tests.helpers import ROOT
 
 HERE = Path(__file__).parent / "emulated_databricks"
@@ -69,7 +69,7 @@ def driver(stray_token_home, tmp_path, short_temp_root):
 
 
 def spark_submit(master: str, spark_version: str, job: Path, *flags: object) -> list:
-    return [BIN / "spark-submit", "--master", master, *tags(spark_version), str(job), *flags]
+    return [*SPARK_SUBMIT, "--master", master, *tags(spark_version), str(job), *flags]
 
 
 def submitted(

@@ -17,7 +17,7 @@ import pytest
 from benchmarks.processes import left_after, marked_env, of_ray_cluster, wait_for
 
 from raybricks.stages.registry import BUILT_IN
-from tests.cluster.runs import BIN, InTheBackground, only_run_dir, report_of
+from tests.cluster.runs import BIN, SPARK_SUBMIT, InTheBackground, only_run_dir, report_of
 from tests.helpers import ROOT
 
 RUN_TIMEOUT = 420
@@ -114,7 +114,7 @@ def test_spark_submit_on_a_standalone_cluster_runs_every_stage(standalone_spark,
     environment["PYSPARK_PYTHON"] = sys.executable
     log_root = tmp_path / "runs"
     done = subprocess.run(
-        [BIN / "spark-submit", "--master", standalone_spark.url,
+        [*SPARK_SUBMIT, "--master", standalone_spark.url,
          str(ROOT / "jobs" / "actor_demos.py"), "--log-path", str(log_root)],
         env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=tmp_path,
     )  # fmt: skip
