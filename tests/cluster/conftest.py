@@ -8,18 +8,22 @@ plain local `ray.init()` leaves behind: the explicit auth mode must make it harm
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from benchmarks.processes import wait_for
+from benchmarks.processes import marked_env, wait_for
 from benchmarks.standalone import StandaloneCluster
 
 from raybricks.cluster import jvm_archive
 from raybricks.cluster.lifecycle import ClusterInfo, ray_on_spark
 from raybricks.cluster.spark import QUICK_START_JVM
 from raybricks.settings import ClusterSettings
+from tests.cluster.runs import BIN, RUN_TIMEOUT, only_run_dir, report_of
+from tests.helpers import ROOT
 
 STRAY_TOKEN = "stray-token-left-by-an-earlier-local-ray-init"
 NAMESPACE = "raybricks-tests"
@@ -36,6 +40,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("session-cluster"))
         elif "standalone_spark" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("standalone"))
+        elif "full_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("full-run"))
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +97,33 @@ def standalone_spark() -> Iterator[StandaloneCluster]:
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@dataclass(frozen=True)
+class FullRun:
+    done: subprocess.CompletedProcess[str]
+    run_dir: Path
+    mark: str
+
+    def evidence(self, stage: str) -> dict[str, Any]:
+        """What `stage` recorded in the run's report, having passed."""
+        (result,) = [s for s in report_of(self.run_dir)["stages"] if s["name"] == stage]
+        assert result["status"] == "passed", result["error"]
+        return dict(result["evidence"])
+
+
+@pytest.fixture(scope="session")
+def full_run(stray_token_home: Path, tmp_path_factory: pytest.TempPathFactory) -> FullRun:
+    """`raybricks run --target local`, the whole job as `make run` starts it, once for
+    the tests that read it (its console, report, logs, and each stage's evidence)."""
+    environment, mark = marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
+    log_root = tmp_path_factory.mktemp("full-run") / "runs"
+    done = subprocess.run(
+        [BIN / "raybricks", "run", "--target", "local", "--log-path", str(log_root)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=ROOT,
+    )
+    return FullRun(done, only_run_dir(log_root) if log_root.is_dir() else log_root, mark)

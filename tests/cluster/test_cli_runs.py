@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -69,27 +68,7 @@ def first_time(log: Path, text: str = "") -> datetime:
     raise AssertionError(f"no stamped line with {text!r} in {log}")
 
 
-@dataclass(frozen=True)
-class FullRun:
-    done: subprocess.CompletedProcess[str]
-    run_dir: Path
-    mark: str
-
-
-@pytest.fixture(scope="module")
-def full_run(stray_token_home, tmp_path_factory) -> FullRun:
-    """`raybricks run --target local`, the whole job, once for the tests that read it."""
-    environment, mark = marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
-    log_root = tmp_path_factory.mktemp("full-run") / "runs"
-    done = finished(
-        [BIN / "raybricks", "run", "--target", "local", "--log-path", str(log_root)],
-        environment,
-    )
-    return FullRun(done, only_run_dir(log_root) if log_root.is_dir() else log_root, mark)
-
-
 @pytest.mark.timeout(RUN_TIMEOUT)
-@pytest.mark.xdist_group("full-run")
 def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(full_run):
     done, run_dir, mark = full_run.done, full_run.run_dir, full_run.mark
     assert done.returncode == 0, done.stderr[-3000:]
@@ -127,7 +106,6 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-@pytest.mark.xdist_group("full-run")
 def test_a_passing_run_prints_a_few_lines_of_its_own(full_run):
     """Ray's and Spark's own output (banners, warnings, deliberate crashes) went to
     driver.log: the console holds raybricks' lines and the summary."""
@@ -146,7 +124,6 @@ def test_a_passing_run_prints_a_few_lines_of_its_own(full_run):
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
-@pytest.mark.xdist_group("full-run")
 def test_report_html_renders_in_chromium(full_run):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")

@@ -1,7 +1,8 @@
-"""Every stage on the session's cluster: it passes with the evidence its pattern should
-leave, it fails when its pattern is broken, and it leaves no actor behind either way
-(the fixture checks). A daily job reruns in the same namespace: detached_actors removes
-the counters an interrupted run left, options_override names its service per run, and
+"""Every stage: in the whole job (the full run's report) it passes with the evidence its
+pattern should leave; on the session's cluster it fails when its pattern is broken, and
+leaves no actor behind either way (the fixture checks). A daily job reruns in the same
+namespace: detached_actors removes the counters an interrupted run left (on the session's
+cluster, with one left there first), options_override names its service per run, and
 `make test-slow` runs whole jobs back to back (benchmarks/reliability.py)."""
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def passed(stage, name: str, **params: Any) -> dict[str, Any]:
     return result.evidence
 
 
-def test_namespaces_evidence(stage):
-    evidence = passed(stage, "namespaces")
+def test_namespaces_evidence(full_run):
+    evidence = full_run.evidence("namespaces")
     assert evidence["from_other_driver"]["found_plainly"] is False
     assert evidence["from_other_driver"]["found_across"] == evidence["namespace"]
     assert evidence["same_name_in_both"] == [evidence["namespace"], evidence["other_namespace"]]
@@ -79,15 +80,15 @@ def test_detached_actors_fails_when_counters_die_with_their_creator(stage):
     assert "died with the driver that created it" in (result.error or "")
 
 
-def test_fault_tolerance_evidence(stage):
-    evidence = passed(stage, "fault_tolerance", max_restarts=2, unlimited_crashes=2)
+def test_fault_tolerance_evidence(full_run):
+    evidence = full_run.evidence("fault_tolerance")  # max_restarts 2, unlimited_crashes 3
     assert evidence["retried_call_answer"] == 42
     assert evidence["pids_across_crash"][0] != evidence["pids_across_crash"][1]
     assert evidence["dead_past_max_restarts"] is True
     assert evidence["runs_of_failing_call"] == 1
     assert evidence["runs_with_retry_exceptions"] == 2  # 1 + its max_task_retries (1)
     assert evidence["kill_no_restart_dead"] is True
-    assert evidence["unlimited_generations"] == [1, 2, 3]
+    assert evidence["unlimited_generations"] == [1, 2, 3, 4]
 
 
 def test_fault_tolerance_fails_when_the_restart_limit_is_too_low(stage):
@@ -96,8 +97,8 @@ def test_fault_tolerance_fails_when_the_restart_limit_is_too_low(stage):
     assert "not retried" in (result.error or "")
 
 
-def test_options_override_evidence(stage):
-    evidence = passed(stage, "options_override")
+def test_options_override_evidence(full_run):
+    evidence = full_run.evidence("options_override")
     assert evidence["cluster_custom_resource"] == 0
     assert evidence["overridden_assigned"] == {"CPU": 1.0}
     assert evidence["service_is_detached"] is True
@@ -110,8 +111,8 @@ def test_options_override_fails_when_the_override_cannot_be_placed(stage):
     assert "was not placed within 1.0 s" in (result.error or "")
 
 
-def test_actor_pool_evidence(stage):
-    evidence = passed(stage, "actor_pool", throughput_items=200)
+def test_actor_pool_evidence(full_run):
+    evidence = full_run.evidence("actor_pool")
     assert evidence["map"] == [2, 4, 6, 8]
     assert sorted(evidence["map_unordered"]) == [2, 4, 6, 8]
     assert evidence["slow_call_answer_after_timeout"] == 42
@@ -132,8 +133,8 @@ def test_actor_pool_fails_when_get_next_does_not_time_out(stage):
     assert "did not time out" in (result.error or "")
 
 
-def test_tree_of_actors_evidence(stage):
-    evidence = passed(stage, "tree_of_actors")
+def test_tree_of_actors_evidence(full_run):
+    evidence = full_run.evidence("tree_of_actors")
     first_states = evidence["timeline"][0][1]
     assert set(first_states.values()) == {"RUNNING"}
     assert evidence["final_states"] == {"lr": "DONE", "cl": "DONE", "nn": "DONE"}
