@@ -92,7 +92,7 @@ def test_fault_tolerance_evidence(full_run):
 
 
 def test_fault_tolerance_fails_when_the_restart_limit_is_too_low(stage):
-    result = stage("fault_tolerance", max_restarts=0)
+    result = stage("fault_tolerance", max_restarts=0, unlimited_crashes=1)  # the other story
     assert result.status == "failed"
     assert "not retried" in (result.error or "")
 

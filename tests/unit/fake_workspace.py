@@ -164,7 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
 def serve(workspace: Workspace) -> tuple[ThreadingHTTPServer, str]:
     handler = type("Handler", (_Handler,), {"workspace": workspace})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # its shutdown waits for the serving loop's next look: 0.5 s by default, per test
+    serving = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    serving.start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
