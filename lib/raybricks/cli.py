@@ -164,12 +164,14 @@ def _start_run_dir(settings: Settings) -> Path:
     logging.getLogger().addHandler(handler)
     logging.getLogger("raybricks").setLevel(logging.DEBUG)
     c = settings.cluster
+    from raybricks.cluster.spark import starts_its_own  # Spark is imported by now
+
     logger.info(
-        "run %s: target %s, stages %s; cluster %s with %s Ray worker nodes%s",
+        "run %s: target %s, stages %s; Ray on %s, %s worker nodes%s",
         run_dir.name,
         settings.target,
         ",".join(settings.stages),
-        c.spark_master,
+        c.spark_master if starts_its_own(c.spark_master) else "the Spark this driver runs in",
         c.max_worker_nodes
         if not c.min_worker_nodes
         else f"{c.min_worker_nodes}-{c.max_worker_nodes}",
