@@ -216,8 +216,10 @@ SIDES = {
 @pytest.mark.parametrize(
     "sides",
     [
-        pytest.param(["a"], id="one"),
-        # Two clusters, one through Ray's own start (its fixed waits): in `make test-slow`.
+        # In `make test`, exec's command side has unit tests (test_job.py); its cluster
+        # is run's, which the other whole runs start: these are in `make test-slow`.
+        pytest.param(["a"], id="one", marks=pytest.mark.slow),
+        # Two clusters, one through Ray's own start (its fixed waits).
         pytest.param(["a", "b"], id="two-at-once", marks=pytest.mark.slow),
     ],
 )

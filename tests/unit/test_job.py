@@ -1,9 +1,10 @@
-"""Waiting on what needs the cluster (`exec`'s command, the timeline) ends once the
-cluster's head exits; without the Ray that was read for it, the head is looked for at
-its port."""
+"""`exec`'s command gets the cluster and gives the run its exit code; waiting on what
+needs the cluster (the command, the timeline) ends once the cluster's head exits;
+without the Ray that was read for it, the head is looked for at its port."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -12,8 +13,57 @@ import threading
 import pytest
 
 from raybricks.cluster.head import Head
+from raybricks.cluster.lifecycle import ClusterInfo
 from raybricks.errors import ClusterLost
+from raybricks.report.model import Report
+from raybricks.run.job import COMMAND_NOT_RUNNABLE, command_on
 from tests.helpers import ScriptedHead, free_port
+
+HANDED_ON = ("RAY_ADDRESS", "RAY_NAMESPACE", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+
+
+def cluster_info(head: Head) -> ClusterInfo:
+    return ClusterInfo(
+        spark_master="local-cluster[1,1,1024]",
+        address="127.0.0.1:6379",
+        dashboard_url="",
+        max_worker_nodes=1,
+        min_worker_nodes=1,
+        num_cpus_worker_node=1,
+        namespace="ns-exec",
+        auth_mode="token",
+        fast_start="on",
+        startup_seconds=1.0,
+        head=head,
+    )
+
+
+def test_execs_command_gets_the_cluster_and_its_exit_code_is_the_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t" * 64)
+    seen = tmp_path / "environment.json"
+    script = (
+        "import json, os, sys\n"
+        f"json.dump({{k: os.environ.get(k) for k in {HANDED_ON!r}}}, open(sys.argv[1], 'w'))\n"
+        "sys.exit(42)\n"
+    )
+    argv = [sys.executable, "-c", script, str(seen)]
+    report = Report.begin("exec-run", {})
+    assert command_on(argv)(cluster_info(ScriptedHead()), report) == 42
+    assert report.command == {"argv": argv, "exit_code": 42}
+    assert json.loads(seen.read_text()) == {
+        "RAY_ADDRESS": "127.0.0.1:6379",
+        "RAY_NAMESPACE": "ns-exec",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": "t" * 64,
+    }
+
+
+def test_a_command_that_cannot_start_ends_the_run_with_127(tmp_path):
+    report = Report.begin("exec-run", {})
+    argv = [str(tmp_path / "no-such-command")]
+    assert command_on(argv)(cluster_info(ScriptedHead()), report) == COMMAND_NOT_RUNNABLE
+    assert report.command == {"argv": argv, "exit_code": 127}
 
 
 def test_the_commands_exit_code_while_the_head_runs():

@@ -65,9 +65,14 @@ def run_stages(settings: Settings, run_dir: Path, stages: Mapping[str, type[Stag
 
 
 def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
-    """Run `argv` as a driver of the cluster: it gets the address, the auth mode and
-    token, and `RAY_NAMESPACE` (Ray Client reads it; a plain `ray.init()` does not, so
-    pass `namespace=os.environ["RAY_NAMESPACE"]`)."""
+    """Run `argv` as a driver of a cluster of its own (see `command_on`)."""
+    return _run(settings, run_dir, command_on(argv))
+
+
+def command_on(argv: list[str]) -> Work:
+    """`exec`'s work: `argv` as a driver of the cluster. It gets the address, the auth
+    mode and token, and `RAY_NAMESPACE` (Ray Client reads it; a plain `ray.init()` does
+    not, so pass `namespace=os.environ["RAY_NAMESPACE"]`); its exit code is the run's."""
 
     def work(cluster: ClusterInfo, report: Report) -> int:
         env = {
@@ -86,9 +91,9 @@ def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
             logger.error("cannot run %r: %s", argv[0], exc.strerror)
             code = COMMAND_NOT_RUNNABLE
         report.command["exit_code"] = code
-        return code  # exec exits with the command's code
+        return code
 
-    return _run(settings, run_dir, work)
+    return work
 
 
 def _run(
