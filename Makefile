@@ -23,7 +23,7 @@ test: setup         # unit tests, then the cluster tier (a real local Spark and 
 test-unit: setup    # only the tests that need no cluster (seconds)
 	$(BIN)/pytest tests/unit
 
-test-slow: setup    # reruns, runs side by side and cancels, repeated (about 10 min)
+test-slow: setup    # reruns, side by side, cancels and sweeps, faults, the standalone tier (over an hour)
 	$(BIN)/pytest -m slow
 
 # The Databricks ML runtimes' Python (3.12) with their Sparks: 3.5 (16.4 LTS) and 4.0
