@@ -141,6 +141,18 @@ def test_bad_input_is_answered_before_ray_or_spark_is_imported(argv, log_root):
     assert done.returncode == 2, done.stderr
 
 
+def test_the_process_starts_on_the_standard_library_alone():
+    """What `raybricks.entry` imports comes before its handlers are set."""
+    check = (
+        "import sys\n"
+        "import raybricks.entry\n"
+        "heavy = {'psutil', 'pydantic', 'rich', 'yaml', 'ray', 'pyspark'}\n"
+        "print(sorted(heavy & {name.split('.')[0] for name in sys.modules}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_a_cancel_while_the_cli_is_imported_ends_the_process_with_its_code(signum):
     """The CLI's imports take most of a second from the process's start (seen: a sweep's

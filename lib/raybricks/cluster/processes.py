@@ -7,13 +7,17 @@ import contextlib
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 
 def end(processes: list[psutil.Process], grace: float) -> None:
     """TERM each of `processes`, then KILL those still running after `grace` seconds."""
+    # Imported here: `exit_now` is on the path of a process's first line (`raybricks.entry`).
+    import psutil
+
     for proc in processes:
         with contextlib.suppress(psutil.Error):
             proc.terminate()

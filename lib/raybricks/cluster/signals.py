@@ -31,10 +31,11 @@ def cancel(signum: int, _frame: object) -> None:
 
 
 def exit_at_once(signum: int, _frame: object) -> None:
-    """A cancel once the command is over (its cluster shut down, its report written)
-    ends the process at once with the cancel's exit code: Python's own exit, finalizing
-    Ray's and Spark's modules, takes a moment in which the default action would end the
-    process with no exit code of its own."""
+    """A cancel outside the command's own handling (while the process loads it, or once
+    it is over: its cluster shut down, its report written) ends the process at once with
+    the cancel's exit code. The default action would end it with no exit code of its own,
+    and both moments take a while: the command's imports, and Python's exit finalizing
+    Ray's and Spark's modules."""
     exit_now(128 + signum)
 
 
