@@ -22,8 +22,7 @@ from raybricks.cluster import jvm_archive
 from raybricks.cluster.lifecycle import ClusterInfo, ray_on_spark
 from raybricks.cluster.spark import QUICK_START_JVM
 from raybricks.settings import ClusterSettings
-from tests.cluster.runs import BIN, RUN_TIMEOUT, only_run_dir, report_of
-from tests.helpers import ROOT
+from tests.cluster.runs import BIN, finished, only_run_dir, report_of
 
 STRAY_TOKEN = "stray-token-left-by-an-earlier-local-ray-init"
 NAMESPACE = "raybricks-tests"
@@ -118,12 +117,7 @@ def full_run(stray_token_home: Path, tmp_path_factory: pytest.TempPathFactory) -
     the tests that read it (its console, report, logs, and each stage's evidence)."""
     environment, mark = marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
     log_root = tmp_path_factory.mktemp("full-run") / "runs"
-    done = subprocess.run(
-        [BIN / "raybricks", "run", "--target", "local", "--log-path", str(log_root)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=ROOT,
+    done = finished(
+        [BIN / "raybricks", "run", "--target", "local", "--log-path", log_root], environment
     )
     return FullRun(done, only_run_dir(log_root) if log_root.is_dir() else log_root, mark)

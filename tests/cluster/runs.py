@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.processes import wait_for
@@ -23,6 +24,23 @@ SPARK_SUBMIT = [
     *("--driver-java-options", QUICK_START_JVM),
     *("--conf", f"spark.executor.extraJavaOptions={QUICK_START_JVM}"),
 ]
+
+
+def finished(
+    command: Sequence[object],
+    environment: dict[str, str],
+    cwd: Path = ROOT,
+    timeout: float = RUN_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """`command` (a whole run) run to its end, its output captured."""
+    return subprocess.run(
+        [str(part) for part in command],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def one_stage(conf: Path, log_root: Path, stage: str) -> list[str]:

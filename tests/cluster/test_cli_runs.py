@@ -24,6 +24,7 @@ from tests.cluster.runs import (
     RUN_TIMEOUT,
     SPARK_SUBMIT,
     InTheBackground,
+    finished,
     one_stage,
     only_run_dir,
     report_of,
@@ -35,14 +36,6 @@ from tests.helpers import CHROMIUM, ROOT, png_shades, render_in_chromium
 def env(stray_token_home):
     environment, mark = marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
     return environment, mark
-
-
-def finished(
-    command: list, environment: dict[str, str], cwd: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=cwd
-    )
 
 
 # For runs whose point is not the cluster's shape (the full run keeps the default): one

@@ -23,7 +23,7 @@ import pytest
 from benchmarks.processes import left_after, marked_env, wait_for
 
 from raybricks.stages.registry import BUILT_IN
-from tests.cluster.runs import RUN_TIMEOUT, SPARK_SUBMIT, only_run_dir, report_of
+from tests.cluster.runs import RUN_TIMEOUT, SPARK_SUBMIT, finished, only_run_dir, report_of
 from tests.helpers import ROOT
 
 HERE = Path(__file__).parent / "emulated_databricks"
@@ -72,15 +72,6 @@ def spark_submit(master: str, spark_version: str, job: Path, *flags: object) -> 
     return [*SPARK_SUBMIT, "--master", master, *tags(spark_version), str(job), *flags]
 
 
-def submitted(
-    environment: dict[str, str], folder: Path, *command: object
-) -> subprocess.CompletedProcess[str]:
-    """`spark_submit(...)`'s command run to its end, in `folder`."""
-    return subprocess.run(
-        command, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=folder
-    )
-
-
 JOB = ROOT / "jobs" / "actor_demos.py"
 LIGHT_STAGES = """stage_params:
   detached_actors: {calls: 20}
@@ -115,15 +106,15 @@ def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tm
     environment, mark, conf, volume, temp_root = driver
     # As the README writes it: the executors' Python relative to the repository.
     environment["PYSPARK_PYTHON"] = os.path.relpath(sys.executable, ROOT)
-    done = submitted(
-        environment,
-        ROOT,
-        *spark_submit(
+    done = finished(
+        spark_submit(
             "local-cluster[2,1,1024]",
             "16.4.x-cpu-ml-scala2.12",
             JOB,
             *("--target", "local", "--conf", conf, "--log-path", volume),
         ),
+        environment,
+        ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = only_run_dir(volume)
@@ -155,15 +146,15 @@ def test_with_or_without_ipython_and_credentials_the_cluster_starts(driver, tmp_
     environment["RAYBRICKS_EMULATED_DBRUNTIME_LOG"] = str(calls)
     environment["PYTHONPATH"] = str(HERE)  # the runtime's dbruntime, stand-in
     conf.write_text(conf.read_text() + "  max_worker_nodes: 1\n  fast_start: true\n")
-    done = submitted(
-        environment,
-        tmp_path,
-        *spark_submit(
+    done = finished(
+        spark_submit(
             "local-cluster[1,1,1024]",
             "16.4.x-cpu-ml-scala2.12",
             HERE / "cases.py",
             *("--conf", conf, "--log-path", volume, "--stages", "namespaces"),
         ),
+        environment,
+        tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     cases = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -257,15 +248,15 @@ def test_a_cancelled_job_task_ends_with_143_after_shutting_down(
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_a_runtime_without_ml_is_refused_in_one_line_and_nothing_starts(driver, tmp_path):
     environment, mark, conf, volume, _ = driver
-    done = submitted(
-        environment,
-        tmp_path,
-        *spark_submit(
+    done = finished(
+        spark_submit(
             "local-cluster[1,1,1024]",
             "16.4.x-scala2.12",
             JOB,
             *("--conf", conf, "--log-path", volume),
         ),
+        environment,
+        tmp_path,
     )
     assert done.returncode == 2, done.stderr[-3000:]
     # spark-submit hands the Python driver's stderr on as its stdout

@@ -17,7 +17,7 @@ import pytest
 from benchmarks.processes import left_after, marked_env, of_ray_cluster, wait_for
 
 from raybricks.stages.registry import BUILT_IN
-from tests.cluster.runs import BIN, SPARK_SUBMIT, InTheBackground, only_run_dir, report_of
+from tests.cluster.runs import BIN, SPARK_SUBMIT, InTheBackground, finished, only_run_dir, report_of
 from tests.helpers import ROOT
 
 RUN_TIMEOUT = 420
@@ -42,10 +42,10 @@ def executor_outputs(standalone_spark) -> str:
 def test_every_stage_passes_on_a_standalone_cluster(standalone_spark, env, tmp_path):
     environment, mark = env
     log_root = tmp_path / "runs"
-    done = subprocess.run(
+    done = finished(
         [BIN / "raybricks", "run", "--spark-master", standalone_spark.url,
          "--log-path", str(log_root)],
-        env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT,
+        environment, ROOT, RUN_TIMEOUT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir, report = report_in(log_root)
@@ -94,10 +94,10 @@ def test_ray_autoscales_inside_spark_and_the_report_says_so(standalone_spark, en
         "raise SystemExit(0 if seen == [1, 2, 1] and len(nodes) == 2 else 1)\n"
     )
     log_root = tmp_path / "runs"
-    done = subprocess.run(
+    done = finished(
         [BIN / "raybricks", "exec", "--spark-master", standalone_spark.url, "--conf", str(conf),
          "--log-path", str(log_root), "--", sys.executable, str(driver)],
-        env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT,
+        environment, ROOT, RUN_TIMEOUT,
     )  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     _, report = report_in(log_root)
@@ -113,10 +113,10 @@ def test_spark_submit_on_a_standalone_cluster_runs_every_stage(standalone_spark,
     environment, mark = env
     environment["PYSPARK_PYTHON"] = sys.executable
     log_root = tmp_path / "runs"
-    done = subprocess.run(
+    done = finished(
         [*SPARK_SUBMIT, "--master", standalone_spark.url,
          str(ROOT / "jobs" / "actor_demos.py"), "--log-path", str(log_root)],
-        env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=tmp_path,
+        environment, tmp_path, RUN_TIMEOUT,
     )  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     run_dir, report = report_in(log_root)
