@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import ray
+from pyspark import SparkContext
 
+from raybricks.cluster.spark import PYTHON_DAEMON, jvm_processes
 from tests.cluster.conftest import NAMESPACE, STRAY_TOKEN
 
 
@@ -42,6 +44,20 @@ def test_the_heads_temp_files_are_in_its_temp_folder(ray_cluster):
         if p.suffix != ".lock" and "-node-" not in p.name
     ]
     assert list(head_folder.glob("pymp-*/listener-*"))
+
+
+def test_the_executors_python_daemon_imports_the_installed_pyspark(ray_cluster):
+    """Each executor's Python daemon (the Ray worker nodes' Spark tasks are its forks)
+    is raybricks', which leaves out Spark's zip of pyspark's sources."""
+    executors = jvm_processes(SparkContext.getOrCreate())["executor"]  # the session's
+    daemons = [
+        child.cmdline()[1:3]
+        for executor in executors
+        for child in executor.children()
+        if "python" in child.name()
+    ]
+    assert len(executors) == 2
+    assert daemons == [["-m", PYTHON_DAEMON]] * 2
 
 
 def driver(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

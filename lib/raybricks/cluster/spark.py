@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 QUICK_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 JVM_EXIT_SECONDS = 60.0  # for a training JVM to write its class archive and exit
 EXECUTORS_SECONDS = 30.0  # as Spark's own spark.scheduler.maxRegisteredResourcesWaitingTime
+PYTHON_DAEMON = "raybricks.cluster.python_daemon"  # its executors run this venv
 EXECUTOR_LOGS = "spark-executors"  # in the run folder: a local cluster's executors' output
 
 
@@ -119,6 +120,7 @@ def get_or_create_spark(
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.executorEnv.SPARK_LOCAL_IP", LOOPBACK)
+        .config("spark.python.daemon.module", PYTHON_DAEMON)
         .config("spark.driver.extraJavaOptions", jvm["driver"])
         .config("spark.executor.extraJavaOptions", jvm["executor"])
         .getOrCreate()
