@@ -93,6 +93,8 @@ def run_args(log_root: Path, *extra: str) -> list[str]:
 def report_of(log_root: Path, before: set[Path]) -> dict:
     """The report of the one run folder that appeared under `log_root`."""
     (new,) = set(log_root.iterdir()) - before
+    if not (new / "report.json").exists():  # a failure of the run, not of this script
+        return {"run_id": new.name, "status": "no report", "exit_code": None}
     return json.loads((new / "report.json").read_text())
 
 

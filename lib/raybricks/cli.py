@@ -54,11 +54,11 @@ def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
     catalog = stage_catalog()
     settings = _settings(args, conf_dir, catalog)  # bad input is answered before Ray loads
     selected = {name: catalog[name].load() for name in settings.stages}
-    from raybricks.run.job import run_stages  # imports Ray and Spark: a run starts
+    from raybricks.run.job import reported, run_stages  # imports Ray and Spark: a run starts
 
     _preflight(settings)
     run_dir = _start_run_dir(settings)
-    with args.console.run_output_to(run_dir / DRIVER_LOG):
+    with reported(settings, run_dir), args.console.run_output_to(run_dir / DRIVER_LOG):
         report = run_stages(settings, run_dir, selected)
     return _finish(report, run_dir, args.console)
 
@@ -68,12 +68,14 @@ def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
     if not command:
         raise BadInput("exec needs a command: raybricks exec [run flags] -- CMD ARGS...")
     settings = _settings(args, conf_dir)
-    from raybricks.run.job import run_command  # imports Ray and Spark: a run starts
+    from raybricks.run.job import reported, run_command  # imports Ray and Spark: a run starts
 
     _preflight(settings)
     run_dir = _start_run_dir(settings)
     # The command's own output stays on the console: it is the user's.
-    return _finish(run_command(settings, run_dir, command), run_dir, args.console)
+    with reported(settings, run_dir):
+        report = run_command(settings, run_dir, command)
+    return _finish(report, run_dir, args.console)
 
 
 def _stages(args: argparse.Namespace, conf_dir: Path | None) -> int:

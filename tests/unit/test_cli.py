@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from raybricks.cli import main
-from raybricks.report.model import Report, StageResult, write_report
+from raybricks.report.model import Report, StageResult, read_report, write_report
 from raybricks.stages.registry import BUILT_IN as STAGES
 from tests.helpers import ROOT
 
@@ -212,3 +212,45 @@ def test_a_cancel_while_python_finalizes_leaves_the_commands_own_exit_code():
     time.sleep(1.0)  # Python's exit is finalizing `held`
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("command", [["run"], ["exec", "--", "true"]], ids=["run", "exec"])
+@pytest.mark.parametrize("report_first", [False, True], ids=["no-report", "report-running"])
+def test_a_cancel_between_the_run_folder_and_its_report_leaves_a_cancelled_report(
+    command, report_first, log_root, monkeypatch
+):
+    """SIGTERM after the run folder is made and before the run's own handling has
+    written its report (the reliability sweep found one with none)."""
+    from raybricks.run import job
+
+    def cancelled(settings, run_dir, *_):
+        if report_first:  # the run's first report is written, its handling not begun
+            write_report(Report.begin(run_dir.name, {}), run_dir)
+        raise job.Cancelled(signal.SIGTERM)
+
+    monkeypatch.setattr(job, "run_stages", cancelled)
+    monkeypatch.setattr(job, "run_command", cancelled)
+    code = main([*command[:1], "--log-path", str(log_root), *command[1:]], conf_dir=ROOT / "conf")
+    (run_dir,) = log_root.iterdir()
+    report = read_report(run_dir)
+    assert code == 143
+    assert (report.status, report.exit_code, report.error) == (
+        "cancelled",
+        143,
+        "cancelled by SIGTERM",
+    )
+
+
+def test_a_report_that_says_the_run_ended_is_kept_by_a_late_cancel(log_root, monkeypatch):
+    from raybricks.run import job
+
+    def passed_then_cancelled(settings, run_dir, *_):
+        report = Report.begin(run_dir.name, {})
+        report.finish("passed", 0)
+        write_report(report, run_dir)
+        raise job.Cancelled(signal.SIGTERM)
+
+    monkeypatch.setattr(job, "run_stages", passed_then_cancelled)
+    assert main(["run", "--log-path", str(log_root)], conf_dir=ROOT / "conf") == 143
+    (run_dir,) = log_root.iterdir()
+    assert read_report(run_dir).status == "passed"

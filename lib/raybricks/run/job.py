@@ -23,7 +23,7 @@ from raybricks.cluster.auth import auth_environment
 from raybricks.cluster.lifecycle import ClusterInfo, live_worker_nodes, ray_on_spark
 from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
 from raybricks.report.html import write_html
-from raybricks.report.model import Report, StageResult, write_report
+from raybricks.report.model import REPORT_FILE, Report, StageResult, read_report, write_report
 from raybricks.run.runner import Runner
 from raybricks.settings import Settings
 from raybricks.stages.base import Stage, StageContext
@@ -94,6 +94,22 @@ def command_on(argv: list[str]) -> Work:
         return code
 
     return work
+
+
+@contextmanager
+def reported(settings: Settings, run_dir: Path) -> Iterator[None]:
+    """Within this block a cancel that ends the run before its own handling has written
+    the report (between its run folder and its first report) still leaves one:
+    cancelled, nothing started. A report that says the run ended is kept."""
+    try:
+        yield
+    except Cancelled as exc:
+        ended = (run_dir / REPORT_FILE).exists() and read_report(run_dir).status != "running"
+        if not ended:
+            report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
+            _ended(report, exc)
+            write_report(report, run_dir)
+        raise
 
 
 def _run(
