@@ -106,7 +106,7 @@ def reported(settings: Settings, run_dir: Path) -> Iterator[None]:
     except Cancelled as exc:
         ended = (run_dir / REPORT_FILE).exists() and read_report(run_dir).status != "running"
         if not ended:
-            report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
+            report = _begun(settings, run_dir)
             _ended(report, exc)
             write_report(report, run_dir)
         raise
@@ -119,7 +119,7 @@ def _run(
     stages: list[StageResult] | None = None,
     stream_worker_logs: bool = True,
 ) -> Report:
-    report = Report.begin(run_dir.name, settings.model_dump(mode="json"))
+    report = _begun(settings, run_dir)
     report.stages = stages or []
     write_report(report, run_dir)
 
@@ -159,6 +159,10 @@ def _run(
         write_report(report, run_dir)
         _write_html(report, run_dir)
     return report
+
+
+def _begun(settings: Settings, run_dir: Path) -> Report:
+    return Report.begin(run_dir.name, settings.model_dump(mode="json"))
 
 
 def _write_html(report: Report, run_dir: Path) -> None:
