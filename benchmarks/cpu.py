@@ -29,6 +29,7 @@ ROOT = HERE.parent
 BIN = Path(sys.executable).parent
 SAMPLE_SECONDS = 0.2
 
+LAUNCHERS = "Ray node launchers (Ray's start_ray_node or raybricks', then ray start)"
 BINARIES = {"raylet": "raylets (one per node)", "gcs_server": "GCS (head)"}
 # (kind, what in its command line tells it), first match wins: Ray's titled processes
 # show only their title, the others their command line (an agent's names the raylet).
@@ -36,8 +37,10 @@ KINDS = (
     ("Spark driver JVM", "org.apache.spark.deploy.SparkSubmit"),
     ("Spark executor JVMs", "CoarseGrainedExecutorBackend"),
     ("Spark's Python workers (import Ray for the node tasks)", "pyspark.daemon"),
-    ("Ray node launchers (start_ray_node, then ray start)", "start_ray_node"),
-    ("Ray node launchers (start_ray_node, then ray start)", "bin/ray start"),
+    ("Spark's Python workers (import Ray for the node tasks)", "python_daemon"),
+    (LAUNCHERS, "start_ray_node"),
+    (LAUNCHERS, "node_launcher"),
+    (LAUNCHERS, "bin/ray start"),
     ("dashboard agents (one per node)", "ray::DashboardAgent"),
     ("dashboard agents (one per node)", "dashboard/agent.py"),
     ("runtime env agents (one per node)", "ray::RuntimeEnvAgent"),

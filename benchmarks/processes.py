@@ -13,6 +13,8 @@ from typing import TypeVar
 
 import psutil
 
+from raybricks.cluster.compat.head_process import LAUNCHERS
+
 MARK = "RAYBRICKS_TEST_RUN"
 # Ray titles its agents, workers and dashboard modules so; the title takes the place of
 # their environment (/proc/<pid>/environ), and of the mark with it.
@@ -91,7 +93,7 @@ def orphaned_ray_processes() -> list[str]:
 def kill_node(node_id: str) -> int:
     """Kill a Ray node on this machine from outside, as a lost machine would end it:
     every process of the node (in Ray on Spark, the tree under the Spark task's
-    `start_ray_node`), at once, then remove the temp folder it can no longer remove
+    launcher), at once, then remove the temp folder it can no longer remove
     itself. Returns how many processes were killed."""
     raylet = next(
         proc
@@ -99,7 +101,7 @@ def kill_node(node_id: str) -> int:
         if proc.info["name"] == "raylet" and f"--node_id={node_id}" in (proc.info["cmdline"] or [])
     )
     root = next(
-        (p for p in raylet.parents() if "ray.util.spark.start_ray_node" in p.cmdline()), raylet
+        (p for p in raylet.parents() if any(name in p.cmdline() for name in LAUNCHERS)), raylet
     )
     tree = [root, *root.children(recursive=True)]
     temp_dirs = [arg.split("=", 1)[1] for arg in root.cmdline() if arg.startswith("--temp-dir=")]

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import ray
 from pyspark import SparkContext
 
+from raybricks.cluster import node_launcher
 from raybricks.cluster.spark import PYTHON_DAEMON, jvm_processes
 from tests.cluster.conftest import NAMESPACE, STRAY_TOKEN
 
@@ -58,6 +60,21 @@ def test_the_executors_python_daemon_imports_the_installed_pyspark(ray_cluster):
     ]
     assert len(executors) == 2
     assert daemons == [["-m", PYTHON_DAEMON]] * 2
+
+
+def test_every_ray_node_is_launched_by_raybricks_launcher(ray_cluster):
+    """Fast start launches the head and each worker node with raybricks' launcher, which
+    imports nothing of Ray, in place of Ray on Spark's `start_ray_node`."""
+    port = ray_cluster.info.address.rsplit(":", 1)[1]
+    launched = {"head": 0, "worker": 0, "by Ray's launcher": 0}
+    for proc in psutil.process_iter(["cmdline"]):
+        command = proc.info["cmdline"] or []
+        if f"--port={port}" in command or f"--address=127.0.0.1:{port}" in command:
+            if node_launcher.RAYS_LAUNCHER in command:
+                launched["by Ray's launcher"] += 1
+            elif command[1:3] == ["-m", node_launcher.__name__]:
+                launched["head" if "--head" in command else "worker"] += 1
+    assert launched == {"head": 1, "worker": 2, "by Ray's launcher": 0}
 
 
 def driver(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,8 @@ from typing import Any
 
 import ray
 
+from raybricks.cluster import node_launcher
+
 logger = logging.getLogger(__name__)
 
 READ_FOR_RAY = "2.60.0"
@@ -40,8 +42,12 @@ NEEDED: dict[str, tuple[str, ...]] = {
         "is_port_in_use",
         "_preallocate_ray_worker_port_range",
         "get_random_unused_port",
+        "exec_cmd",
+        node_launcher.COLLECT_LOG_TO_PATH,
+        node_launcher.START_RAY_PARENT_PID,
     ),
-    "ray.util.spark.utils": ("get_random_unused_port",),
+    "ray.util.spark.utils": ("get_random_unused_port", "exec_cmd"),
+    node_launcher.RAYS_LAUNCHER: (),
     "ray.autoscaler._private.spark.spark_job_server": (
         "_start_ray_worker_nodes",
         "_start_spark_job_server",

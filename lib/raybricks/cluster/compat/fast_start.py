@@ -26,6 +26,9 @@ starts Python and imports Ray cold (about 2.5 s here) while the cluster waits, s
 And the head's raylet starts beside its dashboard, not after it, and the head's temp
 files stay in its temp folder (`head_start`, run by the head's `ray start` as its
 `RAY_START_HOOK`).
+Every node (the head and each worker node) is launched by `raybricks.cluster.node_launcher`
+in place of Ray's `start_ray_node`, which imports Ray (a CPU-second per node) only to
+run `ray start`.
 
 At shutdown, Ray's job server is stopped without Ray's closing 1 s sleep
 (`faster_shutdown`), and it looks for that stop every 0.05 s, not every 0.5 s.
@@ -49,8 +52,9 @@ from typing import Any
 
 from pyspark import SparkContext
 from ray.autoscaler._private.spark import spark_job_server
-from ray.util.spark import cluster_init
+from ray.util.spark import cluster_init, utils
 
+from raybricks.cluster import node_launcher
 from raybricks.cluster.compat.head_process import head_process_running
 from raybricks.cluster.compat.ports import claim_worker_port_range, reserve_unused_port
 
@@ -64,8 +68,9 @@ START_HOOK_VAR = "RAY_START_HOOK"  # read by `ray start`, which the head inherit
 HEAD_START_HOOK = "raybricks.cluster.compat.head_start.start_head"
 
 
-# Ray's own, kept before any patch: `_start_worker_node_in_own_dir` calls it.
+# Ray's own, kept before any patch: their replacements call them.
 _start_ray_worker_nodes = spark_job_server._start_ray_worker_nodes
+_exec_cmd = utils.exec_cmd
 
 
 @contextmanager
@@ -165,7 +170,20 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (cluster_init, "get_random_unused_port", reserve_unused_port),
         (spark_job_server, "_start_ray_worker_nodes", _start_worker_node_in_own_dir),
         (spark_job_server, "_start_spark_job_server", _start_job_server),
+        (cluster_init, "exec_cmd", _exec_with_own_launcher),
     ]
+
+
+def _exec_with_own_launcher(command: list[str], **options: Any) -> Any:
+    """Ray's `exec_cmd`, a Ray node's launcher in `command` replaced by raybricks' (which
+    does not import Ray). Both the head's start and the worker nodes' Spark tasks call it."""
+    return _exec_cmd(with_own_launcher(command), **options)
+
+
+def with_own_launcher(command: list[str]) -> list[str]:
+    """`command` with `-m ray.util.spark.start_ray_node` as `-m raybricks.cluster.node_launcher`."""
+    own = node_launcher.__name__
+    return [own if part == node_launcher.RAYS_LAUNCHER else part for part in command]
 
 
 def _start_job_server(host: str, port: int, spark: Any, ray_node_custom_env: Any) -> Any:

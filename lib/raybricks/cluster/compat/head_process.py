@@ -1,11 +1,15 @@
 """Finding the Ray head's process among this driver's children, by the command line Ray
-on Spark 2.60 starts it with: `python -m ray.util.spark.start_ray_node --head --port=N`."""
+on Spark 2.60 starts it with: `python -m ray.util.spark.start_ray_node --head --port=N`
+(with fast start, `raybricks.cluster.node_launcher` in place of Ray's launcher)."""
 
 from __future__ import annotations
 
 import psutil
 
+from raybricks.cluster import node_launcher
 from raybricks.cluster.processes import end
+
+LAUNCHERS = (node_launcher.RAYS_LAUNCHER, node_launcher.__name__)
 
 
 def head_process_running(port: int) -> bool:
@@ -30,7 +34,7 @@ def end_head_processes(grace: float = 10.0) -> int:
             command = child.cmdline()
         except psutil.Error:
             continue
-        if "ray.util.spark.start_ray_node" in command and "--head" in command:
+        if "--head" in command and any(launcher in command for launcher in LAUNCHERS):
             heads.append(child)
     end(heads, grace)
     return len(heads)

@@ -1,0 +1,150 @@
+"""A Ray node's launcher under Spark, in place of Ray on Spark's `start_ray_node`, for a
+fast-started cluster: it keeps that script's contract and imports nothing of Ray.
+
+Ray on Spark runs `python -m ray.util.spark.start_ray_node <ray start arguments>` for
+the head (from the driver) and for each worker node (in a Spark task). That script
+imports Ray (about a CPU-second) only for two constants, then runs `ray start --block`
+as its child, which imports Ray again. Here, as there:
+- the node's temp folder is made, and `<temp folder>.lock` held shared while it runs;
+- a TERM, or the end of the process that started it (the Spark task's Python worker,
+  or the driver), ends `ray start` (which ends the node's processes);
+- as it ends, the last holder of the lock copies the node's logs to
+  `$RAY_ON_SPARK_COLLECT_LOG_TO_PATH/<temp folder name>-logs/<host>` and removes the
+  temp folder; this one also removes the lock file, which Ray's leaves behind.
+A node without its own temp folder (Ray's global mode) is left to Ray's script.
+
+Spark runs it as `python -m raybricks.cluster.node_launcher`: it imports nothing of
+raybricks beyond this module.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# Ray on Spark's names (`ray.util.spark.cluster_init`), checked by `raybricks.cluster.compat`.
+COLLECT_LOG_TO_PATH = "RAY_ON_SPARK_COLLECT_LOG_TO_PATH"
+START_RAY_PARENT_PID = "RAY_ON_SPARK_START_RAY_PARENT_PID"
+RAYS_LAUNCHER = "ray.util.spark.start_ray_node"
+
+# As Ray's: for `ray start` to end the node's processes; if it is killed, its reaper ends them.
+STOP_GRACE_SECONDS = 1.5
+PARENT_CHECK_SECONDS = 0.5
+TERMINATED = 143
+
+
+class NodeLauncher:
+    """`ray start <arguments>` as a child, stopped on a TERM or when the process that
+    started this one ends, and the node's temp folder cleaned up after it."""
+
+    def __init__(self, arguments: list[str], temp_dir: Path) -> None:
+        self.arguments = arguments
+        self.temp_dir = temp_dir
+        self.lock_path = Path(f"{temp_dir}.lock")
+        self._stopping = threading.Event()
+        self._ray_start: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> int:
+        """Run the node to its end; the exit code (143 when it was stopped)."""
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        threading.Thread(target=self._stop_with_parent, daemon=True).start()
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)
+            code = self._run_ray_start()
+            self._clean_up(lock_fd)
+        finally:
+            os.close(lock_fd)
+        return TERMINATED if self._stopping.is_set() else _exit_status(code)
+
+    def stop(self) -> None:
+        """Ask `ray start` to end its node (`run` then cleans up and returns)."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            self._end_ray_start()
+
+    def _run_ray_start(self) -> int:
+        """`ray start`'s return code (0 when stopped before it started)."""
+        if self._stopping.is_set():
+            return 0
+        self._ray_start = subprocess.Popen([sys.executable, _ray_cli(), "start", *self.arguments])
+        if self._stopping.is_set():
+            self._end_ray_start()  # a stop that came as it started
+        return self._ray_start.wait()
+
+    def _end_ray_start(self) -> None:
+        """TERM `ray start`, and KILL it if it still runs after the grace."""
+        if self._ray_start is None:
+            return  # `run` checks for a stop once it has started it
+        self._ray_start.terminate()
+        killer = threading.Timer(STOP_GRACE_SECONDS, self._ray_start.kill)
+        killer.daemon = True
+        killer.start()
+
+    def _stop_with_parent(self) -> None:
+        parent = int(os.environ[START_RAY_PARENT_PID])
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        self.stop()
+
+    def _clean_up(self, lock_fd: int) -> None:
+        """The last node using the temp folder copies its logs and removes it."""
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another node still uses the folder
+        self._collect_logs()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.lock_path.unlink(missing_ok=True)
+
+    def _collect_logs(self) -> None:
+        destination = os.environ.get(COLLECT_LOG_TO_PATH)
+        if not destination:
+            return
+        target = Path(destination) / f"{self.temp_dir.name}-logs" / socket.gethostname()
+        try:
+            session = (self.temp_dir / "session_latest").resolve(strict=True)
+            shutil.copytree(session / "logs", target)
+        except OSError as exc:
+            logger.warning("collecting the Ray node's logs to %s failed: %r", target, exc)
+
+
+def _exit_status(code: int) -> int:
+    """A child's return code as a shell would report it (a signal's as 128 + its number)."""
+    return 128 - code if code < 0 else code
+
+
+def temp_dir_of(arguments: list[str]) -> Path | None:
+    """The node's `--temp-dir`, normalized as Ray does; None when it has none."""
+    given = [arg.split("=", 1)[1] for arg in arguments if arg.startswith("--temp-dir=")]
+    return Path(os.path.normpath(given[-1])) if given else None
+
+
+def _ray_cli() -> str:
+    """Ray's `ray` script, as Ray's launcher finds it."""
+    found = shutil.which("ray")
+    if found is None:
+        raise SystemExit("no `ray` command on PATH for the Ray node's `ray start`")
+    return found
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    node_arguments = sys.argv[1:]
+    node_temp_dir = temp_dir_of(node_arguments)
+    if node_temp_dir is None:
+        os.execv(sys.executable, [sys.executable, "-m", RAYS_LAUNCHER, *node_arguments])
+    sys.exit(NodeLauncher(node_arguments, node_temp_dir).run())

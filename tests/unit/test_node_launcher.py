@@ -1,0 +1,48 @@
+"""raybricks' Ray node launcher, in place of Ray on Spark's `start_ray_node`: it imports
+nothing of Ray, keeps that script's names, and fast start swaps it into the commands
+Ray on Spark runs. A real node's start and end under it: tests/cluster/test_node_launcher.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ray.util.spark import cluster_init
+
+from raybricks.cluster import node_launcher
+from raybricks.cluster.compat.fast_start import with_own_launcher
+
+
+def test_the_launcher_imports_nothing_of_ray():
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, raybricks.cluster.node_launcher; print(*sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "raybricks.cluster.node_launcher" in imported
+    assert not [name for name in imported if name == "ray" or name.startswith("ray.")]
+
+
+def test_the_launcher_reads_the_environment_ray_on_spark_sets():
+    assert cluster_init.RAY_ON_SPARK_COLLECT_LOG_TO_PATH == node_launcher.COLLECT_LOG_TO_PATH
+    assert cluster_init.RAY_ON_SPARK_START_RAY_PARENT_PID == node_launcher.START_RAY_PARENT_PID
+
+
+def test_fast_start_swaps_only_rays_launcher_module():
+    command = [sys.executable, "-m", "ray.util.spark.start_ray_node", "--head", "--block"]
+    assert with_own_launcher(command) == [
+        sys.executable,
+        "-m",
+        "raybricks.cluster.node_launcher",
+        "--head",
+        "--block",
+    ]
+    assert with_own_launcher(["ray", "stop"]) == ["ray", "stop"]
+
+
+def test_the_nodes_temp_folder_is_its_last_temp_dir_argument_normalized():
+    arguments = ["--block", "--temp-dir=/tmp/a", "--temp-dir=/tmp/ray-1//node-2/"]
+    assert node_launcher.temp_dir_of(arguments) == Path("/tmp/ray-1/node-2")
+    assert node_launcher.temp_dir_of(["--head", "--port=9123"]) is None
