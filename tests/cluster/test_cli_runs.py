@@ -357,6 +357,9 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
     assert left_after(mark) == []
 
 
+# A fourth cluster start (about a minute of both cores): in `make test-slow`. In `make
+# test` the runner's and the head's unit tests give up on a head that has gone.
+@pytest.mark.slow
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_a_head_lost_mid_stage_ends_the_run_with_exit_3_and_leaves_nothing(
     tmp_path, env, example_plugin
