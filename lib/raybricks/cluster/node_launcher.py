@@ -57,7 +57,8 @@ class NodeLauncher:
 
     def run(self) -> int:
         """Run the node to its end; the exit code (143 when it was stopped)."""
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # A handler, not SIG_IGN, which `ray start` and the node's processes would inherit.
+        signal.signal(signal.SIGHUP, lambda *_: None)
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         threading.Thread(target=self._stop_with_parent, daemon=True).start()
         self.temp_dir.mkdir(parents=True, exist_ok=True)

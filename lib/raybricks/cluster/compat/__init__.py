@@ -2,7 +2,9 @@
 asks for it.
 
 Ray on Spark's start-up spends most of its time in fixed waits, which fast start cuts
-by replacing a few private names of Ray 2.60 (`fast_start`, `head_start`, `ports`).
+by replacing a few private names of Ray 2.60 (`fast_start`, `head_start`, `ports`), and
+launches each node with `raybricks.cluster.node_launcher` (outside this package: it must
+not import Ray; the names of Ray's it keeps to are checked here).
 Before anything private is imported, `unavailable_reason` checks the Ray version and
 every name needed; on a mismatch the run uses Ray's own `setup_ray_cluster` and
 `shutdown_ray_cluster` unchanged, and says why in one log line and in the report.
