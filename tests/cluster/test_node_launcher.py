@@ -115,4 +115,4 @@ def test_the_launcher_ends_its_node_at_any_moment_and_leaves_nothing(head, ended
     assert not Path(f"{head.temp_dir}.lock").exists()
     if after is UP:
         (copied,) = (head.logs / f"{head.temp_dir.name}-logs").iterdir()
-        assert (copied / "raylet.out").exists()
+        assert (copied / "gcs_server.out").exists()  # the port taken is the GCS's

@@ -115,10 +115,12 @@ class NodeLauncher:
         destination = os.environ.get(COLLECT_LOG_TO_PATH)
         if not destination:
             return
+        session = self.temp_dir / "session_latest"
+        if not session.exists():
+            return  # the node ended before Ray made its session folder: no logs
         target = Path(destination) / f"{self.temp_dir.name}-logs" / socket.gethostname()
         try:
-            session = (self.temp_dir / "session_latest").resolve(strict=True)
-            shutil.copytree(session / "logs", target)
+            shutil.copytree(session.resolve(strict=True) / "logs", target)
         except OSError as exc:
             logger.warning("collecting the Ray node's logs to %s failed: %r", target, exc)
 
@@ -135,10 +137,11 @@ def temp_dir_of(arguments: list[str]) -> Path | None:
 
 
 def _ray_cli() -> str:
-    """Ray's `ray` script, as Ray's launcher finds it."""
-    found = shutil.which("ray")
+    """Ray's `ray` script: the one installed beside this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / "ray"
+    found = str(beside) if beside.is_file() else shutil.which("ray")
     if found is None:
-        raise SystemExit("no `ray` command on PATH for the Ray node's `ray start`")
+        raise SystemExit(f"no `ray` command beside {sys.executable} or on PATH for `ray start`")
     return found
 
 
