@@ -46,3 +46,27 @@ def test_the_nodes_temp_folder_is_its_last_temp_dir_argument_normalized():
     arguments = ["--block", "--temp-dir=/tmp/a", "--temp-dir=/tmp/ray-1//node-2/"]
     assert node_launcher.temp_dir_of(arguments) == Path("/tmp/ray-1/node-2")
     assert node_launcher.temp_dir_of(["--head", "--port=9123"]) is None
+
+
+def test_without_a_ray_script_it_says_so_in_one_line_and_makes_nothing(tmp_path):
+    """A Python with no `ray` beside it and none on PATH (this venv's, linked elsewhere)."""
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    temp_dir = tmp_path / "ray-9123-abcd"
+    ended = subprocess.run(
+        [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={temp_dir}"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONHOME": sys.base_prefix,  # its standard library, found from elsewhere
+            "PYTHONPATH": str(Path(node_launcher.__file__).parents[2]),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ended.returncode == 1
+    assert ended.stderr.strip().splitlines() == [
+        f"no `ray` command beside {python} or on PATH for `ray start`"
+    ]
+    assert list(tmp_path.iterdir()) == [python.parent]

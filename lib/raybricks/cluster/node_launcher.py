@@ -61,11 +61,12 @@ class NodeLauncher:
         signal.signal(signal.SIGHUP, lambda *_: None)
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         threading.Thread(target=self._stop_with_parent, daemon=True).start()
+        ray_cli = _ray_cli()  # before anything is made that a missing one would leave
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
-            code = self._run_ray_start()
+            code = self._run_ray_start(ray_cli)
             self._clean_up(lock_fd)
         finally:
             os.close(lock_fd)
@@ -77,11 +78,11 @@ class NodeLauncher:
             self._stopping.set()
             self._end_ray_start()
 
-    def _run_ray_start(self) -> int:
+    def _run_ray_start(self, ray_cli: str) -> int:
         """`ray start`'s return code (0 when stopped before it started)."""
         if self._stopping.is_set():
             return 0
-        self._ray_start = subprocess.Popen([sys.executable, _ray_cli(), "start", *self.arguments])
+        self._ray_start = subprocess.Popen([sys.executable, ray_cli, "start", *self.arguments])
         if self._stopping.is_set():
             self._end_ray_start()  # a stop that came as it started
         return self._ray_start.wait()
@@ -96,7 +97,7 @@ class NodeLauncher:
         killer.start()
 
     def _stop_with_parent(self) -> None:
-        parent = int(os.environ[START_RAY_PARENT_PID])
+        parent = int(os.environ.get(START_RAY_PARENT_PID) or os.getppid())  # Ray sets it
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_SECONDS)
         self.stop()
