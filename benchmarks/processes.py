@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import psutil
 
-from raybricks.cluster.compat.head_process import LAUNCHERS
+from raybricks.cluster.node_launcher import LAUNCHERS
 
 MARK = "RAYBRICKS_TEST_RUN"
 # Ray titles its agents, workers and dashboard modules so; the title takes the place of

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 COLLECT_LOG_TO_PATH = "RAY_ON_SPARK_COLLECT_LOG_TO_PATH"
 START_RAY_PARENT_PID = "RAY_ON_SPARK_START_RAY_PARENT_PID"
 RAYS_LAUNCHER = "ray.util.spark.start_ray_node"
+LAUNCHERS = (RAYS_LAUNCHER, __name__)  # a node's launcher, in its command line
 
 # As Ray's: for `ray start` to end the node's processes; if it is killed, its reaper ends them.
 STOP_GRACE_SECONDS = 1.5

@@ -9,8 +9,6 @@ import psutil
 from raybricks.cluster import node_launcher
 from raybricks.cluster.processes import end
 
-LAUNCHERS = (node_launcher.RAYS_LAUNCHER, node_launcher.__name__)
-
 
 def head_process_running(port: int) -> bool:
     """Whether a child of this process still runs the Ray head for `port`. Its
@@ -34,7 +32,7 @@ def end_head_processes(grace: float = 10.0) -> int:
             command = child.cmdline()
         except psutil.Error:
             continue
-        if "--head" in command and any(launcher in command for launcher in LAUNCHERS):
+        if "--head" in command and any(launcher in command for launcher in node_launcher.LAUNCHERS):
             heads.append(child)
     end(heads, grace)
     return len(heads)
