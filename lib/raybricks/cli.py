@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from raybricks import __version__
 from raybricks.cluster import signals
-from raybricks.console import LOG_FORMAT, RunConsole, not_a_py4j_retry
+from raybricks.console import LOG_FORMAT, RunConsole
 from raybricks.errors import BadInput, Cancelled, ExitCode
 from raybricks.paths import create_run_dir, new_run_id
 from raybricks.report.model import DRIVER_LOG, Report, read_report
@@ -162,7 +162,6 @@ def _start_run_dir(settings: Settings) -> Path:
     handler = logging.FileHandler(run_dir / DRIVER_LOG)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.DEBUG)
-    handler.addFilter(not_a_py4j_retry)
     logging.getLogger().addHandler(handler)
     logging.getLogger("raybricks").setLevel(logging.DEBUG)
     c = settings.cluster

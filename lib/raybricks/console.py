@@ -38,16 +38,6 @@ RAY_ADVICE = {
 }
 
 
-PY4J_RETRY = "Exception while sending command."
-
-
-def not_a_py4j_retry(record: logging.LogRecord) -> bool:
-    """False for py4j's record of a command it sends again on a fresh connection (the JVM
-    closed the one a finished Python thread had): an INFO traceback on the root logger, a
-    few in every run, that says nothing went wrong. Its failures are ERRORs and stay."""
-    return not (record.levelno == logging.INFO and record.msg == PY4J_RETRY)
-
-
 class _WithoutTraceback(logging.Formatter):
     """One line: the console shows no tracebacks (driver.log has them)."""
 
@@ -148,7 +138,6 @@ class RunConsole:
             handler = _ToConsole(self.err)
             handler.setFormatter(_WithoutTraceback(PLAIN_FORMAT, "%H:%M:%S"))
         handler.setLevel(logging.INFO)
-        handler.addFilter(not_a_py4j_retry)
         return handler
 
     @contextmanager

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import weakref
 from pathlib import Path
 
 import psutil
 import ray
 from pyspark import SparkContext
+from ray.util.spark import cluster_init
 
 from raybricks.cluster import node_launcher
+from raybricks.cluster.compat import fast_start
 from raybricks.cluster.spark import PYTHON_DAEMON, jvm_processes
 from tests.cluster.conftest import NAMESPACE, STRAY_TOKEN
 
@@ -75,6 +79,27 @@ def test_every_ray_node_is_launched_by_raybricks_launcher(ray_cluster):
             elif command[1:3] == ["-m", node_launcher.__name__]:
                 launched["head" if "--head" in command else "worker"] += 1
     assert launched == {"head": 1, "worker": 2, "by Ray's launcher": 0}
+
+
+def test_starting_the_head_leaves_the_drivers_connections_to_spark_alone(ray_cluster, monkeypatch):
+    """Ray on Spark starts the head from a thread of the driver with a `preexec_fn`
+    (`os.setpgrp`). Python in a forked child would drop the other threads' py4j
+    connections there and shut their sockets down, which the driver shares: its main
+    thread's next call to the JVM would meet a reset connection."""
+    context = SparkContext._active_spark_context
+    assert context is not None and context._gateway is not None
+    client = context._gateway._gateway_client
+    context.getLocalProperty("raybricks.probe")  # the main thread's connection, now idle
+    before = weakref.ref(client.get_thread_connection())  # a strong one would keep it open
+    monkeypatch.setattr(cluster_init, "exec_cmd", fast_start._exec_with_own_launcher)
+    head = threading.Thread(
+        target=cluster_init._start_ray_head_node,
+        args=([sys.executable, "-c", "pass"], True, None),
+    )
+    head.start()
+    head.join(30)
+    context.getLocalProperty("raybricks.probe")
+    assert client.get_thread_connection() is before()  # not replaced after a reset
 
 
 def driver(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,7 @@
 everything, and falls back to Ray's own behaviour with one log line elsewhere."""
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -38,6 +39,22 @@ def test_each_worker_node_gets_a_temp_folder_of_its_own_beside_the_clusters():
     cluster = "/tmp/ray-9100-1a2b3c4d"
     folders = {fast_start.node_temp_dir(cluster, node_id) for node_id in ("1", "2")}
     assert folders == {f"{cluster}-node-1", f"{cluster}-node-2"}
+
+
+def test_the_heads_process_group_is_made_without_python_in_the_forked_child(monkeypatch):
+    """Ray's head start asks for `os.setpgrp` in a `preexec_fn`: it becomes
+    `start_new_session` (made in C). Any other `preexec_fn` is kept as it is."""
+    asked: dict = {}
+    monkeypatch.setattr(cluster_init, "exec_cmd", lambda command, **options: asked.update(options))
+    cluster_init._start_ray_head_node(["ray", "start"], synchronous=False, extra_env=None)
+    assert callable(asked["preexec_fn"])
+    assert fast_start.without_python_in_the_child(asked) == {
+        "synchronous": False,
+        "extra_env": None,
+        "start_new_session": True,
+    }
+    other = {"preexec_fn": os.setsid}
+    assert fast_start.without_python_in_the_child(other) == other
 
 
 def test_another_ray_version_keeps_rays_timings_with_one_log_line(monkeypatch, caplog):

@@ -28,7 +28,8 @@ files stay in its temp folder (`head_start`, run by the head's `ray start` as it
 `RAY_START_HOOK`).
 Every node (the head and each worker node) is launched by `raybricks.cluster.node_launcher`
 in place of Ray's `start_ray_node`, which imports Ray (a CPU-second per node) only to
-run `ray start`.
+run `ray start`. The head gets its own process group without running Python in the
+forked child, which would cut this driver's connections to Spark's JVM.
 
 At shutdown, Ray's job server is stopped without Ray's closing 1 s sleep
 (`faster_shutdown`), and it looks for that stop every 0.05 s, not every 0.5 s.
@@ -176,8 +177,25 @@ def _patches() -> list[tuple[Any, str, Any]]:
 
 def _exec_with_own_launcher(command: list[str], **options: Any) -> Any:
     """Ray's `exec_cmd`, a Ray node's launcher in `command` replaced by raybricks' (which
-    does not import Ray). Both the head's start and the worker nodes' Spark tasks call it."""
-    return _exec_cmd(with_own_launcher(command), **options)
+    does not import Ray). Both the head's start and the worker nodes' Spark tasks call it.
+    The head's own process group is made without Python in the forked child: see
+    `without_python_in_the_child`."""
+    return _exec_cmd(with_own_launcher(command), **without_python_in_the_child(options))
+
+
+def without_python_in_the_child(options: dict[str, Any]) -> dict[str, Any]:
+    """Popen `options` with Ray's `preexec_fn` that only calls `os.setpgrp` replaced by
+    `start_new_session` (a new session and process group, made in C).
+
+    A `preexec_fn` runs Python in the forked child, so CPython first clears the other
+    threads' states there. Their py4j connections to the driver JVM are dropped with
+    them, and py4j's finalizer shuts each socket down, which the parent shares: the JVM
+    closes the parent's connections of those threads, and their next calls are reset
+    (an error, not a retry, when the reset comes while a call waits for its answer)."""
+    code = getattr(options.get("preexec_fn"), "__code__", None)
+    if code is None or code.co_names != ("os", "setpgrp"):
+        return options
+    return {**{k: v for k, v in options.items() if k != "preexec_fn"}, "start_new_session": True}
 
 
 def with_own_launcher(command: list[str]) -> list[str]:
