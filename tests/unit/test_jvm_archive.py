@@ -53,7 +53,7 @@ def test_a_first_run_trains_and_keeps_what_a_jvm_maps_for_the_next_run(java, cac
     assert again.java_options("executor").startswith(
         f"-XX:SharedArchiveFile={again.folder / 'executor.jsa'} "
     )
-    assert sorted(p.name for p in again.folder.iterdir()) == ["driver.jsa", "executor.jsa"]
+    assert sorted(p.name for p in again.folder.glob("*.jsa")) == ["driver.jsa", "executor.jsa"]
 
 
 def test_a_partly_written_archive_is_dropped_and_the_next_run_trains_again(java):
@@ -62,7 +62,7 @@ def test_a_partly_written_archive_is_dropped_and_the_next_run_trains_again(java)
     written = written_by_a_jvm(java, archives, "driver")
     written.write_bytes(written.read_bytes()[: written.stat().st_size // 2])  # cut short
     archives.keep({"driver": [java]})
-    assert list(archives.folder.iterdir()) == []
+    assert list(archives.folder.glob("*.jsa")) == []
     again = jvm_archive.class_archives(OPTIONS)
     assert again is not None and "driver" not in again.mapped
 
@@ -72,7 +72,7 @@ def test_without_the_command_of_the_jvm_that_wrote_it_nothing_is_kept(java):
     assert archives is not None
     written_by_a_jvm(java, archives, "executor")
     archives.keep({})  # no executor seen
-    assert list(archives.folder.iterdir()) == []
+    assert list(archives.folder.glob("*.jsa")) == []
 
 
 def test_one_run_trains_at_a_time_and_one_starting_meanwhile_has_none(java):
@@ -136,3 +136,24 @@ def test_only_the_newest_sets_are_kept_and_a_set_in_training_stays(monkeypatch, 
     assert sorted(removed) == sorted([sets[0], sets[1]])
     assert [folder.is_dir() for folder in sets] == [False, False, True, True, True]
     assert "removed 2 older set(s)" in caplog.text
+
+
+def test_a_set_whose_spark_install_is_gone_is_removed_however_new(monkeypatch, tmp_path):
+    """Each set names the Spark it was made for: a deleted checkout's venv frees its
+    180 MB at the next run, not only once newer sets push it out."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = jvm_archive.cache_root()
+    gone, here, unnamed = (root / name for name in ("gone", "here", "unnamed"))
+    for folder in (gone, here, unnamed):
+        folder.mkdir(parents=True)
+    (gone / jvm_archive.SPARK_JARS).write_text(str(tmp_path / "deleted-clone" / "pyspark"))
+    (here / jvm_archive.SPARK_JARS).write_text(str(tmp_path))
+    assert jvm_archive.prune(keep=5) == [gone]
+    assert here.is_dir() and unnamed.is_dir()
+
+
+def test_each_set_names_the_spark_install_it_is_for():
+    archives = jvm_archive.class_archives(OPTIONS)
+    assert archives is not None
+    named = Path((archives.folder / jvm_archive.SPARK_JARS).read_text())
+    assert named == Path(jvm_archive.pyspark.__file__).parent

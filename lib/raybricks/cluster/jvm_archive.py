@@ -41,6 +41,7 @@ KINDS = ("driver", "executor")
 # The JVM's notes on classes it cannot archive would end up on the console.
 QUIET = "-Xlog:cds=off,cds+dynamic=off"
 CHECK_SECONDS = 60.0
+SPARK_JARS = "spark"  # in each set: the Spark install (pyspark's folder) it was made for
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def class_archives(jvm_options: str, sets_kept: int = 2) -> ClassArchives | None
         return None
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / SPARK_JARS).write_text(str(_spark_jars()))
     except OSError as exc:
         logger.debug("no class archives for Spark's JVMs: %s", exc)
         return None
@@ -117,16 +119,19 @@ def class_archives(jvm_options: str, sets_kept: int = 2) -> ClassArchives | None
 
 def prune(keep: int, current: Path | None = None) -> list[Path]:
     """Keep the newest `keep` sets of archives (and `current`), remove the others (about
-    180 MB each: one per JDK build, Spark version and JVM options); a set another run
-    is training stays. Returns what was removed."""
+    180 MB each: one per JDK build, Spark install and JVM options) and those whose Spark
+    install is gone (a deleted checkout's venv); a set another run is training stays.
+    Returns what was removed."""
     root = cache_root()
     sets = sorted(
         (folder for folder in root.glob("*") if folder.is_dir()),
         key=lambda folder: folder.stat().st_mtime,
         reverse=True,
     )
+    others = [s for s in sets if s != current]
+    older = others[max(0, keep - (current in sets)) :]
     removed = []
-    for folder in [s for s in sets if s != current][max(0, keep - (current in sets)) :]:
+    for folder in [s for s in others if s in older or _spark_gone(s)]:
         claim = _claim_training(folder)
         if claim is None:
             continue  # a run trains it now
@@ -145,6 +150,18 @@ def trained(jvm_options: str) -> bool:
     """Whether JVMs started with `jvm_options` would map archives of every kind."""
     folder = _folder(jvm_options)
     return folder is not None and _kept(folder) == frozenset(KINDS)
+
+
+def _spark_jars() -> Path:
+    return Path(pyspark.__file__).parent
+
+
+def _spark_gone(folder: Path) -> bool:
+    """Whether the Spark install that `folder`'s archives were made for no longer exists."""
+    try:
+        return not Path((folder / SPARK_JARS).read_text()).is_dir()
+    except OSError:
+        return False  # made before sets named their Spark, or being made now
 
 
 def _folder(jvm_options: str) -> Path | None:
@@ -191,7 +208,7 @@ def _key(java: Path, jvm_options: str) -> str:
     the options."""
     modules = java.parent.parent / "lib" / "modules"  # changes with every JDK build
     stamp = modules.stat() if modules.is_file() else java.stat()
-    jars = str(Path(pyspark.__file__).parent)
+    jars = str(_spark_jars())
     identity = [str(java), f"{stamp.st_size}:{stamp.st_mtime_ns}", pyspark.__version__, jars]
     return hashlib.sha256("\n".join([*identity, jvm_options]).encode()).hexdigest()[:16]
 
