@@ -4,8 +4,11 @@ Ray on Spark runs. A real node's start and end under it: tests/cluster/test_node
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ray.util.spark import cluster_init
@@ -70,3 +73,52 @@ def test_without_a_ray_script_it_says_so_in_one_line_and_makes_nothing(tmp_path)
         f"no `ray` command beside {python} or on PATH for `ray start`"
     ]
     assert list(tmp_path.iterdir()) == [python.parent]
+
+
+DRAINING_RAY_START = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a worker node's drain, waiting on its head
+raylet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+with open(os.environ["PIDS"], "w") as out:
+    out.write(f"{os.getpid()} {raylet.pid}")
+time.sleep(120)
+"""
+
+
+def test_a_ray_start_that_outlives_the_grace_is_killed_with_every_process_below_it(tmp_path):
+    """A stand-in `ray` (beside the launcher's Python) that ignores the TERM, as a worker
+    node's drain does, and has a child, as `ray start` has its raylet: both are gone
+    once the launcher ends, and so is the node's folder."""
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    (python.parent / "ray").write_text(DRAINING_RAY_START)
+    pids, temp_dir = tmp_path / "pids", tmp_path / "ray-9124-abcd"
+    launcher = subprocess.Popen(
+        [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={temp_dir}"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONHOME": sys.base_prefix,
+            "PYTHONPATH": str(Path(node_launcher.__file__).parents[2]),
+            "PIDS": str(pids),
+        },
+    )
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline, "the stand-in never started"
+        time.sleep(0.05)
+    launcher.terminate()
+    assert launcher.wait(timeout=30) == node_launcher.TERMINATED
+    left = [pid for pid in map(int, pids.read_text().split()) if _running(pid)]
+    for pid in left:  # not to outlive a failing test
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie is dead, only not yet reaped by its new parent

@@ -7,7 +7,8 @@ imports Ray (about a CPU-second) only for two constants, then runs `ray start --
 as its child, which imports Ray again. Here, as there:
 - the node's temp folder is made, and `<temp folder>.lock` held shared while it runs;
 - a TERM, or the end of the process that started it (the Spark task's Python worker,
-  or the driver), ends `ray start` (which ends the node's processes);
+  or the driver), ends `ray start` (which ends the node's processes); if it has not
+  ended after a grace, it is killed, and here so is every process below it;
 - as it ends, the last holder of the lock copies the node's logs to
   `$RAY_ON_SPARK_COLLECT_LOG_TO_PATH/<temp folder name>-logs/<host>` and removes the
   temp folder; this one also removes the lock file, which Ray's leaves behind.
@@ -19,6 +20,7 @@ raybricks beyond this module.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -39,7 +41,8 @@ START_RAY_PARENT_PID = "RAY_ON_SPARK_START_RAY_PARENT_PID"
 RAYS_LAUNCHER = "ray.util.spark.start_ray_node"
 LAUNCHERS = (RAYS_LAUNCHER, __name__)  # a node's launcher, in its command line
 
-# As Ray's: for `ray start` to end the node's processes; if it is killed, its reaper ends them.
+# As Ray's: for `ray start` to end the node's processes (a worker node's drains for up to
+# 30 s, waiting on a head that is going too), then they are killed.
 STOP_GRACE_SECONDS = 1.5
 PARENT_CHECK_SECONDS = 0.5
 TERMINATED = 143
@@ -93,9 +96,22 @@ class NodeLauncher:
         if self._ray_start is None:
             return  # `run` checks for a stop once it has started it
         self._ray_start.terminate()
-        killer = threading.Timer(STOP_GRACE_SECONDS, self._ray_start.kill)
+        killer = threading.Timer(STOP_GRACE_SECONDS, self._kill_node)
         killer.daemon = True
         killer.start()
+
+    def _kill_node(self) -> None:
+        """KILL `ray start` and every process below it (the raylet, its agents and
+        workers): once `ray start` is gone nothing ends them, and they would run on
+        for a minute, writing into the node's temp folder as it is copied and removed."""
+        ray_start = self._ray_start
+        if ray_start is None or ray_start.poll() is not None:
+            return  # it ended its node itself
+        below = _descendants(ray_start.pid)  # before the kill: then they are reparented
+        ray_start.kill()
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _stop_with_parent(self) -> None:
         parent = int(os.environ.get(START_RAY_PARENT_PID) or os.getppid())  # Ray sets it
@@ -136,6 +152,23 @@ def temp_dir_of(arguments: list[str]) -> Path | None:
     """The node's `--temp-dir`, normalized as Ray does; None when it has none."""
     given = [arg.split("=", 1)[1] for arg in arguments if arg.startswith("--temp-dir=")]
     return Path(os.path.normpath(given[-1])) if given else None
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid`: its children, theirs, and so on (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        below = children.get(queue.pop(), [])
+        found += below
+        queue += below
+    return found
 
 
 def _ray_cli() -> str:
