@@ -6,7 +6,8 @@ cache, and the time per run. Exits 1 if any run failed or left something behind,
 doubles as the slow test (tests/cluster/test_reliability.py).
 
     .venv/bin/python -m benchmarks.reliability [--runs 10] [--pairs 2] [--cancels 5]
-                                               [--sweep-step 1.0]
+                                               [--sweep-step 1.0] [--node-loss-step 2.0]
+(a step of 0 leaves that sweep out)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from benchmarks.processes import left_after, marked_env, wait_for
+from benchmarks.processes import kill_node, left_after, marked_env, running_marked, wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,6 +46,7 @@ class Scenario:
     failures: list[str] = field(default_factory=list)
     temp_files: tuple[int, int] = (0, 0)  # (files, bytes) new in the temp root
     cache_files: tuple[int, int] = (0, 0)  # (files, bytes) new in the class-archive cache
+    notes: list[str] = field(default_factory=list)  # what each run met, where it varies
 
     def row(self) -> str:
         runs = len(self.seconds)
@@ -127,11 +129,13 @@ def finish(
     status: str,
     what: str = "",
     cancelled_at: float | None = None,
+    or_else: tuple[int, str] | None = None,
 ) -> None:
     """Wait for the run; it passes with this exit code and report status, and nothing
     of it still running a minute later. A run whose report says it had ended by
     `cancelled_at` (time.time()) keeps the status it ended with, and may end with its
-    own exit code (a cancel during Python's exit is ignored)."""
+    own exit code (a cancel during Python's exit is ignored). `or_else` is another
+    (exit code, status) that passes."""
     exit_code = run.proc.wait(timeout=RUN_TIMEOUT)
     scenario.seconds.append(time.monotonic() - run.clock)
     try:
@@ -144,7 +148,8 @@ def finish(
         codes.add(report["exit_code"])
     left = left_after(run.mark)
     scenario.leftovers += left
-    if exit_code in codes and report["status"] == status and not left:
+    outcome = (exit_code, report["status"])
+    if (outcome in {(c, status) for c in codes} or outcome == or_else) and not left:
         scenario.passed += 1
     else:
         scenario.failures.append(
@@ -192,7 +197,7 @@ def swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
     0.5 s on: Spark's start, Ray's start, the stage, the teardown. Ends at the first
     moment the run had already ended by."""
     at = 0.5
-    while True:
+    while step_tenths:
         run = start(root / "swept", "--stages", "namespaces")
         time.sleep(at)
         if run.proc.poll() is not None:
@@ -202,6 +207,36 @@ def swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
         cancelled_at = time.time()
         finish(scenario, run, 143, "cancelled", f"SIGTERM at {at:.1f} s", cancelled_at)
         at += step_tenths / 10
+
+
+def node_lost_swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
+    """A worker node killed (every process of it at once, as a lost machine) at one
+    moment after another of a whole run, every `step` seconds from 0.5 s on. The run
+    survives it (exit 0) or fails (exit 1, its report written); nothing of it is left.
+    Ends at the first moment the run had already ended by."""
+    at = 0.5
+    while step_tenths:
+        run = start(root / "node-lost", "--stages", "namespaces")
+        time.sleep(at)
+        if run.proc.poll() is not None:
+            run.proc.wait()
+            return
+        killed = kill_a_worker_node(run.mark)
+        what = f"worker node killed at {at:.1f} s ({killed} processes)"
+        finish(scenario, run, 0, "passed", what, or_else=(1, "failed"))
+        scenario.notes.append(f"{at:.1f} s: {killed} killed, exit {run.proc.returncode}")
+        at += step_tenths / 10
+
+
+def kill_a_worker_node(mark: str) -> int:
+    """Kill one worker node of the marked run, if one has a raylet yet; how many
+    processes were killed."""
+    for raylet in running_marked(mark, "raylet"):
+        command = raylet.cmdline()
+        if any(arg.startswith("--raylet_socket_name=") and "-node-" in arg for arg in command):
+            node_id = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--node_id="))
+            return kill_node(node_id)
+    return 0
 
 
 def stage_started(run: Started) -> bool:
@@ -217,6 +252,9 @@ def main() -> int:
     parser.add_argument(
         "--sweep-step", type=float, default=1.0, help="seconds between swept SIGTERMs"
     )
+    parser.add_argument(
+        "--node-loss-step", type=float, default=2.0, help="seconds between swept node kills"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "RELIABILITY.md")
     args = parser.parse_args()
     plan: list[tuple[Scenario, Callable[[Scenario, Path, int], None], int]] = [
@@ -227,6 +265,14 @@ def main() -> int:
             Scenario(f"SIGTERM swept over a whole run, every {args.sweep_step:g} s -> exit 143"),
             swept,
             round(args.sweep_step * 10),
+        ),
+        (
+            Scenario(
+                f"a worker node killed, swept over a whole run, every {args.node_loss_step:g} s "
+                "-> exit 0, or 1 with its report"
+            ),
+            node_lost_swept,
+            round(args.node_loss_step * 10),
         ),
     ]
     with tempfile.TemporaryDirectory(prefix="raybricks-reliability-") as folder:
@@ -239,7 +285,8 @@ def main() -> int:
         "# Reliability",
         "",
         f"Written by `python -m benchmarks.reliability --runs {args.runs} --pairs {args.pairs} "
-        f"--cancels {args.cancels} --sweep-step {args.sweep_step:g}` on "
+        f"--cancels {args.cancels} --sweep-step {args.sweep_step:g} "
+        f"--node-loss-step {args.node_loss_step:g}` on "
         f"{time.strftime('%Y-%m-%d')}; each run is "
         "`raybricks run --target local` (local-cluster[2,1,1024], two Ray worker nodes). "
         "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: what "
@@ -251,6 +298,7 @@ def main() -> int:
         "| median s per run |",
         "|---|---|---|---|---|---|---|",
         *(scenario.row() for scenario, _, _ in plan),
+        *(f"\n{s.name}: {'; '.join(s.notes)}." for s, _, _ in plan if s.notes),
         *(f"\nFailed: {f}" for scenario, _, _ in plan for f in scenario.failures),
     ]
     args.out.write_text("\n".join(lines) + "\n")
