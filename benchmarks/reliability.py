@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -192,40 +192,39 @@ def cancelled(scenario: Scenario, root: Path, runs: int) -> None:
         finish(scenario, run, 143, "cancelled")
 
 
-def swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
-    """SIGTERM at one moment after another of a whole run, every `step` seconds from
-    0.5 s on: Spark's start, Ray's start, the stage, the teardown. Ends at the first
-    moment the run had already ended by."""
+def moments_of_a_run(root: Path, step_tenths: int) -> Iterator[tuple[float, Started]]:
+    """A run of the lightest stage, started again and again and handed over `at` seconds
+    in, every `step` seconds from 0.5 s on; ends at the first moment a run had already
+    ended by (a step of 0: none)."""
     at = 0.5
     while step_tenths:
-        run = start(root / "swept", "--stages", "namespaces")
+        run = start(root, "--stages", "namespaces")
         time.sleep(at)
         if run.proc.poll() is not None:
             run.proc.wait()
             return
+        yield at, run
+        at += step_tenths / 10
+
+
+def swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
+    """SIGTERM at one moment after another of a whole run: Spark's start, Ray's start,
+    the stage, the teardown."""
+    for at, run in moments_of_a_run(root / "swept", step_tenths):
         run.proc.send_signal(signal.SIGTERM)
         cancelled_at = time.time()
         finish(scenario, run, 143, "cancelled", f"SIGTERM at {at:.1f} s", cancelled_at)
-        at += step_tenths / 10
 
 
 def node_lost_swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
     """A worker node killed (every process of it at once, as a lost machine) at one
-    moment after another of a whole run, every `step` seconds from 0.5 s on. The run
-    survives it (exit 0) or fails (exit 1, its report written); nothing of it is left.
-    Ends at the first moment the run had already ended by."""
-    at = 0.5
-    while step_tenths:
-        run = start(root / "node-lost", "--stages", "namespaces")
-        time.sleep(at)
-        if run.proc.poll() is not None:
-            run.proc.wait()
-            return
+    moment after another of a whole run. The run survives it (exit 0) or fails (exit 1,
+    its report written); nothing of it is left."""
+    for at, run in moments_of_a_run(root / "node-lost", step_tenths):
         killed = kill_a_worker_node(run.mark)
         what = f"worker node killed at {at:.1f} s ({killed} processes)"
         finish(scenario, run, 0, "passed", what, or_else=(1, "failed"))
         scenario.notes.append(f"{at:.1f} s: {killed} killed, exit {run.proc.returncode}")
-        at += step_tenths / 10
 
 
 def kill_a_worker_node(mark: str) -> int:
