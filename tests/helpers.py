@@ -1,5 +1,6 @@
-"""What several test modules share: the repository's root, free ports, a head whose
-liveness a test decides, a page rendered in headless Chromium."""
+"""What several test modules share: the repository's root, free ports, whether a
+process has ended, a head whose liveness a test decides, a page rendered in headless
+Chromium."""
 
 from __future__ import annotations
 
@@ -11,9 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from raybricks.cluster.head import Head
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def ended(process: psutil.Process | int) -> bool:
+    """Whether it exited (a zombie, waiting for its new parent to collect it, has)."""
+    try:
+        found = process if isinstance(process, psutil.Process) else psutil.Process(process)
+        return found.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def free_port() -> int:

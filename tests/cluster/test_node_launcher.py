@@ -22,7 +22,7 @@ import pytest
 from benchmarks.processes import left_after, marked_env, wait_for
 
 from raybricks.cluster import node_launcher
-from tests.helpers import free_port
+from tests.helpers import ended, free_port
 
 # The process whose end the launcher watches: it starts the launcher and exits as it did,
 # as a shell reports it (a launcher ended by a TERM before its handler was set: 143).
@@ -49,14 +49,6 @@ class LaunchedHead:
     def up(self) -> bool:
         with socket.socket() as probe:
             return probe.connect_ex(("127.0.0.1", self.port)) == 0
-
-
-def _ended(process: psutil.Process) -> bool:
-    """Whether it exited (a zombie waiting for init to collect it has)."""
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.fixture
@@ -110,7 +102,7 @@ def test_the_launcher_ends_its_node_at_any_moment_and_leaves_nothing(head, ended
     else:
         head.parent.kill()  # SIGKILL: the launcher learns of it only by its new parent
         head.parent.wait()
-        assert wait_for(lambda: _ended(launcher), 30, 0.05), "the launcher runs on"
+        assert wait_for(lambda: ended(launcher), 30, 0.05), "the launcher runs on"
     assert left_after(head.mark, timeout=30) == []
     assert not head.temp_dir.exists()
     assert not Path(f"{head.temp_dir}.lock").exists()

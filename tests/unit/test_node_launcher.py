@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from benchmarks.processes import wait_for
 from ray.util.spark import cluster_init
 
 from raybricks.cluster import node_launcher
 from raybricks.cluster.compat.fast_start import with_own_launcher
+from tests.helpers import ended
 
 
 def test_the_launcher_imports_nothing_of_ray():
@@ -103,22 +104,12 @@ def test_a_ray_start_that_outlives_the_grace_is_killed_with_every_process_below_
             "PIDS": str(pids),
         },
     )
-    deadline = time.monotonic() + 30
-    while not (pids.exists() and len(pids.read_text().split()) == 2):
-        assert time.monotonic() < deadline, "the stand-in never started"
-        time.sleep(0.05)
+    started = wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30, 0.05)
+    assert started, "the stand-in never started"
     launcher.terminate()
     assert launcher.wait(timeout=30) == node_launcher.TERMINATED
-    left = [pid for pid in map(int, pids.read_text().split()) if _running(pid)]
+    left = [pid for pid in map(int, pids.read_text().split()) if not ended(pid)]
     for pid in left:  # not to outlive a failing test
         os.kill(pid, signal.SIGKILL)
     assert left == []
     assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie is dead, only not yet reaped by its new parent
