@@ -81,6 +81,21 @@ def test_every_ray_node_is_launched_by_raybricks_launcher(ray_cluster):
     assert launched == {"head": 1, "worker": 2, "by Ray's launcher": 0}
 
 
+def test_every_raylet_polls_its_nodes_sockets_every_tenth_of_a_second(ray_cluster):
+    """The launcher's setting reaches every node's processes: a raylet whose object store
+    was a moment late to listen waited a whole second before it could register."""
+    port = ray_cluster.info.address.rsplit(":", 1)[1]
+    raylets = [
+        proc.info["environ"] or {}
+        for proc in psutil.process_iter(["name", "cmdline", "environ"])
+        if proc.info["name"] == "raylet"
+        and any(arg.endswith(f":{port}") for arg in proc.info["cmdline"] or [])
+    ]
+    assert len(raylets) == 3
+    for environ in raylets:
+        assert node_launcher.SOCKET_CONNECT_POLL.items() <= environ.items()
+
+
 def test_starting_the_head_leaves_the_drivers_connections_to_spark_alone(ray_cluster, monkeypatch):
     """Ray on Spark starts the head from a thread of the driver with a `preexec_fn`
     (`os.setpgrp`). Python in a forked child would drop the other threads' py4j

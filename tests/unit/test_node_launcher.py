@@ -4,6 +4,7 @@ Ray on Spark runs. A real node's start and end under it: tests/cluster/test_node
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,19 +53,28 @@ def test_the_nodes_temp_folder_is_its_last_temp_dir_argument_normalized():
     assert node_launcher.temp_dir_of(["--head", "--port=9123"]) is None
 
 
-def test_without_a_ray_script_it_says_so_in_one_line_and_makes_nothing(tmp_path):
-    """A Python with no `ray` beside it and none on PATH (this venv's, linked elsewhere)."""
+def launcher_beside(tmp_path: Path, ray_script: str | None) -> tuple[Path, dict[str, str]]:
+    """This venv's Python linked elsewhere, with `ray_script` as the `ray` beside it (or
+    none), and an environment in which it finds the launcher and nothing else."""
     python = tmp_path / "bin" / "python"
     python.parent.mkdir()
     python.symlink_to(sys.executable)
+    if ray_script is not None:
+        (python.parent / "ray").write_text(ray_script)
+    return python, {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONHOME": sys.base_prefix,
+        "PYTHONPATH": str(Path(node_launcher.__file__).parents[2]),
+    }
+
+
+def test_without_a_ray_script_it_says_so_in_one_line_and_makes_nothing(tmp_path):
+    """A Python with no `ray` beside it and none on PATH (this venv's, linked elsewhere)."""
+    python, env = launcher_beside(tmp_path, ray_script=None)
     temp_dir = tmp_path / "ray-9123-abcd"
     ended = subprocess.run(
         [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={temp_dir}"],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "PYTHONHOME": sys.base_prefix,  # its standard library, found from elsewhere
-            "PYTHONPATH": str(Path(node_launcher.__file__).parents[2]),
-        },
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,
@@ -74,6 +84,39 @@ def test_without_a_ray_script_it_says_so_in_one_line_and_makes_nothing(tmp_path)
         f"no `ray` command beside {python} or on PATH for `ray start`"
     ]
     assert list(tmp_path.iterdir()) == [python.parent]
+
+
+REPORTING_RAY_START = """
+import json, os, sys
+names = [name for name in os.environ if name.startswith("RAY_raylet_client_")]
+json.dump({name: os.environ[name] for name in names}, open(os.environ["OUT"], "w"))
+"""
+
+
+def connect_settings(tmp_path: Path, **environment: str) -> dict[str, str]:
+    """The `RAY_raylet_client_*` settings `ray start` gets from a launcher run in
+    `environment`."""
+    python, env = launcher_beside(tmp_path, REPORTING_RAY_START)
+    out = tmp_path / "env.json"
+    launched = subprocess.run(
+        [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={tmp_path / 'ray-9125'}"],
+        env={**env, **environment, "OUT": str(out)},
+        timeout=30,
+    )
+    assert launched.returncode == 0
+    return json.loads(out.read_text())
+
+
+def test_ray_start_and_its_node_poll_their_sockets_every_tenth_of_a_second(tmp_path):
+    assert connect_settings(tmp_path) == {
+        "RAY_raylet_client_connect_timeout_milliseconds": "100",
+        "RAY_raylet_client_num_connect_attempts": "100",
+    }
+
+
+def test_a_socket_poll_the_user_set_is_left_as_it_is(tmp_path):
+    own = {"RAY_raylet_client_connect_timeout_milliseconds": "500"}
+    assert connect_settings(tmp_path, **own) == own
 
 
 DRAINING_RAY_START = """
@@ -90,19 +133,11 @@ def test_a_ray_start_that_outlives_the_grace_is_killed_with_every_process_below_
     """A stand-in `ray` (beside the launcher's Python) that ignores the TERM, as a worker
     node's drain does, and has a child, as `ray start` has its raylet: both are gone
     once the launcher ends, and so is the node's folder."""
-    python = tmp_path / "bin" / "python"
-    python.parent.mkdir()
-    python.symlink_to(sys.executable)
-    (python.parent / "ray").write_text(DRAINING_RAY_START)
+    python, env = launcher_beside(tmp_path, DRAINING_RAY_START)
     pids, temp_dir = tmp_path / "pids", tmp_path / "ray-9124-abcd"
     launcher = subprocess.Popen(
         [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={temp_dir}"],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "PYTHONHOME": sys.base_prefix,
-            "PYTHONPATH": str(Path(node_launcher.__file__).parents[2]),
-            "PIDS": str(pids),
-        },
+        env={**env, "PIDS": str(pids)},
     )
     started = wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30, 0.05)
     assert started, "the stand-in never started"

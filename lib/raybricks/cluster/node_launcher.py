@@ -9,6 +9,8 @@ as its child, which imports Ray again. Here, as there:
 - a TERM, or the end of the process that started it (the Spark task's Python worker,
   or the driver), ends `ray start` (which ends the node's processes); if it has not
   ended after a grace, it is killed, and here so is every process below it;
+- `ray start` and the node's processes poll their node's sockets every 0.1 s as they
+  connect (`SOCKET_CONNECT_POLL`);
 - as it ends, the last holder of the lock copies the node's logs to
   `$RAY_ON_SPARK_COLLECT_LOG_TO_PATH/<temp folder name>-logs/<host>` and removes the
   temp folder; this one also removes the lock file, which Ray's leaves behind.
@@ -46,6 +48,18 @@ LAUNCHERS = (RAYS_LAUNCHER, __name__)  # a node's launcher, in its command line
 STOP_GRACE_SECONDS = 1.5
 PARENT_CHECK_SECONDS = 0.5
 TERMINATED = 143
+
+# Ray's processes connect to a node's Unix sockets (the raylet to its object store as it
+# starts, a worker to its raylet) up to 10 times, 1 s apart, so a socket that is a moment
+# late costs a whole second: the head's raylet lost one at most starts, before it could
+# register. Here they try every 0.1 s within the same 10 s. A connect given its own
+# count of attempts (the raylet's to its store: 300) gets a tenth of Ray's wait (30 s).
+# Ray's system config, read from the environment by its C++ code; left to the user when
+# either is set.
+SOCKET_CONNECT_POLL = {
+    "RAY_raylet_client_connect_timeout_milliseconds": "100",
+    "RAY_raylet_client_num_connect_attempts": "100",
+}
 
 
 class NodeLauncher:
@@ -86,7 +100,10 @@ class NodeLauncher:
         """`ray start`'s return code (0 when stopped before it started)."""
         if self._stopping.is_set():
             return 0
-        self._ray_start = subprocess.Popen([sys.executable, ray_cli, "start", *self.arguments])
+        self._ray_start = subprocess.Popen(
+            [sys.executable, ray_cli, "start", *self.arguments],
+            env=_ray_start_environment(),
+        )
         if self._stopping.is_set():
             self._end_ray_start()  # a stop that came as it started
         return self._ray_start.wait()
@@ -141,6 +158,12 @@ class NodeLauncher:
             shutil.copytree(session.resolve(strict=True) / "logs", target)
         except OSError as exc:
             logger.warning("collecting the Ray node's logs to %s failed: %r", target, exc)
+
+
+def _ray_start_environment() -> dict[str, str]:
+    if any(name in os.environ for name in SOCKET_CONNECT_POLL):
+        return dict(os.environ)
+    return {**os.environ, **SOCKET_CONNECT_POLL}
 
 
 def _exit_status(code: int) -> int:

@@ -28,7 +28,8 @@ files stay in its temp folder (`head_start`, run by the head's `ray start` as it
 `RAY_START_HOOK`).
 Every node (the head and each worker node) is launched by `raybricks.cluster.node_launcher`
 in place of Ray's `start_ray_node`, which imports Ray (a CPU-second per node) only to
-run `ray start`. The head gets its own process group without running Python in the
+run `ray start`; the node's processes poll its sockets every 0.1 s as they connect, not
+every 1 s. The head gets its own process group without running Python in the
 forked child, which would cut this driver's connections to Spark's JVM.
 
 At shutdown, Ray's job server is stopped without Ray's closing 1 s sleep
