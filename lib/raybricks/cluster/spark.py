@@ -165,14 +165,21 @@ def _wait_for_executors(context: SparkContext, master: str) -> None:
 
 
 def jvm_processes(context: SparkContext) -> dict[str, list[psutil.Process]]:
-    """This Spark's JVM processes by kind: the driver PySpark started, the executors."""
+    """This Spark's JVM processes by kind: the driver PySpark started, the executors.
+    An executor is this Spark's if it names this driver's address and application: two
+    local clusters started in the same second have the same application id."""
     driver = [jvm] if (jvm := driver_jvm()) is not None else []
-    app = ["--app-id", context.applicationId]
+    conf = context.getConf()
+    address = f"{conf.get('spark.driver.host')}:{conf.get('spark.driver.port')}"
+    ours = [
+        ["--driver-url", f"spark://CoarseGrainedScheduler@{address}"],
+        ["--app-id", context.applicationId],
+    ]
     executors = [
         p
         for p in psutil.process_iter(["cmdline"])
         if "org.apache.spark.executor.CoarseGrainedExecutorBackend" in (p.info["cmdline"] or [])
-        and _holds(p.info["cmdline"], app)
+        and all(_holds(p.info["cmdline"], part) for part in ours)
     ]
     return {"driver": driver, "executor": executors}
 
