@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from benchmarks.processes import left_after, marked_env
 
+from raybricks.cluster.jvm_archive import SPARK_JARS
 from raybricks.cluster.spark import EXECUTOR_LOGS
 
 # Which archives the driver and executor JVMs have mapped, seen in their memory maps;
@@ -58,7 +59,8 @@ def test_the_first_start_trains_the_class_archives_and_the_next_maps_them(tmp_pa
     trained = start_and_stop_spark(environment, tmp_path / "training-run")
     assert trained == ["driver True False 3", "executor True False 3"]
     kept = sorted(p.name for p in tmp_path.glob("raybricks/jvm/*/*"))
-    assert kept == ["driver.jsa", "executor.jsa"]  # the training files, checked and renamed
+    # the training files, checked and renamed, and the Spark install they were made for
+    assert kept == ["driver.jsa", "executor.jsa", SPARK_JARS]
 
     mapped = start_and_stop_spark(environment, tmp_path / "next-run")
     assert mapped == ["driver False True 3", "executor False True 3"]
