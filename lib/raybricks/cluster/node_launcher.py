@@ -49,13 +49,12 @@ STOP_GRACE_SECONDS = 1.5
 PARENT_CHECK_SECONDS = 0.5
 TERMINATED = 143
 
-# Ray's processes connect to a node's Unix sockets (the raylet to its object store as it
-# starts, a worker to its raylet) up to 10 times, 1 s apart, so a socket that is a moment
-# late costs a whole second: the head's raylet lost one at most starts, before it could
-# register. Here they try every 0.1 s within the same 10 s. A connect given its own
-# count of attempts (the raylet's to its store: 300) gets a tenth of Ray's wait (30 s).
-# Ray's system config, read from the environment by its C++ code; left to the user when
-# either is set.
+# Ray's processes connect to their node's Unix sockets (a raylet to its object store as
+# it starts, a worker to its raylet) up to 10 times, 1 s apart: a socket a moment late
+# to listen cost a raylet a whole second before it could register. Every 0.1 s here,
+# within the same 10 s; a connect with its own count of attempts (a raylet's to its
+# store: 300) waits a tenth as long (30 s). Ray's system config, read from the
+# environment by its C++ code; left to the user when either is set.
 SOCKET_CONNECT_POLL = {
     "RAY_raylet_client_connect_timeout_milliseconds": "100",
     "RAY_raylet_client_num_connect_attempts": "100",
@@ -161,6 +160,7 @@ class NodeLauncher:
 
 
 def _ray_start_environment() -> dict[str, str]:
+    """This process's environment, with `SOCKET_CONNECT_POLL` unless the user set it."""
     if any(name in os.environ for name in SOCKET_CONNECT_POLL):
         return dict(os.environ)
     return {**os.environ, **SOCKET_CONNECT_POLL}
