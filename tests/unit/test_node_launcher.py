@@ -87,7 +87,7 @@ def test_without_a_ray_script_it_says_so_in_one_line_and_makes_nothing(tmp_path)
 
 
 REPORTING_RAY_START = """
-import json, os, sys
+import json, os
 names = [name for name in os.environ if name.startswith("RAY_raylet_client_")]
 json.dump({name: os.environ[name] for name in names}, open(os.environ["OUT"], "w"))
 """
