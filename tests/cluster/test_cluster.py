@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import weakref
-from pathlib import Path
 
 import psutil
 import ray
@@ -44,11 +43,12 @@ def test_the_heads_temp_files_are_in_its_temp_folder(ray_cluster):
     """The dashboard's module forkserver keeps its socket in a `pymp-*` folder that Ray
     never removes: in the temp root, every run left one behind."""
     port = ray_cluster.info.address.rsplit(":", 1)[1]
-    (head_folder,) = [
-        p
-        for p in Path("/tmp").glob(f"ray-{port}-*")
-        if p.suffix != ".lock" and "-node-" not in p.name
-    ]
+    (head_folder,) = {  # the head's launcher's (another cluster may have had the port)
+        node_launcher.temp_dir_of(command)
+        for command in (proc.info["cmdline"] or [] for proc in psutil.process_iter(["cmdline"]))
+        if command[1:3] == ["-m", node_launcher.__name__] and f"--port={port}" in command
+    }
+    assert head_folder is not None
     assert list(head_folder.glob("pymp-*/listener-*"))
 
 
