@@ -103,6 +103,21 @@ def test_each_set_of_jvm_options_has_archives_of_its_own():
     assert one is not None and other is not None and one.folder != other.folder
 
 
+def test_a_reinstall_of_the_same_spark_has_archives_of_its_own(tmp_path, monkeypatch):
+    """A JVM refuses an archive made with other jar files (their size and time), and
+    without sharing required it silently runs without one: Spark's start took twice as
+    long after a `make setup` anew, with the old set found and never mapped."""
+    spark = tmp_path / "pyspark"
+    (spark / "jars").mkdir(parents=True)
+    jar = spark / "jars" / "spark-core.jar"
+    jar.write_bytes(b"jar")
+    monkeypatch.setattr(jvm_archive, "_spark_jars", lambda: spark)
+    before = jvm_archive.class_archives(OPTIONS)
+    os.utime(jar, ns=(1, 1))  # the same file, written anew
+    after = jvm_archive.class_archives(OPTIONS)
+    assert before is not None and after is not None and before.folder != after.folder
+
+
 def test_no_archives_without_a_cache_folder_or_a_java(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -203,14 +203,22 @@ def java_binary() -> Path | None:
 
 
 def _key(java: Path, jvm_options: str) -> str:
-    """Names what an archive depends on: the JVM build, Spark's jars (their version and
-    where they are: a JVM maps an archive only with the class path it was made with),
-    the options."""
+    """Names what an archive depends on: the JVM build, Spark's jars (their version,
+    where they are, and each one's size and time: a JVM maps an archive only with the
+    very files it was made with, and a reinstall of the same Spark writes new ones), the
+    options."""
     modules = java.parent.parent / "lib" / "modules"  # changes with every JDK build
     stamp = modules.stat() if modules.is_file() else java.stat()
-    jars = str(_spark_jars())
-    identity = [str(java), f"{stamp.st_size}:{stamp.st_mtime_ns}", pyspark.__version__, jars]
+    jars = _spark_jars()
+    identity = [str(java), f"{stamp.st_size}:{stamp.st_mtime_ns}", pyspark.__version__]
+    identity += [str(jars), *_stamps(sorted(jars.glob("jars/*.jar")))]
     return hashlib.sha256("\n".join([*identity, jvm_options]).encode()).hexdigest()[:16]
+
+
+def _stamps(files: list[Path]) -> list[str]:
+    return [
+        f"{file.name}:{info.st_size}:{info.st_mtime_ns}" for file in files for info in [file.stat()]
+    ]
 
 
 def _maps(command: Sequence[str], archive: Path) -> bool:
