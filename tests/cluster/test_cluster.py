@@ -81,9 +81,10 @@ def test_every_ray_node_is_launched_by_raybricks_launcher(ray_cluster):
     assert launched == {"head": 1, "worker": 2, "by Ray's launcher": 0}
 
 
-def test_every_raylet_polls_its_nodes_sockets_every_tenth_of_a_second(ray_cluster):
-    """The launcher's setting reaches every node's processes: a raylet whose object store
-    was a moment late to listen waited a whole second before it could register."""
+def test_every_node_gets_the_launchers_polls(ray_cluster):
+    """The launcher's settings reach every node's processes: a raylet whose object store
+    was a moment late to listen waited a whole second before it could register, and a
+    stopped node's `ray start` half a second for its drained raylet's end."""
     port = ray_cluster.info.address.rsplit(":", 1)[1]
     raylets = [
         proc.info["environ"] or {}
@@ -94,6 +95,7 @@ def test_every_raylet_polls_its_nodes_sockets_every_tenth_of_a_second(ray_cluste
     assert len(raylets) == 3
     for environ in raylets:
         assert node_launcher.SOCKET_CONNECT_POLL.items() <= environ.items()
+        assert node_launcher.DRAIN_POLL.items() <= environ.items()
 
 
 def test_starting_the_head_leaves_the_drivers_connections_to_spark_alone(ray_cluster, monkeypatch):

@@ -16,7 +16,7 @@ from ray._private.node import Node
 from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init
 
-from raybricks.cluster import compat
+from raybricks.cluster import compat, node_launcher
 from raybricks.cluster.compat import fast_start, ports
 from tests.helpers import free_port
 
@@ -79,6 +79,16 @@ def test_a_missing_private_name_keeps_rays_own_start(monkeypatch, module, name):
     with compat.fast_start_if(True, spark_context=None) as status:
         assert status == f"unavailable: {module.__name__}.{name} is missing"
         assert not hasattr(module, name)
+
+
+def test_an_autoscaler_monitor_not_where_the_launcher_looks_keeps_rays_own_start(monkeypatch):
+    moved = ("/autoscaler/_private/monitor_main.py", node_launcher.AUTOSCALER_MONITORS[1])
+    monkeypatch.setattr(node_launcher, "AUTOSCALER_MONITORS", moved)
+    with compat.fast_start_if(True, spark_context=None) as status:
+        assert status == (
+            "unavailable: ray.autoscaler._private.monitor is not a script ending in "
+            "/autoscaler/_private/monitor_main.py"
+        )
 
 
 def test_a_missing_private_method_keeps_rays_own_start(monkeypatch):

@@ -88,14 +88,15 @@ def test_without_a_ray_script_it_says_so_in_one_line_and_makes_nothing(tmp_path)
 
 REPORTING_RAY_START = """
 import json, os
-names = [name for name in os.environ if name.startswith("RAY_raylet_client_")]
+prefixes = ("RAY_raylet_client_", "RAY_GRACEFUL_SHUTDOWN_")
+names = [name for name in os.environ if name.startswith(prefixes)]
 json.dump({name: os.environ[name] for name in names}, open(os.environ["OUT"], "w"))
 """
 
 
-def connect_settings(tmp_path: Path, **environment: str) -> dict[str, str]:
-    """The `RAY_raylet_client_*` settings `ray start` gets from a launcher run in
-    `environment`."""
+def ray_start_settings(tmp_path: Path, **environment: str) -> dict[str, str]:
+    """The socket and drain settings (`RAY_raylet_client_*`, `RAY_GRACEFUL_SHUTDOWN_*`)
+    `ray start` gets from a launcher run in `environment`."""
     python, env = launcher_beside(tmp_path, REPORTING_RAY_START)
     out = tmp_path / "env.json"
     launched = subprocess.run(
@@ -107,16 +108,24 @@ def connect_settings(tmp_path: Path, **environment: str) -> dict[str, str]:
     return json.loads(out.read_text())
 
 
-def test_ray_start_and_its_node_poll_their_sockets_every_tenth_of_a_second(tmp_path):
-    assert connect_settings(tmp_path) == {
+def test_ray_start_polls_its_sockets_and_its_drain_every_tenth_and_twentieth_of_a_second(
+    tmp_path,
+):
+    assert ray_start_settings(tmp_path) == {
         "RAY_raylet_client_connect_timeout_milliseconds": "100",
         "RAY_raylet_client_num_connect_attempts": "100",
+        "RAY_GRACEFUL_SHUTDOWN_POLL_INTERVAL_S": "0.05",
     }
 
 
 def test_a_socket_poll_the_user_set_is_left_as_it_is(tmp_path):
     own = {"RAY_raylet_client_connect_timeout_milliseconds": "500"}
-    assert connect_settings(tmp_path, **own) == own
+    assert ray_start_settings(tmp_path, **own) == {**own, **node_launcher.DRAIN_POLL}
+
+
+def test_a_drain_poll_the_user_set_is_left_as_it_is(tmp_path):
+    own = {"RAY_GRACEFUL_SHUTDOWN_POLL_INTERVAL_S": "1"}
+    assert ray_start_settings(tmp_path, **own) == {**node_launcher.SOCKET_CONNECT_POLL, **own}
 
 
 DRAINING_RAY_START = """
@@ -147,4 +156,63 @@ def test_a_ray_start_that_outlives_the_grace_is_killed_with_every_process_below_
     for pid in left:  # not to outlive a failing test
         os.kill(pid, signal.SIGKILL)
     assert left == []
+    assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()
+
+
+# As `ray start` ends its node on a TERM: its processes one by one, the autoscaler
+# monitor among them, and the dashboard's modules not at all (they end late by themselves).
+STOPPING_RAY_START = """
+import os, signal, subprocess, sys, time
+monitor = subprocess.Popen([sys.executable, os.environ["MONITOR"]])
+module = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+def end_node(*_):
+    monitor.terminate()
+    monitor.wait()
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, end_node)
+with open(os.environ["PIDS"], "w") as out:
+    out.write(f"{monitor.pid} {module.pid}")
+time.sleep(120)
+"""
+MONITOR = """
+import os, signal, time
+signal.signal(signal.SIGTERM, lambda *_: open(os.environ["MONITOR_TERMED"], "w").close())
+open(os.environ["MONITOR_READY"], "w").close()
+time.sleep(120)
+"""
+
+
+def test_a_stopped_node_has_its_monitor_killed_first_and_nothing_below_it_outlives_it(
+    tmp_path,
+):
+    """A stand-in `ray start` with an autoscaler monitor (by its script's path, which on a
+    TERM would spend a second) and a process it leaves running as it exits: the monitor
+    is KILLed before `ray start` hears of the stop, and the other ends with the node."""
+    python, env = launcher_beside(tmp_path, STOPPING_RAY_START)
+    monitor = tmp_path / "ray" / node_launcher.AUTOSCALER_MONITORS[0].strip("/")
+    monitor.parent.mkdir(parents=True)
+    monitor.write_text(MONITOR)
+    pids, temp_dir = tmp_path / "pids", tmp_path / "ray-9126-abcd"
+    ready, termed = tmp_path / "monitor-ready", tmp_path / "monitor-termed"
+    launcher = subprocess.Popen(
+        [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={temp_dir}"],
+        env={
+            **env,
+            "PIDS": str(pids),
+            "MONITOR": str(monitor),
+            "MONITOR_READY": str(ready),
+            "MONITOR_TERMED": str(termed),
+        },
+    )
+    started = wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30, 0.05)
+    assert started and wait_for(ready.exists, 30, 0.05), "the stand-in never started"
+    launcher.terminate()
+    assert launcher.wait(timeout=30) == node_launcher.TERMINATED
+    left = [pid for pid in map(int, pids.read_text().split()) if not ended(pid)]
+    for pid in left:  # not to outlive a failing test
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert not termed.exists(), "the monitor was TERMed, not killed first"
     assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()

@@ -8,9 +8,11 @@ as its child, which imports Ray again. Here, as there:
 - the node's temp folder is made, and `<temp folder>.lock` held shared while it runs;
 - a TERM, or the end of the process that started it (the Spark task's Python worker,
   or the driver), ends `ray start` (which ends the node's processes); if it has not
-  ended after a grace, it is killed, and here so is every process below it;
+  ended after a grace, it is killed, and here so is every process below it, as are
+  those that outlive it (the dashboard's modules, which linger for half a second) and
+  a head's autoscaler monitor, at once (`AUTOSCALER_MONITORS`);
 - `ray start` and the node's processes poll their node's sockets every 0.1 s as they
-  connect (`SOCKET_CONNECT_POLL`);
+  connect (`SOCKET_CONNECT_POLL`), and a stopped node for its drain's end (`DRAIN_POLL`);
 - as it ends, the last holder of the lock copies the node's logs to
   `$RAY_ON_SPARK_COLLECT_LOG_TO_PATH/<temp folder name>-logs/<host>` and removes the
   temp folder; this one also removes the lock file, which Ray's leaves behind.
@@ -43,8 +45,7 @@ START_RAY_PARENT_PID = "RAY_ON_SPARK_START_RAY_PARENT_PID"
 RAYS_LAUNCHER = "ray.util.spark.start_ray_node"
 LAUNCHERS = (RAYS_LAUNCHER, __name__)  # a node's launcher, in its command line
 
-# As Ray's: for `ray start` to end the node's processes (a worker node's drains for up to
-# 30 s, waiting on a head that is going too), then they are killed.
+# As Ray's: for `ray start` to end the node's processes, then they are killed.
 STOP_GRACE_SECONDS = 1.5
 PARENT_CHECK_SECONDS = 0.5
 TERMINATED = 143
@@ -60,6 +61,17 @@ SOCKET_CONNECT_POLL = {
     "RAY_raylet_client_num_connect_attempts": "100",
 }
 
+# On a TERM, `ray start` first drains its node, looking every 0.5 s whether its raylet has
+# gone: an idle raylet (the driver gone) goes at once, and `ray start` slept on. Every
+# 0.05 s here. (Without the drain, the GCS hung for a second as it stopped.) Left to the
+# user when set.
+DRAIN_POLL = {"RAY_GRACEFUL_SHUTDOWN_POLL_INTERVAL_S": "0.05"}
+
+# A head's autoscaler monitor, by its script (Ray's autoscaler v1 or v2): on a TERM it
+# spends a second telling drivers that the autoscaler failed, and `ray start` waits for
+# it before ending the dashboard and the rest. A stopped node's is killed first.
+AUTOSCALER_MONITORS = ("/autoscaler/_private/monitor.py", "/autoscaler/v2/monitor.py")
+
 
 class NodeLauncher:
     """`ray start <arguments>` as a child, stopped on a TERM or when the process that
@@ -71,6 +83,7 @@ class NodeLauncher:
         self.lock_path = Path(f"{temp_dir}.lock")
         self._stopping = threading.Event()
         self._ray_start: subprocess.Popen[bytes] | None = None
+        self._below_when_stopped: list[int] = []
 
     def run(self) -> int:
         """Run the node to its end; the exit code (143 when it was stopped)."""
@@ -105,12 +118,20 @@ class NodeLauncher:
         )
         if self._stopping.is_set():
             self._end_ray_start()  # a stop that came as it started
-        return self._ray_start.wait()
+        code = self._ray_start.wait()
+        for pid in self._below_when_stopped:
+            _kill(pid)  # ended by `ray start`, or orphaned: it must not outlive the node
+        return code
 
     def _end_ray_start(self) -> None:
-        """TERM `ray start`, and KILL it if it still runs after the grace."""
+        """TERM `ray start` (its autoscaler monitor KILLed), and KILL it if it still runs
+        after the grace."""
         if self._ray_start is None:
             return  # `run` checks for a stop once it has started it
+        self._below_when_stopped = _descendants(self._ray_start.pid)
+        for pid in self._below_when_stopped:
+            if _runs_script(pid, AUTOSCALER_MONITORS):
+                _kill(pid)
         self._ray_start.terminate()
         killer = threading.Timer(STOP_GRACE_SECONDS, self._kill_node)
         killer.daemon = True
@@ -126,8 +147,7 @@ class NodeLauncher:
         below = _descendants(ray_start.pid)  # before the kill: then they are reparented
         ray_start.kill()
         for pid in below:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            _kill(pid)
 
     def _stop_with_parent(self) -> None:
         parent = int(os.environ.get(START_RAY_PARENT_PID) or os.getppid())  # Ray sets it
@@ -160,10 +180,13 @@ class NodeLauncher:
 
 
 def _ray_start_environment() -> dict[str, str]:
-    """This process's environment, with `SOCKET_CONNECT_POLL` unless the user set it."""
-    if any(name in os.environ for name in SOCKET_CONNECT_POLL):
-        return dict(os.environ)
-    return {**os.environ, **SOCKET_CONNECT_POLL}
+    """This process's environment, with each of `SOCKET_CONNECT_POLL` and `DRAIN_POLL`
+    unless the user set (some of) it."""
+    environment = dict(os.environ)
+    for defaults in (SOCKET_CONNECT_POLL, DRAIN_POLL):
+        if not any(name in environment for name in defaults):
+            environment.update(defaults)
+    return environment
 
 
 def _exit_status(code: int) -> int:
@@ -192,6 +215,20 @@ def _descendants(pid: int) -> list[int]:
         found += below
         queue += below
     return found
+
+
+def _runs_script(pid: int, scripts: tuple[str, ...]) -> bool:
+    """Whether process `pid` runs one of `scripts` (a path ending), by its command line."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False  # ended meanwhile
+    return any(argument.endswith(scripts) for argument in arguments.split("\0"))
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _ray_cli() -> str:

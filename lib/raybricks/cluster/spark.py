@@ -26,6 +26,7 @@ from raybricks.cluster.compat.spark_jvm import (
     end_driver_jvm,
     registered_executors,
     spark_home,
+    stop_session,
 )
 from raybricks.cluster.jvm_archive import KINDS, ClassArchives, class_archives
 from raybricks.cluster.master import spark_master
@@ -64,11 +65,11 @@ class Spark:
 
     def _stop_jvms(self) -> None:
         if self.archives is None or not self.archives.training:
-            self.session.stop()
+            stop_session(self.session)
             return
         jvms = jvm_processes(self.session.sparkContext)
         commands = {kind: processes[0].cmdline() for kind, processes in jvms.items() if processes}
-        self.session.stop()
+        stop_session(self.session)
         end_driver_jvm()
         psutil.wait_procs([p for processes in jvms.values() for p in processes], JVM_EXIT_SECONDS)
         self.archives.keep(commands)

@@ -23,6 +23,7 @@ Ray at a teardown (`connection`), Ray's notebook HTML sent to the log
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,10 @@ NEEDED: dict[str, tuple[str, ...]] = {
     "ray._private.node": ("Node.start_api_server", "Node.start_ray_processes"),
 }
 
+# The modules a head runs as its autoscaler monitor, which the launcher knows by their
+# scripts' paths (`node_launcher.AUTOSCALER_MONITORS`, in order).
+MONITORS = ("ray.autoscaler._private.monitor", "ray.autoscaler.v2.monitor")
+
 
 def unavailable_reason() -> str | None:
     """Why fast start cannot run on this Ray, or None when it can."""
@@ -74,6 +79,10 @@ def unavailable_reason() -> str | None:
                 if not hasattr(owner, part):
                     return f"{module_name}.{dotted} is missing"
                 owner = getattr(owner, part)
+    for module_name, script in zip(MONITORS, node_launcher.AUTOSCALER_MONITORS, strict=True):
+        found = importlib.util.find_spec(module_name)  # without running it
+        if found is None or not str(found.origin).endswith(script):
+            return f"{module_name} is not a script ending in {script}"
     return None
 
 
