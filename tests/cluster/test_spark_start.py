@@ -1,5 +1,6 @@
 """A local Spark's JVMs: the first start trains their class archives, the next maps them;
-either way the executors' output moves from Spark's install to the run folder.
+either way the executors' output moves from Spark's install to the run folder, and
+PySpark's accumulator server shuts down after Spark, in a thread of its own.
 
 Each start runs in a process of its own, as a run does (the session's cluster holds
 this process's Spark)."""
@@ -29,7 +30,13 @@ for kind, processes in jvm_processes(context).items():
     maps = {Path(m.path).name for p in processes for m in p.memory_maps()}
     print(kind, spark.archives.training, f"{kind}.jsa" in maps, total)
 print(local_executor_logs(context))
+server = context._accumulatorServer  # the sum above connected the JVM to it
 spark.stop(Path(sys.argv[1]))
+import threading
+closers = [t for t in threading.enumerate() if t.name == "accumulator-server"]
+for closer in closers:
+    closer.join(10)
+print("accumulator server", len(closers), server.server_shutdown, server.socket.fileno())
 """
 
 
@@ -45,8 +52,10 @@ def start_and_stop_spark(environment: dict[str, str], run_dir: Path) -> list[str
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    *archives, spark_folder = done.stdout.strip().splitlines()[-3:]
+    *archives, spark_folder, accumulators = done.stdout.strip().splitlines()[-4:]
     assert Path(spark_folder).parent.name == "work" and not Path(spark_folder).exists()
+    # shut down after Spark, in a thread of its own, and its socket closed
+    assert accumulators == "accumulator server 1 True -1"
     stderr = run_dir / EXECUTOR_LOGS / "0" / "stderr"
     assert "CoarseGrainedExecutorBackend" in stderr.read_text()
     return archives

@@ -143,20 +143,31 @@ def test_a_ray_start_that_outlives_the_grace_is_killed_with_every_process_below_
     node's drain does, and has a child, as `ray start` has its raylet: both are gone
     once the launcher ends, and so is the node's folder."""
     python, env = launcher_beside(tmp_path, DRAINING_RAY_START)
-    pids, temp_dir = tmp_path / "pids", tmp_path / "ray-9124-abcd"
+    temp_dir = tmp_path / "ray-9124-abcd"
+    assert left_after_a_stop(tmp_path, python, env, temp_dir) == []
+    assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()
+
+
+def left_after_a_stop(
+    tmp_path: Path, python: Path, env: dict[str, str], temp_dir: Path, ready: Path | None = None
+) -> list[int]:
+    """Launch a node with the stand-in `ray` beside `python`, TERM the launcher once the
+    stand-in has written the two PIDs it keeps (to $PIDS) and `ready` exists, and return
+    those of the two still running once it has exited (killed then, not to outlive a
+    failing test)."""
+    pids = tmp_path / "pids"
     launcher = subprocess.Popen(
         [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={temp_dir}"],
         env={**env, "PIDS": str(pids)},
     )
     started = wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30, 0.05)
-    assert started, "the stand-in never started"
+    assert started and (ready is None or wait_for(ready.exists, 30, 0.05)), "no stand-in"
     launcher.terminate()
     assert launcher.wait(timeout=30) == node_launcher.TERMINATED
     left = [pid for pid in map(int, pids.read_text().split()) if not ended(pid)]
-    for pid in left:  # not to outlive a failing test
+    for pid in left:
         os.kill(pid, signal.SIGKILL)
-    assert left == []
-    assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()
+    return left
 
 
 # As `ray start` ends its node on a TERM: its processes one by one, the autoscaler
@@ -194,25 +205,9 @@ def test_a_stopped_node_has_its_monitor_killed_first_and_nothing_below_it_outliv
     monitor = tmp_path / "ray" / node_launcher.AUTOSCALER_MONITORS[0].strip("/")
     monitor.parent.mkdir(parents=True)
     monitor.write_text(MONITOR)
-    pids, temp_dir = tmp_path / "pids", tmp_path / "ray-9126-abcd"
+    temp_dir = tmp_path / "ray-9126-abcd"
     ready, termed = tmp_path / "monitor-ready", tmp_path / "monitor-termed"
-    launcher = subprocess.Popen(
-        [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={temp_dir}"],
-        env={
-            **env,
-            "PIDS": str(pids),
-            "MONITOR": str(monitor),
-            "MONITOR_READY": str(ready),
-            "MONITOR_TERMED": str(termed),
-        },
-    )
-    started = wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30, 0.05)
-    assert started and wait_for(ready.exists, 30, 0.05), "the stand-in never started"
-    launcher.terminate()
-    assert launcher.wait(timeout=30) == node_launcher.TERMINATED
-    left = [pid for pid in map(int, pids.read_text().split()) if not ended(pid)]
-    for pid in left:  # not to outlive a failing test
-        os.kill(pid, signal.SIGKILL)
-    assert left == []
+    env |= {"MONITOR": str(monitor), "MONITOR_READY": str(ready), "MONITOR_TERMED": str(termed)}
+    assert left_after_a_stop(tmp_path, python, env, temp_dir, ready) == []
     assert not termed.exists(), "the monitor was TERMed, not killed first"
     assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()
