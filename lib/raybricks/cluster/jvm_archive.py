@@ -4,8 +4,8 @@ Most of a local Spark's start is its JVMs (the driver, and one per executor) loa
 linking Spark's classes. A JVM can map them from an archive instead (class-data
 sharing): here it halved the driver's start, and the executors' CPU time. A first run's
 JVMs write the archives as they exit (`-XX:ArchiveClassesAtExit`); they are kept under
-the user's cache folder, one set per JVM build, Spark version and JVM options, so an
-upgrade of either simply trains anew.
+the user's cache folder, one set per JVM build, Spark install (its jar files) and JVM
+options, so an upgrade or a reinstall of either simply trains anew.
 
 A JVM that maps a partly written archive crashes. So a training run's JVMs write files
 of their own, and such a file becomes the archive only once a JVM started as the one
