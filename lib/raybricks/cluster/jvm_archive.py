@@ -216,9 +216,12 @@ def _key(java: Path, jvm_options: str) -> str:
 
 
 def _stamps(files: list[Path]) -> list[str]:
-    return [
-        f"{file.name}:{info.st_size}:{info.st_mtime_ns}" for file in files for info in [file.stat()]
-    ]
+    """Each file's name, size and time."""
+    stamps = []
+    for file in files:
+        info = file.stat()
+        stamps.append(f"{file.name}:{info.st_size}:{info.st_mtime_ns}")
+    return stamps
 
 
 def _maps(command: Sequence[str], archive: Path) -> bool:
