@@ -120,7 +120,7 @@ class NodeLauncher:
             self._end_ray_start()  # a stop that came as it started
         code = self._ray_start.wait()
         for pid in self._below_when_stopped:
-            _kill(pid)  # ended by `ray start`, or orphaned: it must not outlive the node
+            _kill(pid)  # ended by `ray start`, or left running: none outlives the node
         return code
 
     def _end_ray_start(self) -> None:
@@ -144,10 +144,9 @@ class NodeLauncher:
         ray_start = self._ray_start
         if ray_start is None or ray_start.poll() is not None:
             return  # it ended its node itself
-        below = _descendants(ray_start.pid)  # before the kill: then they are reparented
+        # Found before the kill (then they are reparented); `_run_ray_start` kills them.
+        self._below_when_stopped += _descendants(ray_start.pid)
         ray_start.kill()
-        for pid in below:
-            _kill(pid)
 
     def _stop_with_parent(self) -> None:
         parent = int(os.environ.get(START_RAY_PARENT_PID) or os.getppid())  # Ray sets it
