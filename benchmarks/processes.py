@@ -125,3 +125,23 @@ def of_ray_cluster(port: str) -> list[str]:
         if f":{port} " in f"{command} " or f"--port={port} " in f"{command} ":
             found.append(f"{proc.pid} {command[:120]}")
     return found
+
+
+def live_driver_log(pid: int) -> str:
+    """The driver log of the run in process `pid`, as it grows: a file with no name in
+    the temp root, its stdout and stderr once the run began ('' before, or once it has
+    ended). The run folder's copy is renewed only as stages end."""
+    folder = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(folder)
+    except OSError:
+        return ""
+    for fd in fds:
+        try:
+            target = os.readlink(f"{folder}/{fd}")
+            if os.path.basename(target).startswith("raybricks-") and "(deleted)" in target:
+                with open(f"{folder}/{fd}", errors="replace") as log:
+                    return log.read()
+        except OSError:
+            continue  # closed meanwhile
+    return ""

@@ -26,7 +26,14 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from benchmarks.processes import kill_node, left_after, marked_env, running_marked, wait_for
+from benchmarks.processes import (
+    kill_node,
+    left_after,
+    live_driver_log,
+    marked_env,
+    running_marked,
+    wait_for,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -239,8 +246,7 @@ def kill_a_worker_node(mark: str) -> int:
 
 
 def stage_started(run: Started) -> bool:
-    logs = [folder / "driver.log" for folder in set(run.log_root.iterdir()) - run.before]
-    return any(log.exists() and "actor_pool: started" in log.read_text() for log in logs)
+    return "actor_pool: started" in live_driver_log(run.proc.pid)
 
 
 def main() -> int:

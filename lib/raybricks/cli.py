@@ -9,20 +9,27 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from raybricks import __version__
 from raybricks.cluster import signals
 from raybricks.console import LOG_FORMAT, RunConsole
 from raybricks.errors import BadInput, Cancelled, ExitCode
-from raybricks.paths import create_run_dir, new_run_id
+from raybricks.paths import new_run_id
 from raybricks.report.model import DRIVER_LOG, Report, read_report
 from raybricks.report.summary import summary
+from raybricks.run.folder import RunFolder
 from raybricks.settings import FLAG_SETTINGS, TARGETS, Settings, load_settings
 from raybricks.stages.registry import Catalog, stage_catalog
+
+if TYPE_CHECKING:
+    from raybricks.platform import Platform
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +63,15 @@ def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
     selected = {name: catalog[name].load() for name in settings.stages}
     from raybricks.run.job import reported, run_stages  # imports Ray and Spark: a run starts
 
-    _preflight(settings)
-    run_dir = _start_run_dir(settings)
-    with reported(settings, run_dir), args.console.run_output_to(run_dir / DRIVER_LOG):
-        report = run_stages(settings, run_dir, selected)
-    return _finish(report, run_dir, args.console)
+    platform = _checked_platform(settings)
+    what = f"stages {','.join(settings.stages)}"
+    with (
+        _run_folder(settings, platform, what) as folder,
+        reported(settings, folder.path),
+        args.console.run_output_to(folder.driver_log.fd),
+    ):
+        report = run_stages(settings, platform, folder.path, selected, folder.save_driver_log)
+    return _finish(report, folder.path, args.console)
 
 
 def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
@@ -70,12 +81,17 @@ def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
     settings = _settings(args, conf_dir)
     from raybricks.run.job import reported, run_command  # imports Ray and Spark: a run starts
 
-    _preflight(settings)
-    run_dir = _start_run_dir(settings)
-    # The command's own output stays on the console: it is the user's.
-    with reported(settings, run_dir):
-        report = run_command(settings, run_dir, command)
-    return _finish(report, run_dir, args.console)
+    platform = _checked_platform(settings)
+    console = args.console
+    with (
+        _run_folder(settings, platform, f"command {shlex.join(command)}") as folder,
+        reported(settings, folder.path),
+        console.run_output_to(folder.driver_log.fd),
+    ):
+        # The command's own output goes to the console untouched: it is the user's.
+        output = console.command_output()
+        report = run_command(settings, platform, folder.path, command, output)
+    return _finish(report, folder.path, args.console)
 
 
 def _stages(args: argparse.Namespace, conf_dir: Path | None) -> int:
@@ -119,11 +135,12 @@ def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
     return ExitCode.PASSED
 
 
-def _preflight(settings: Settings) -> None:
-    """On a Databricks cluster: refuse (BadInput) where Ray on Spark cannot run."""
-    from raybricks.databricks.driver import preflight  # reads Spark's conf
+def _checked_platform(settings: Settings) -> Platform:
+    """Where this run runs; on a Databricks cluster, refused (BadInput) where Ray on
+    Spark cannot run."""
+    from raybricks.databricks.driver import checked_platform  # reads Spark's conf
 
-    preflight(settings.cluster)
+    return checked_platform(settings)
 
 
 def _doctor(args: argparse.Namespace, conf_dir: Path | None) -> int:
@@ -157,28 +174,36 @@ def _settings(
     return load_settings(args.target, args.conf, overrides, conf_dir, catalog, check_log_path)
 
 
-def _start_run_dir(settings: Settings) -> Path:
-    run_dir = create_run_dir(settings.log_root, new_run_id(job_run_id=settings.job_run_id))
-    handler = logging.FileHandler(run_dir / DRIVER_LOG)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.setLevel(logging.DEBUG)
-    logging.getLogger().addHandler(handler)
-    logging.getLogger("raybricks").setLevel(logging.DEBUG)
-    c = settings.cluster
-    from raybricks.cluster.spark import starts_its_own  # Spark is imported by now
-
-    logger.info(
-        "run %s: target %s, stages %s; Ray on %s, %s worker nodes%s",
-        run_dir.name,
-        settings.target,
-        ",".join(settings.stages),
-        c.spark_master if starts_its_own(c.spark_master) else "the Spark this driver runs in",
-        c.max_worker_nodes
-        if not c.min_worker_nodes
-        else f"{c.min_worker_nodes}-{c.max_worker_nodes}",
-        f" of {c.num_cpus_worker_node} CPU(s)" if c.num_cpus_worker_node else "",
-    )
-    return run_dir
+@contextmanager
+def _run_folder(settings: Settings, platform: Platform, what: str) -> Iterator[RunFolder]:
+    """The run's folder, made now, with this process's log going to its driver log."""
+    run_id = new_run_id(job_run_id=settings.job_run_id)
+    with (
+        RunFolder.created(settings.log_root, run_id, platform.temp_root) as folder,
+        open(os.dup(folder.driver_log.fd), "a", buffering=1) as log,
+    ):
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setLevel(logging.DEBUG)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger("raybricks").setLevel(logging.DEBUG)
+        c = settings.cluster
+        logger.info(
+            "run %s: target %s, %s; Ray on %s, %s worker nodes%s",
+            run_id,
+            settings.target,
+            what,
+            platform.describe_spark(),
+            c.max_worker_nodes
+            if not c.min_worker_nodes
+            else f"{c.min_worker_nodes}-{c.max_worker_nodes}",
+            f" of {c.num_cpus_worker_node} CPU(s)" if c.num_cpus_worker_node else "",
+        )
+        try:
+            yield folder
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 def _finish(report: Report, run_dir: Path, console: RunConsole) -> int:

@@ -15,8 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -141,12 +140,19 @@ class RunConsole:
         return handler
 
     @contextmanager
-    def run_output_to(self, log_file: Path) -> Iterator[None]:
+    def run_output_to(self, log_fd: int) -> Iterator[None]:
         """Within this block, whatever this process and its children write to stdout
-        and stderr goes to `log_file` (unless verbose). On a terminal, a live line
+        and stderr goes to the file `log_fd` (unless verbose). On a terminal, a live line
         shows the running stages."""
-        with self._redirected(log_file), self._live_stages():
+        with self._redirected(log_fd), self._live_stages():
             yield
+
+    def command_output(self) -> tuple[IO[str] | None, IO[str] | None]:
+        """Where a command run within `run_output_to` writes its stdout and stderr: to
+        the console as the run began, untouched (None: this process's own)."""
+        if self.verbose:
+            return None, None
+        return self.out.file, self.err.file
 
     @contextmanager
     def _live_stages(self) -> Iterator[None]:
@@ -163,7 +169,7 @@ class RunConsole:
             status.stop()
 
     @contextmanager
-    def _redirected(self, log_file: Path) -> Iterator[None]:
+    def _redirected(self, log_fd: int) -> Iterator[None]:
         if self.verbose:
             yield
             return
@@ -172,10 +178,8 @@ class RunConsole:
         saved = {fd: os.dup(fd) for fd in (1, 2)}
         self.out.file = os.fdopen(os.dup(saved[1]), "w", buffering=1)
         self.err.file = os.fdopen(os.dup(saved[2]), "w", buffering=1)
-        target = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(target, 1)
-        os.dup2(target, 2)
-        os.close(target)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
         try:
             yield
         finally:

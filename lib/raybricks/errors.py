@@ -46,3 +46,11 @@ class Cancelled(BaseException):
     @property
     def exit_code(self) -> ExitCode:
         return ExitCode(128 + self.signum)
+
+
+def root_cause(exc: BaseException) -> str:
+    """The first line of what started `exc` (its last `__cause__`), with its type."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"

@@ -1,13 +1,17 @@
-"""Where a run writes: DBFS URIs as FUSE paths, and the run folder `<log_path>/<run_id>/`.
+"""Where a run writes, and how: DBFS URIs as FUSE paths, the run folder
+`<log_path>/<run_id>/`, and files written whole.
 
 Ray on Spark copies node logs with plain file I/O, so `dbfs:/x` must become `/dbfs/x`;
-`/Volumes/...` and local paths are already FUSE or local paths.
+`/Volumes/...` and local paths are already FUSE or local paths. A Databricks FUSE mount
+takes no appends and no writes in place: every file raybricks puts on the log path is
+written whole, to a new name, and renamed into place (`write_whole`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -74,3 +78,19 @@ def create_run_dir(log_root: Path, run_id: str) -> Path:
     run_dir = log_root / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
     return run_dir
+
+
+def write_whole(target: Path, chunks: Iterable[bytes]) -> Path:
+    """Write `target` whole: a new file beside it, written from its start, then renamed
+    over it (a reader never sees half of it; a FUSE volume sees no append)."""
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target

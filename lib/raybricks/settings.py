@@ -26,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from raybricks.cluster.master import check_known
 from raybricks.errors import BadInput
 from raybricks.paths import to_local_path, unwritable_reason
+from raybricks.platform.master import check_known
 from raybricks.stages.registry import BUILT_IN, Catalog
 
 logger = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from benchmarks.standalone import StandaloneCluster
 from raybricks.cluster import jvm_archive
 from raybricks.cluster.lifecycle import ClusterInfo, ray_on_spark
 from raybricks.cluster.spark import QUICK_START_JVM
+from raybricks.platform import Platform
 from raybricks.settings import ClusterSettings
 from tests.cluster.runs import BIN, finished, only_run_dir, report_of
 
@@ -77,7 +78,7 @@ def ray_cluster(
     # every whole run would start without them until the end (one run trains at a time).
     settings = ClusterSettings(spark_class_archive=jvm_archive.trained(QUICK_START_JVM))
     with ray_on_spark(
-        settings, namespace=NAMESPACE, log_dir=log_dir, stream_worker_logs=False
+        settings, Platform.of(settings), NAMESPACE, log_dir, stream_worker_logs=False
     ) as info:
         yield ClusterUnderTest(info, log_dir)
     # Checked once the session's cluster is shut down (a failure here fails the run):

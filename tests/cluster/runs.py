@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.processes import wait_for
+from benchmarks.processes import live_driver_log, wait_for
 
 from raybricks.cluster.spark import QUICK_START_JVM
 from tests.helpers import ROOT
@@ -52,6 +52,11 @@ def only_run_dir(log_root: Path) -> Path:
     return run_dir
 
 
+def forkserver_folders() -> set[Path]:
+    """The multiprocessing forkserver folders in /tmp (Ray's dashboard makes one)."""
+    return set(Path("/tmp").glob("pymp-*"))
+
+
 def report_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "report.json").read_text())
 
@@ -92,11 +97,10 @@ class InTheBackground:
             self.proc.wait()
 
     def wait_until_logged(self, line: str, times: int = 1, interval: float = 0.1) -> None:
-        """Until `line` is in the run's driver.log `times` times."""
+        """Until `line` is in the run's driver log `times` times."""
 
         def reached() -> bool:
-            logs = list(self.log_root.glob("*/driver.log"))
-            return bool(logs) and logs[0].read_text().count(line) >= times
+            return live_driver_log(self.proc.pid).count(line) >= times
 
         reached_it = wait_for(reached, timeout=240, interval=interval)
         assert reached_it, f"the run never logged {line!r} {times} time(s)"

@@ -25,6 +25,7 @@ from tests.cluster.runs import (
     SPARK_SUBMIT,
     InTheBackground,
     finished,
+    forkserver_folders,
     one_stage,
     only_run_dir,
     report_of,
@@ -79,9 +80,9 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
     assert f"run folder: {run_dir}" in done.stdout
     assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
     # Fast start: each worker node ran in a temp folder of its own (so its logs come in
-    # a folder of their own), and a Python worker per Spark task slot was warmed.
+    # a folder of their own), and every Spark task slot was checked and warmed.
     assert wait_for(lambda: len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2, 30)
-    assert "warmed Spark Python workers on 2 task slots" in (run_dir / "driver.log").read_text()
+    assert "every executor can run raybricks (2 task slots" in (run_dir / "driver.log").read_text()
     # ... and the head's raylet started beside its dashboard, not once it was up.
     (head_logs,) = [p for p in run_dir.glob("ray-*-logs/*") if "-node-" not in p.parent.name]
     dashboard_up = first_time(head_logs / "dashboard.log", "http server initialized")
@@ -178,7 +179,7 @@ def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_d
     assert report["cluster"]["fast_start"] == (
         "unavailable: it was written for Ray 2.59.0, this is Ray 2.60.0"
     )
-    assert "warmed Spark Python workers" not in (only_run_dir(log_root) / "driver.log").read_text()
+    assert list(only_run_dir(log_root).glob("ray-*-node-*-logs")) == []  # no fast-started node
     failing, plugin = report["stages"]
     assert failing["status"] == "failed"
     assert "was not placed within 2.0 s" in failing["error"]
@@ -192,6 +193,48 @@ def test_spark_submit_with_a_failing_stage_on_an_unknown_ray_exits_1_and_shuts_d
 
 
 RAYBRICKS_MAIN = "import sys\nfrom raybricks.entry import entry\nsys.exit(entry(sys.argv[1:]))\n"
+NEVER_JOINING = ROOT / "tests" / "cluster" / "stand_ins" / "never_joining"
+JOIN_BOUND = (
+    "from raybricks.cluster.compat import fast_start\nfast_start.JOIN_PROGRESS_SECONDS = 8\n"
+)
+
+
+@pytest.mark.slow  # two cluster starts, one of Ray's own (its fixed waits)
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_fast_start_whose_worker_nodes_never_join_is_retried_with_rays_own(tmp_path, env):
+    """Its worker node's `ray start` never joins (a stand-in on the PYTHONPATH): after
+    the bound, the fast-started cluster is torn down and Ray's own start passes the run;
+    the report says why, and neither start leaves anything behind."""
+    environment, mark = env
+    environment["PYTHONPATH"] = str(NEVER_JOINING)
+    conf = tmp_path / "small.yml"
+    conf.write_text(SMALL_CLUSTER)
+    log_root = tmp_path / "runs"
+    before = forkserver_folders()
+    done = finished(
+        [
+            sys.executable,
+            "-c",
+            JOIN_BOUND + RAYBRICKS_MAIN,
+            "run",
+            *one_stage(conf, log_root, "namespaces"),
+        ],
+        environment,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = only_run_dir(log_root)
+    report = report_of(run_dir)
+    assert report["cluster"]["fast_start"].startswith(
+        "unavailable: fast-started worker nodes did not join within 8 s"
+    ), report["cluster"]
+    assert report["stages"][0]["status"] == "passed"
+    assert "fast start did not work" in done.stderr  # said on the console too
+    assert left_after(mark) == []
+    assert forkserver_folders() <= before, "Ray's own start left its forkserver folder"
+    for logs in run_dir.glob("ray-*-logs"):  # both clusters' folders are gone
+        assert list(Path("/tmp").glob(f"{logs.name.removesuffix('-logs')}*")) == []
+
+
 # Only fast start looks it up there (Ray's cluster_init holds a reference of its own).
 MISSING = "utils.get_random_unused_port"
 

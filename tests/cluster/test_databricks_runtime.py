@@ -1,8 +1,15 @@
-"""The job as it starts on a Databricks cluster, emulated: a `spark_python_task` is
-spark-submit of the job's file, with DATABRICKS_RUNTIME_VERSION set, the cluster's
-facts as Spark conf tags, no notebook (no IPython shell), and the temp root and the
-Unity Catalog volume as local folders. Real Spark, real Ray on Spark, the real code
-path (Ray switches to its Databricks hook; raybricks' job hook replaces it)."""
+"""The job as it starts on a Databricks cluster, emulated. Both task shapes: a
+`python_wheel_task` (how the bundle runs it: the wheel's entry point called in a
+process whose SparkSession the platform made first) and a `spark_python_task`
+(spark-submit of the job's file). Both with DATABRICKS_RUNTIME_VERSION set, the
+cluster's facts as Spark conf tags, no notebook (no IPython shell), a short temp root
+as /local_disk0/tmp, and the Unity Catalog volume at a real `/Volumes/...` path, where
+the wheel task's audit hook sees every file opened. Real Spark, real Ray on Spark, the
+real code path (Ray switches to its Databricks hook; raybricks' job hook replaces it).
+
+What the emulation cannot see: the FUSE mount itself (a local folder takes appends; the
+audit hook only sees that none are made by the driver), Databricks' own Spark master and
+autoscaling, the real driver proxy, the runtime's Python packages, its access modes."""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from benchmarks.processes import left_after, marked_env, wait_for
+from benchmarks.processes import left_after, live_driver_log, marked_env, wait_for
 
 from raybricks.stages.registry import BUILT_IN
 from tests.cluster.runs import RUN_TIMEOUT, SPARK_SUBMIT, finished, only_run_dir, report_of
@@ -45,10 +52,34 @@ def short_temp_root() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+VOLUMES = Path("/Volumes")
+
+
 @pytest.fixture
-def driver(stray_token_home, tmp_path, short_temp_root):
+def volume() -> Iterator[Path]:
+    """A Unity Catalog volume's log folder, at a `/Volumes/...` path as on Databricks
+    (the preflight refuses a run folder elsewhere): made for the test, removed after."""
+    made_root = not VOLUMES.exists()
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="raybricks_tests-", dir=_volumes()))
+    except OSError as exc:
+        pytest.skip(f"the emulated volume needs {VOLUMES} (it cannot be made here: {exc})")
+    yield folder / "raybricks" / "logs"
+    shutil.rmtree(folder, ignore_errors=True)
+    if made_root:
+        with contextlib.suppress(OSError):  # another test's volume may be in it now
+            VOLUMES.rmdir()
+
+
+def _volumes() -> Path:
+    VOLUMES.mkdir(exist_ok=True)
+    return VOLUMES
+
+
+@pytest.fixture
+def driver(stray_token_home, tmp_path, short_temp_root, volume):
     """A job driver's environment (no IPython, no dbruntime, no workspace credentials)
-    and the task's conf file: the temp root a temp folder, the volume a local folder."""
+    and the task's conf file: the temp root a short temp folder, the volume's folder."""
     environment, mark = marked_env(
         HOME=str(stray_token_home),
         RAY_USAGE_STATS_ENABLED="0",
@@ -64,7 +95,6 @@ def driver(stray_token_home, tmp_path, short_temp_root):
     conf.write_text(
         LIGHT_STAGES + f"cluster:\n  temp_root: {temp_root}\n  include_dashboard: true\n"
     )
-    volume = tmp_path / "Volumes" / "main" / "raybricks" / "logs"
     return environment, mark, conf, volume, temp_root
 
 
@@ -93,8 +123,84 @@ def python_driver(spark_submit: int) -> psutil.Process:
     raise AssertionError("spark-submit runs no Python driver")
 
 
-def logged(log_root: Path, line: str) -> bool:
-    return any(line in log.read_text() for log in log_root.glob("*/driver.log"))
+def logged(spark_submit: int, line: str) -> bool:
+    """Whether the job's Python driver has logged `line` (its driver log as it grows)."""
+    try:
+        return line in live_driver_log(python_driver(spark_submit).pid)
+    except AssertionError:  # not started yet
+        return False
+
+
+WHEEL_TASK = HERE / "wheel_task.py"
+# An override asking for more CPUs than any worker node has can never be placed.
+NEVER_PLACED = "options_override: {override_num_cpus: 2, placement_timeout_seconds: 2, "
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_nothing(
+    driver, tmp_path
+):
+    """The bundle's task shape: the wheel's entry point called in the platform's process,
+    whose SparkSession exists first. A refused, a failed and a cancelled run each end the
+    call with SystemExit and their exit code; the platform's Spark answers after each;
+    nothing under the volume is appended to, or written where it exists."""
+    environment, mark, conf, volume, temp_root = driver
+    conf.write_text(conf.read_text() + "  max_worker_nodes: 1\n")
+    failing = tmp_path / "failing.yml"
+    failing.write_text(conf.read_text().replace("options_override: {", NEVER_PLACED))
+
+    def task(case: str, stages: str, conf_file: Path = conf) -> list[str]:
+        flags = ["--conf", conf_file, "--log-path", volume / case, "--stages", stages]
+        return ["run", "--target", "dev", *map(str, flags), "--job-run-id", "123"]
+
+    cases = {
+        "refused": {"parameters": task("refused", "no_such_stage")},
+        "failed": {"parameters": task("failed", "namespaces,options_override", failing)},
+        "cancelled": {
+            "parameters": task("cancelled", "detached_actors"),
+            "cancel_at": ["starting Ray on Spark", "shutting the Ray cluster down"],
+        },
+    }
+    done = finished(
+        spark_submit(
+            "local-cluster[1,1,1024]",
+            "16.4.x-cpu-ml-scala2.12",
+            WHEEL_TASK,
+            *(volume.parents[1], json.dumps(cases)),  # the whole volume is watched
+        ),
+        environment,
+        tmp_path,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    ended = {c["case"]: c for c in map(json.loads, lines)}
+    assert {case: (c["returned"], c["exit_code"]) for case, c in ended.items()} == {
+        "refused": (None, 2),
+        "failed": (None, 1),
+        "cancelled": (None, 143),
+    }, (done.stdout + done.stderr)[-3000:]
+    assert all(c["spark_answers"] for c in ended.values()), "the platform's Spark was stopped"
+    assert [c["opened"] for c in ended.values()] == [[], [], []], "appended or updated in place"
+    assert not (volume / "refused").exists()
+    failed = report_of(only_run_dir(volume / "failed"))
+    assert [(s["name"], s["status"]) for s in failed["stages"]] == [
+        ("namespaces", "passed"),
+        ("options_override", "failed"),
+    ]
+    cancelled_dir = only_run_dir(volume / "cancelled")
+    assert cancelled_dir.name.endswith("-job123")
+    cancelled = report_of(cancelled_dir)
+    assert (cancelled["status"], cancelled["error"]) == ("cancelled", "cancelled by SIGTERM")
+    assert cancelled["stages"][0]["status"] == "skipped"
+    assert cancelled["cluster"]["address"], "the report names the cluster that had started"
+    log = (cancelled_dir / "driver.log").read_text()
+    assert "SIGTERM while starting the Ray cluster: finishing that first" in log
+    assert "SIGTERM while shutting down: finishing that first" in log
+    assert wait_for(lambda: list(cancelled_dir.glob("ray-*-logs/*/raylet*.out")), 30)
+    for run_dir in (only_run_dir(volume / "failed"), cancelled_dir):
+        went_the_databricks_way(run_dir, done.stdout + done.stderr)
+    assert left_after(mark) == []
+    assert list(temp_root.iterdir()) == []
 
 
 # Six stages on two worker nodes through spark-submit: about 90 s of both cores, in
@@ -133,7 +239,7 @@ def went_the_databricks_way(run_dir: Path, console: str) -> None:
     assert f"Databricks cluster {CLUSTER_ID}" in console  # before the run folder existed
     assert PROXY in report_of(run_dir)["cluster"]["dashboard_url"]
     log = (run_dir / "driver.log").read_text()
-    assert "Ray on the Spark this driver runs in, " in log  # not the target's own master
+    assert "Ray on the Databricks cluster's Spark, " in log  # not the target's own master
     assert "no notebook-idle auto-shutdown" in log
     assert "not registered as a background job" in log  # no dbruntime: a warning
 
@@ -184,6 +290,7 @@ def test_with_or_without_ipython_and_credentials_the_cluster_starts(driver, tmp_
             ("skipped", None),
             "SIGTERM while starting the Ray cluster: finishing that first",
             id="ray-start",
+            marks=pytest.mark.slow,  # in `make test`, the wheel task's cancel
         ),
         pytest.param(
             "detached_actors: started",
@@ -216,13 +323,13 @@ def test_a_cancelled_job_task_ends_with_143_after_shutting_down(
             cwd=tmp_path,
         )
     try:
-        started = wait_for(lambda: logged(volume, cancelled_at), 180, 0.1)
+        started = wait_for(lambda: logged(task.pid, cancelled_at), 180, 0.1)
         assert started, stderr.read_text()[-3000:]
         time.sleep(1.0)
         driver_process = python_driver(task.pid)
         driver_process.send_signal(signal.SIGTERM)  # as a cancel reaches it
         # ... and once more while the teardown it started runs: that one waits for it
-        assert wait_for(lambda: logged(volume, "shutting the Ray cluster down"), 120, 0.05)
+        assert wait_for(lambda: logged(task.pid, "shutting the Ray cluster down"), 120, 0.05)
         with contextlib.suppress(psutil.NoSuchProcess):
             driver_process.send_signal(signal.SIGTERM)
         assert task.wait(timeout=120) == 143, stderr.read_text()[-3000:]

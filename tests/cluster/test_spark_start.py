@@ -23,13 +23,15 @@ START_AND_STOP = """
 import sys
 from pathlib import Path
 from raybricks.cluster.spark import get_or_create_spark, jvm_processes, local_executor_logs
-spark = get_or_create_spark("local-cluster[1,1,1024]")
+from raybricks.platform import Platform
+from raybricks.settings import ClusterSettings
+spark = get_or_create_spark(Platform.of(ClusterSettings(spark_master="local-cluster[1,1,1024]")))
 context = spark.session.sparkContext
 total = context.parallelize([1, 2]).sum()
 for kind, processes in jvm_processes(context).items():
     maps = {Path(m.path).name for p in processes for m in p.memory_maps()}
     print(kind, spark.archives.training, f"{kind}.jsa" in maps, total)
-print(local_executor_logs(context))
+print(local_executor_logs(context, spark.master))
 server = context._accumulatorServer  # the sum above connected the JVM to it
 spark.stop(Path(sys.argv[1]))
 import time

@@ -18,7 +18,15 @@ import pytest
 from benchmarks.processes import left_after, marked_env, of_ray_cluster, wait_for
 
 from raybricks.stages.registry import BUILT_IN
-from tests.cluster.runs import BIN, SPARK_SUBMIT, InTheBackground, finished, only_run_dir, report_of
+from tests.cluster.runs import (
+    BIN,
+    SPARK_SUBMIT,
+    InTheBackground,
+    finished,
+    forkserver_folders,
+    only_run_dir,
+    report_of,
+)
 from tests.helpers import ROOT
 
 RUN_TIMEOUT = 420
@@ -127,6 +135,61 @@ def test_spark_submit_on_a_standalone_cluster_runs_every_stage(standalone_spark,
     assert report["cluster"]["spark_master"] == standalone_spark.url
     assert len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2
     assert left_after(mark) == []
+
+
+@pytest.fixture(scope="session")
+def python_without_raybricks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An interpreter that has Ray and PySpark (this virtualenv's packages) but not
+    raybricks, as the executors of a cluster where raybricks is installed only beside
+    the driver: its own virtualenv, this one's site-packages on its path, without
+    running their `.pth` files (raybricks' editable install is one)."""
+    venv = tmp_path_factory.mktemp("venv-without-raybricks")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python*/site-packages")
+    (ours,) = Path(sys.prefix).glob("lib/python*/site-packages")
+    (site / "packages.pth").write_text(f"{ours}\n")
+    python = venv / "bin" / "python"
+    found = subprocess.run(
+        [
+            python,
+            "-c",
+            "import ray, pyspark, importlib.util as u; print(u.find_spec('raybricks.cluster'))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert found.stdout.strip() == "None", found.stderr
+    return python
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_executors_without_raybricks_get_rays_own_start_and_raybricks_from_the_driver(
+    standalone_spark, env, tmp_path, python_without_raybricks
+):
+    """Fast start's worker nodes need raybricks on every executor: the executors' check
+    finds it missing before any worker node is launched, the run falls back to Ray's own
+    start, and Ray's workers get raybricks from the driver. The run passes."""
+    environment, mark = env
+    environment["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    environment["PYSPARK_PYTHON"] = str(python_without_raybricks)
+    log_root = tmp_path / "runs"
+    before = forkserver_folders()
+    done = finished(
+        [*SPARK_SUBMIT, "--master", standalone_spark.url,
+         str(ROOT / "jobs" / "actor_demos.py"), "--log-path", str(log_root),
+         "--stages", "namespaces,detached_actors"],
+        environment, tmp_path, RUN_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    run_dir, report = report_in(log_root)
+    fast = report["cluster"]["fast_start"]
+    assert fast.startswith("unavailable: executor ") and "cannot import raybricks" in fast, fast
+    assert [s["status"] for s in report["stages"]] == ["passed", "passed"]
+    assert "Ray's workers get raybricks from this driver" in (run_dir / "driver.log").read_text()
+    assert list(run_dir.glob("ray-*-node-*-logs")) == []  # no fast-started worker node ran
+    assert left_after(mark) == []
+    assert forkserver_folders() <= before, "Ray's own start left its forkserver folder"
 
 
 # tree_of_actors trains for about 30 s: long enough to break something under it.

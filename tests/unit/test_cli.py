@@ -223,7 +223,7 @@ def test_a_cancel_between_the_run_folder_and_its_report_leaves_a_cancelled_repor
     written its report (the reliability sweep found one with none)."""
     from raybricks.run import job
 
-    def cancelled(settings, run_dir, *_):
+    def cancelled(settings, platform, run_dir, *_):
         if report_first:  # the run's first report is written, its handling not begun
             write_report(Report.begin(run_dir.name, {}), run_dir)
         raise job.Cancelled(signal.SIGTERM)
@@ -244,7 +244,7 @@ def test_a_cancel_between_the_run_folder_and_its_report_leaves_a_cancelled_repor
 def test_a_report_that_says_the_run_ended_is_kept_by_a_late_cancel(log_root, monkeypatch):
     from raybricks.run import job
 
-    def passed_then_cancelled(settings, run_dir, *_):
+    def passed_then_cancelled(settings, platform, run_dir, *_):
         report = Report.begin(run_dir.name, {})
         report.finish("passed", 0)
         write_report(report, run_dir)
@@ -254,3 +254,29 @@ def test_a_report_that_says_the_run_ended_is_kept_by_a_late_cancel(log_root, mon
     assert main(["run", "--log-path", str(log_root)], conf_dir=ROOT / "conf") == 143
     (run_dir,) = log_root.iterdir()
     assert read_report(run_dir).status == "passed"
+
+
+def in_a_platforms_process(command: list[str]) -> str:
+    """The wheel's entry point called in-process, as a platform that set cancel handlers
+    of its own calls it: how the call ended, and the handler the platform has after."""
+    check = (
+        "import signal, sys\n"
+        "def platforms(signum, frame): pass\n"
+        "signal.signal(signal.SIGTERM, platforms)\n"
+        "from raybricks.entry import entry\n"
+        "try:\n"
+        f"    ended = 'returned ' + repr(entry({command!r}))\n"
+        "except SystemExit as exc:\n"
+        "    ended = f'raised SystemExit({exc.code!r})'\n"
+        "print(ended, signal.getsignal(signal.SIGTERM) is platforms)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1]
+
+
+def test_the_entry_point_raises_systemexit_with_any_code_but_0_however_it_is_called():
+    """A platform that calls the function rather than running the script (a Databricks
+    python_wheel_task) sees a failure as a process would; its own handlers come back."""
+    assert in_a_platforms_process(["stages"]) == "returned 0 True"
+    assert in_a_platforms_process(["run", "--stages", "nope"]) == "raised SystemExit(2) True"

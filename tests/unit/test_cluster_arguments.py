@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from raybricks.cluster.arguments import check_room, setup_arguments
-from raybricks.cluster.master import spark_master
 from raybricks.errors import ClusterStartError
+from raybricks.platform.master import spark_master
 from raybricks.settings import ClusterSettings
 
 LOGS = Path("/tmp/run")
@@ -16,7 +16,9 @@ LOGS = Path("/tmp/run")
 
 def test_local_mode_drops_cpu_and_gpu_counts(caplog):
     with caplog.at_level(logging.INFO, logger="raybricks.cluster.arguments"):
-        arguments = setup_arguments(ClusterSettings(num_gpus_worker_node=0), "local[2]", LOGS)
+        arguments = setup_arguments(
+            ClusterSettings(num_gpus_worker_node=0), spark_master("local[2]"), LOGS
+        )
     assert "num_cpus_worker_node" not in arguments
     assert "num_gpus_worker_node" not in arguments
     assert "local mode" in caplog.text
@@ -24,22 +26,24 @@ def test_local_mode_drops_cpu_and_gpu_counts(caplog):
 
 def test_local_cluster_gives_cpus_and_gpus_together():
     arguments = setup_arguments(
-        ClusterSettings(num_cpus_worker_node=2), "local-cluster[2,2,1024]", LOGS
+        ClusterSettings(num_cpus_worker_node=2), spark_master("local-cluster[2,2,1024]"), LOGS
     )
     assert arguments["num_cpus_worker_node"] == 2
     assert arguments["num_gpus_worker_node"] == 0
 
 
 def test_neither_count_given_leaves_both_to_ray():
-    arguments = setup_arguments(ClusterSettings(num_cpus_worker_node=None), "spark://h:7077", LOGS)
+    arguments = setup_arguments(
+        ClusterSettings(num_cpus_worker_node=None), spark_master("spark://h:7077"), LOGS
+    )
     assert "num_cpus_worker_node" not in arguments
     assert "num_gpus_worker_node" not in arguments
 
 
 def test_local_masters_bind_worker_nodes_to_loopback_others_do_not():
-    local = setup_arguments(ClusterSettings(), "local-cluster[2,1,1024]", LOGS)
+    local = setup_arguments(ClusterSettings(), spark_master("local-cluster[2,1,1024]"), LOGS)
     assert local["worker_node_options"]["node_ip_address"] == "127.0.0.1"
-    remote = setup_arguments(ClusterSettings(), "spark://h:7077", LOGS)
+    remote = setup_arguments(ClusterSettings(), spark_master("spark://h:7077"), LOGS)
     assert "node_ip_address" not in remote["worker_node_options"]
 
 
@@ -51,7 +55,7 @@ def test_logs_dashboard_and_sizes_are_passed_through():
         include_dashboard=False,
         head_node_options={"disable_usage_stats": None},
     )
-    arguments = setup_arguments(cluster, "yarn", LOGS)
+    arguments = setup_arguments(cluster, spark_master("yarn"), LOGS)
     assert arguments["collect_log_to_path"] == "/tmp/run"
     assert arguments["max_worker_nodes"] == 3
     assert arguments["min_worker_nodes"] == 1
@@ -90,10 +94,12 @@ def test_room_for_worker_nodes_per_master(master, cpus, room):
 
 def test_a_minimum_that_cannot_fit_fails_before_anything_starts():
     arguments = setup_arguments(
-        ClusterSettings(max_worker_nodes=3, min_worker_nodes=2), "local-cluster[1,1,1024]", LOGS
+        ClusterSettings(max_worker_nodes=3, min_worker_nodes=2),
+        spark_master("local-cluster[1,1,1024]"),
+        LOGS,
     )
     with pytest.raises(ClusterStartError) as failure:
-        check_room("local-cluster[1,1,1024]", arguments)
+        check_room(spark_master("local-cluster[1,1,1024]"), arguments)
     message = str(failure.value)
     assert message.startswith("cluster.min_worker_nodes: 2 worker nodes")
     assert "room for 1" in message and "lower cluster.min_worker_nodes" in message
@@ -101,21 +107,29 @@ def test_a_minimum_that_cannot_fit_fails_before_anything_starts():
 
 def test_autoscaling_needs_room_only_for_its_minimum():
     arguments = setup_arguments(
-        ClusterSettings(max_worker_nodes=4, min_worker_nodes=2), "local-cluster[2,1,1024]", LOGS
+        ClusterSettings(max_worker_nodes=4, min_worker_nodes=2),
+        spark_master("local-cluster[2,1,1024]"),
+        LOGS,
     )
-    check_room("local-cluster[2,1,1024]", arguments)  # max 4 > room 2: autoscaling up to 2
+    check_room(
+        spark_master("local-cluster[2,1,1024]"), arguments
+    )  # max 4 > room 2: autoscaling up to 2
 
 
 def test_without_streamed_worker_logs_no_node_runs_a_log_monitor_unless_asked():
-    streamed = setup_arguments(ClusterSettings(), "local-cluster[2,1,1024]", LOGS)
+    streamed = setup_arguments(ClusterSettings(), spark_master("local-cluster[2,1,1024]"), LOGS)
     assert "include_log_monitor" not in streamed["head_node_options"]
     asked = ClusterSettings(worker_node_options={"include_log_monitor": True})
-    quiet = setup_arguments(asked, "local-cluster[2,1,1024]", LOGS, stream_worker_logs=False)
+    quiet = setup_arguments(
+        asked, spark_master("local-cluster[2,1,1024]"), LOGS, stream_worker_logs=False
+    )
     assert quiet["head_node_options"]["include_log_monitor"] is False
     assert quiet["worker_node_options"]["include_log_monitor"] is True
 
 
 def test_a_temp_root_is_passed_to_ray_only_when_set():
-    assert "ray_temp_root_dir" not in setup_arguments(ClusterSettings(), "local[1]", LOGS)
-    given = setup_arguments(ClusterSettings(temp_root="/tmp/x"), "local[1]", LOGS)
+    assert "ray_temp_root_dir" not in setup_arguments(
+        ClusterSettings(), spark_master("local[1]"), LOGS
+    )
+    given = setup_arguments(ClusterSettings(temp_root="/tmp/x"), spark_master("local[1]"), LOGS)
     assert given["ray_temp_root_dir"] == "/tmp/x"

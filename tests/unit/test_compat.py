@@ -81,3 +81,17 @@ def test_a_driver_left_connected_to_a_lost_head_neither_disconnects_nor_reconnec
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (3, "left\n"), done.stderr
+
+
+def test_rays_crash_handler_is_off_in_this_driver_only():
+    """Not through the environment, which every Ray node and actor would inherit."""
+    done = python(
+        "import os\n"
+        "from ray._private import ray_constants\n"
+        "from raybricks.cluster.compat.connection import without_crash_handler\n"
+        "assert ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER is False\n"
+        "without_crash_handler()\n"
+        "assert ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER is True\n"
+        "assert 'RAY_DISABLE_FAILURE_SIGNAL_HANDLER' not in os.environ\n"
+    )
+    assert done.returncode == 0, done.stderr

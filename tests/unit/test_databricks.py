@@ -5,14 +5,17 @@ and the start hook's notebook-free parts."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from raybricks.cli import main
 from raybricks.databricks import job_hook
-from raybricks.databricks.facts import ClusterFacts
 from raybricks.databricks.preflight import check
-from raybricks.settings import ClusterSettings
+from raybricks.platform import Platform
+from raybricks.platform.facts import ClusterFacts
+from raybricks.platform.master import spark_master
+from raybricks.settings import ClusterSettings, load_settings
 from tests.unit.fake_workspace import Workspace, reached_by_the_sdk
 
 ML = "16.4.x-cpu-ml-scala2.12"
@@ -92,7 +95,7 @@ def test_facts_come_from_the_clusters_spark_conf_tags():
 )
 def test_the_dashboard_is_reached_through_the_driver_proxy(workspace, url, monkeypatch):
     monkeypatch.delenv("DATABRICKS_HOST", raising=False)
-    proxied = job_hook.dashboard_proxy_url(8265, facts(workspace_url=workspace))
+    proxied = facts(workspace_url=workspace).driver_proxy_url(8265)
     assert proxied.startswith(url) and proxied.endswith("/1234567890/0101-000000-abcd/8265/")
 
 
@@ -184,24 +187,71 @@ def workspace_host() -> str:
     return os.environ["DATABRICKS_HOST"]
 
 
-def test_off_databricks_no_check_runs(monkeypatch):
+def test_off_databricks_no_check_runs_and_raybricks_starts_spark(monkeypatch):
     """No Spark yet (raybricks starts its own), nor tags: nothing to check."""
-    from raybricks.databricks.driver import preflight
+    from raybricks.databricks import driver
+    from raybricks.databricks.driver import checked_platform
 
+    monkeypatch.setattr(driver, "existing_spark_conf", lambda: None)  # none in this process
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
-    assert preflight(ClusterSettings()) is None
+    platform = checked_platform(load_settings("local", check_log_path=False))
+    assert (platform.name, platform.facts, platform.temp_root) == ("local", None, Path("/tmp"))
+    assert platform.spark_master == spark_master("local-cluster[2,1,1024]")
 
 
 def test_serverless_or_spark_connect_is_refused_before_anything_starts(monkeypatch):
-    from raybricks.databricks.driver import preflight
+    from raybricks.databricks.driver import checked_platform
     from raybricks.errors import BadInput
 
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "client.2.0")
     monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
     with pytest.raises(BadInput, match="no SparkContext"):
-        preflight(ClusterSettings())
+        checked_platform(load_settings("dev", check_log_path=False))
+
+
+@pytest.mark.parametrize(
+    ("log_path", "refused"),
+    [
+        ("/Volumes/main/raybricks/logs", False),
+        ("/dbfs/raybricks/logs", False),
+        ("dbfs:/raybricks/logs", False),  # read as /dbfs/raybricks/logs
+        ("/tmp/runs", True),
+        ("/Volumesque/logs", True),
+    ],
+)
+def test_on_databricks_the_run_folder_must_be_where_every_node_sees_it(log_path, refused):
+    settings = load_settings("dev", overrides={"log_path": log_path}, check_log_path=False)
+    verdict = check(facts(), settings.cluster, settings.log_root)
+    if refused:
+        (refusal,) = verdict.refusals
+        assert refusal.startswith(f"log_path = '{log_path}' is on the driver's own disk")
+        assert "/Volumes/<catalog>/<schema>/<volume>/" in refusal and "\n" not in refusal
+    else:
+        assert verdict.refusals == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "conf", "name", "temp_root"),
+    [
+        ({}, None, "local", "/tmp"),
+        ({"PYSPARK_GATEWAY_PORT": "4040"}, None, "spark-submit", "/tmp"),
+        ({}, {"spark.master": "yarn"}, "spark-submit", "/tmp"),  # a session made before
+        ({"DATABRICKS_RUNTIME_VERSION": "16.4"}, {}, "databricks", "/local_disk0/tmp"),
+        ({}, {f"{TAGS}clusterId": "0101-000000-abcd"}, "databricks", "/local_disk0/tmp"),
+    ],
+)
+def test_the_platform_is_decided_once_from_the_environment_and_spark(
+    environ, conf, name, temp_root
+):
+    platform = Platform.of(ClusterSettings(), conf, environ)
+    assert (platform.name, platform.temp_root) == (name, Path(temp_root))
+    assert (platform.spark_master is not None) == (name == "local")
+    assert platform.on_databricks == (name == "databricks")
+    assert Platform.of(ClusterSettings(temp_root="/tmp/x"), conf, environ).temp_root == Path(
+        "/tmp/x"
+    )
 
 
 def test_rays_notebook_html_goes_to_the_log_within_the_start(caplog):

@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -18,21 +20,47 @@ from ray.util.spark import cluster_init
 
 from raybricks.cluster import compat, node_launcher
 from raybricks.cluster.compat import fast_start, ports
+from raybricks.cluster.compat.fast_start import Attempt
+from raybricks.cluster.executors import launcher_check
 from tests.helpers import free_port
 
 
+def an_attempt() -> Attempt:
+    return Attempt(Future())
+
+
 def ray_internals():
-    return tuple(getattr(module, name) for module, name, _ in fast_start._patches())
+    return tuple(getattr(module, name) for module, name, _ in fast_start._patches(an_attempt()))
 
 
 def test_patches_inside_the_block_and_restores_after():
     before = ray_internals()
-    with fast_start.faster_setup():
+    with fast_start.faster_setup(an_attempt()):
         assert cluster_init._RAY_HEAD_STARTUP_TIMEOUT == 0
+        assert cluster_init._RAY_CONNECT_CLUSTER_POLL_PROGRESS_TIMEOUT == 30
         assert cluster_init._preallocate_ray_worker_port_range is ports.claim_worker_port_range
-        assert spark_job_server._start_ray_worker_nodes is not before[-1]
+        assert spark_job_server._start_ray_worker_nodes is not fast_start._start_ray_worker_nodes
     assert ray_internals() == before
     assert spark_job_server._start_ray_worker_nodes is fast_start._start_ray_worker_nodes
+
+
+def test_no_worker_node_is_launched_where_an_executor_cannot_run_the_launcher(monkeypatch):
+    """The launch gives way at once, and Ray's wait for worker nodes ends with why."""
+    waiting = SimpleNamespace(background_job_exception=None)
+    monkeypatch.setattr(cluster_init, "_active_ray_cluster", waiting)
+    launched = []
+    monkeypatch.setattr(fast_start, "_start_ray_worker_nodes", lambda **a: launched.append(a))
+    attempt = an_attempt()
+    attempt.executors.set_result("executor h cannot import raybricks (python: ...)")
+    with fast_start.faster_setup(attempt):
+        error = spark_job_server._start_ray_worker_nodes(ray_temp_dir="/tmp/ray-1-a", node_id="1")
+    assert error == "executor h cannot import raybricks (python: ...)" and launched == []
+    assert isinstance(waiting.background_job_exception, fast_start.ExecutorsCannotLaunchNodes)
+    attempt = an_attempt()
+    attempt.executors.set_result(None)
+    with fast_start.faster_setup(attempt):
+        spark_job_server._start_ray_worker_nodes(ray_temp_dir="/tmp/ray-1-a", node_id="2")
+    assert launched == [{"ray_temp_dir": "/tmp/ray-1-a-node-2", "node_id": "2"}]
 
 
 def test_each_worker_node_gets_a_temp_folder_of_its_own_beside_the_clusters():
@@ -59,36 +87,33 @@ def test_the_heads_process_group_is_made_without_python_in_the_forked_child(monk
 
 def test_another_ray_version_keeps_rays_timings_with_one_log_line(monkeypatch, caplog):
     monkeypatch.setattr("ray.__version__", "2.61.0")
-    before = ray_internals()
-    with (
-        caplog.at_level(logging.INFO, logger="raybricks.cluster.compat"),
-        compat.fast_start_if(True, spark_context=None) as status,
-    ):
-        assert status == "unavailable: it was written for Ray 2.60.0, this is Ray 2.61.0"
-        assert ray_internals() == before
+    with caplog.at_level(logging.INFO, logger="raybricks.cluster.compat"):
+        status = compat.fast_start_status(True)
+    assert status == "unavailable: it was written for Ray 2.60.0, this is Ray 2.61.0"
     assert len(caplog.records) == 1
     assert "this is Ray 2.61.0" in caplog.messages[0]
 
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [(cluster_init, "_RAY_HEAD_STARTUP_TIMEOUT"), (spark_job_server, "_start_ray_worker_nodes")],
+    [
+        (cluster_init, "_RAY_HEAD_STARTUP_TIMEOUT"),
+        (cluster_init, "_active_ray_cluster"),
+        (spark_job_server, "_start_ray_worker_nodes"),
+    ],
 )
 def test_a_missing_private_name_keeps_rays_own_start(monkeypatch, module, name):
     monkeypatch.delattr(module, name)
-    with compat.fast_start_if(True, spark_context=None) as status:
-        assert status == f"unavailable: {module.__name__}.{name} is missing"
-        assert not hasattr(module, name)
+    assert compat.fast_start_status(True) == f"unavailable: {module.__name__}.{name} is missing"
 
 
 def test_an_autoscaler_monitor_not_where_the_launcher_looks_keeps_rays_own_start(monkeypatch):
     moved = ("/autoscaler/_private/monitor_main.py", node_launcher.AUTOSCALER_MONITORS[1])
     monkeypatch.setattr(node_launcher, "AUTOSCALER_MONITORS", moved)
-    with compat.fast_start_if(True, spark_context=None) as status:
-        assert status == (
-            "unavailable: ray.autoscaler._private.monitor is not a script ending in "
-            "/autoscaler/_private/monitor_main.py"
-        )
+    assert compat.fast_start_status(True) == (
+        "unavailable: ray.autoscaler._private.monitor is not a script ending in "
+        "/autoscaler/_private/monitor_main.py"
+    )
 
 
 def test_a_missing_private_method_keeps_rays_own_start(monkeypatch):
@@ -97,30 +122,69 @@ def test_a_missing_private_method_keeps_rays_own_start(monkeypatch):
 
 
 def test_the_setting_turns_it_off():
-    before = ray_internals()
-    with compat.fast_start_if(False, spark_context=None) as status:
-        assert status == "off"
-        assert ray_internals() == before
+    assert compat.fast_start_status(False) == "off"
 
 
 def test_worker_tasks_get_the_claim_and_reservation_by_reference_when_pickled():
     """Ray pickles its worker-node task function in the driver; the patched globals
-    must travel as importable references, so executors run the same code."""
+    must travel as importable references (never the attempt's state), so executors run
+    the same code."""
     # Defined in Ray's module namespace, as Ray's nested task function is.
     a_task_like_rays = eval(
-        "lambda _: (_preallocate_ray_worker_port_range(), get_random_unused_port('h'))",
+        "lambda _: (_preallocate_ray_worker_port_range(), get_random_unused_port('h'), exec_cmd)",
         vars(cluster_init),
     )
-    with fast_start.faster_setup():
+    with fast_start.faster_setup(an_attempt()):
         task = cloudpickle.dumps(a_task_like_rays)
     assert b"raybricks.cluster.compat.ports" in task
     assert b"claim_worker_port_range" in task and b"reserve_unused_port" in task
+    assert b"raybricks.cluster.compat.fast_start" in task and b"_exec_with_own_launcher" in task
 
 
-def test_the_warming_task_imports_ray_on_spark_by_reference():
-    """Unpickled in a Spark Python worker, the task imports this module and so Ray."""
-    task = cloudpickle.dumps(fast_start.import_ray_on_spark)
-    assert b"raybricks.cluster.compat.fast_start" in task and b"import_ray_on_spark" in task
+def run_pickled(task: bytes, *path: str) -> tuple[list, bool]:
+    """`task` (a pickled executors' check) run by a fresh Python, on `path` first: its
+    answers, and whether it imported `json.tool`."""
+    runner = (
+        "import pickle, sys\n"
+        f"sys.path[:0] = {list(path)!r}\n"
+        "print(list(pickle.loads(sys.stdin.buffer.read())([0])))\n"
+        "print('json.tool' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", runner], input=task, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    answers, warmed = done.stdout.decode().splitlines()
+    return eval(answers), warmed == "True"
+
+
+def test_the_executors_check_finds_the_launcher_and_warms_the_worker():
+    (answer,), warmed = run_pickled(cloudpickle.dumps(launcher_check(warm="json.tool")))
+    assert answer[1:] == (sys.executable, None) and warmed
+
+
+def test_the_executors_check_runs_where_raybricks_is_not_installed(tmp_path):
+    """Pickled by value: an executor without raybricks runs it, and says what is wrong."""
+    hidden = tmp_path / "raybricks"
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text("raise ImportError('raybricks is not installed here')\n")
+    task = cloudpickle.dumps(launcher_check(warm="json.tool"))
+    (answer,), warmed = run_pickled(task, str(tmp_path))
+    assert answer[2] == "ImportError: raybricks is not installed here" and not warmed
+
+
+def test_a_fast_start_is_retried_once_its_head_was_up_and_says_why():
+    attempt = an_attempt()
+    failure = RuntimeError("Launch Ray-on-Spark cluster failed")
+    failure.__cause__ = RuntimeError("Starting Ray worker node failed, error:\nboom")
+    assert attempt.retry_reason(failure) is None  # the head never came up: no retry
+    attempt.head_up = True
+    assert attempt.retry_reason(failure) == (
+        "fast-started worker nodes did not join within 30 s "
+        "(RuntimeError: Starting Ray worker node failed, error:)"
+    )
+    attempt.executors.set_result("raybricks' node launcher cannot run on executor h")
+    assert attempt.retry_reason(failure) == "raybricks' node launcher cannot run on executor h"
 
 
 def a_head(port: int, listen_after: float | None) -> subprocess.Popen[bytes]:

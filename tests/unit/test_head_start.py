@@ -1,6 +1,6 @@
 """The head's raylet starts beside its dashboard and its temp files stay in its temp
-folder (the start hook run by `ray start`), and `faster_setup` hands that hook to the
-head only within its block."""
+folder (the start hooks run by `ray start`), and `head_start_hook` hands a hook to the
+head only within its block: with fast start, or to keep Ray's own start's temp files."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 from ray._private.node import Node
 
-from raybricks.cluster.compat import fast_start, head_start
+from raybricks.cluster.compat import head_start
 
 
 @pytest.fixture
-def events(monkeypatch):
+def events():
     """A dashboard that comes up only once the raylet has started, and a raylet."""
     seen: list[str] = []
     raylet_started = threading.Event()
@@ -29,28 +29,29 @@ def events(monkeypatch):
         seen.append("raylet started")
         raylet_started.set()
 
-    monkeypatch.setattr(head_start, "_start_api_server", dashboard)
-    monkeypatch.setattr(head_start, "_start_ray_processes", raylet)
-    return seen
+    return seen, dashboard, raylet
 
 
 def test_the_raylet_starts_before_the_dashboard_is_up_and_the_node_waits_for_both(events):
+    seen, dashboard, raylet = events
     node = object()
-    head_start._start_api_server_in_background(node, include_dashboard=True, raise_on_failure=True)
-    head_start._start_ray_processes_then_wait(node)
-    assert events == ["raylet started", "dashboard up"]
+    options = {"include_dashboard": True, "raise_on_failure": True}
+    head_start.start_api_server_in_background(dashboard, node, **options)
+    head_start.start_ray_processes_then_wait(raylet, node)
+    assert seen == ["raylet started", "dashboard up"]
 
 
-def test_a_dashboard_that_fails_fails_the_start_once_the_raylet_is_up(events, monkeypatch):
+def test_a_dashboard_that_fails_fails_the_start_once_the_raylet_is_up(events):
+    seen, _, raylet = events
+
     def failing(node, **arguments):
         raise RuntimeError("dashboard died")
 
-    monkeypatch.setattr(head_start, "_start_api_server", failing)
     node = object()
-    head_start._start_api_server_in_background(node, include_dashboard=True, raise_on_failure=True)
+    head_start.start_api_server_in_background(failing, node)
     with pytest.raises(RuntimeError, match="dashboard died"):
-        head_start._start_ray_processes_then_wait(node)
-    assert events == ["raylet started"]
+        head_start.start_ray_processes_then_wait(raylet, node)
+    assert seen == ["raylet started"]
 
 
 @pytest.fixture
@@ -78,30 +79,34 @@ def test_the_hook_changes_the_head_only_and_only_on_the_ray_it_was_read_for(
     assert (Node.start_api_server, Node.start_ray_processes) == node_methods
     monkeypatch.setattr("ray.__version__", head_start.READ_FOR_RAY)
     head_start.start_head(params, head=True)
-    assert Node.start_api_server is head_start._start_api_server_in_background
-    assert Node.start_ray_processes is head_start._start_ray_processes_then_wait
+    assert Node.start_api_server.__name__ == "api_server_in_background"
+    assert Node.start_ray_processes.__name__ == "ray_processes_then_wait"
 
 
-def test_the_heads_processes_make_their_temp_files_in_its_temp_folder(node_methods, tmpdir_env):
-    head_start.start_head(SimpleNamespace(temp_dir=None), head=True)  # Ray's global mode
+@pytest.mark.parametrize("hook", [head_start.start_head, head_start.keep_temp_files])
+def test_the_heads_processes_make_their_temp_files_in_its_temp_folder(
+    node_methods, tmpdir_env, hook
+):
+    hook(SimpleNamespace(temp_dir=None), head=True)  # Ray's global mode
     assert "TMPDIR" not in os.environ
-    head_start.start_head(SimpleNamespace(temp_dir="/tmp/ray-9123-abcd"), head=True)
+    hook(SimpleNamespace(temp_dir="/tmp/ray-9123-abcd"), head=True)
     assert os.environ["TMPDIR"] == "/tmp/ray-9123-abcd"
 
 
-def test_fast_start_hands_the_hook_to_the_head_within_its_block(monkeypatch):
+@pytest.mark.parametrize(("fast", "hook"), [(True, "start_head"), (False, "keep_temp_files")])
+def test_the_head_gets_the_hook_within_the_start_only(monkeypatch, fast, hook):
     monkeypatch.delenv("RAY_START_HOOK", raising=False)
-    with fast_start.faster_setup():
-        hook = os.environ["RAY_START_HOOK"]
-    assert hook == "raybricks.cluster.compat.head_start.start_head"
+    with head_start.head_start_hook(fast):
+        given = os.environ["RAY_START_HOOK"]
+    assert given == f"raybricks.cluster.compat.head_start.{hook}"
     assert "RAY_START_HOOK" not in os.environ
 
 
 def test_a_start_hook_of_the_users_own_is_kept(monkeypatch, caplog):
     monkeypatch.setenv("RAY_START_HOOK", "mine.hook")
     with (
-        caplog.at_level("INFO", logger="raybricks.cluster.compat.fast_start"),
-        fast_start.faster_setup(),
+        caplog.at_level("INFO", logger="raybricks.cluster.compat.head_start"),
+        head_start.head_start_hook(fast=True),
     ):
         assert os.environ["RAY_START_HOOK"] == "mine.hook"
     assert os.environ["RAY_START_HOOK"] == "mine.hook"

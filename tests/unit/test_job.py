@@ -24,6 +24,7 @@ HANDED_ON = ("RAY_ADDRESS", "RAY_NAMESPACE", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
 
 def cluster_info(head: Head) -> ClusterInfo:
     return ClusterInfo(
+        platform="local",
         spark_master="local-cluster[1,1,1024]",
         address="127.0.0.1:6379",
         dashboard_url="",

@@ -8,37 +8,52 @@ import subprocess
 import sys
 from pathlib import Path
 
-from raybricks.cluster.leftovers import lock_files, remove_new_leftovers
+from raybricks.cluster.leftovers import remove_leftovers
 
 
-def test_only_new_unheld_lock_files_and_their_folders_go(tmp_path):
-    older = tmp_path / "ray-9000-aaaa.lock"
-    older.touch()
-    before = lock_files(tmp_path)
-    done, held = tmp_path / "ray-9001-bbbb.lock", tmp_path / "ray-9001-bbbb-node-1.lock"
-    for lock in (done, held):
-        lock.touch()
-        lock.with_suffix("").mkdir()
-    holder = os.open(held, os.O_RDWR)
+def node_folder(tmp_path: Path, name: str) -> Path:
+    """A node's temp folder and its lock file beside it, as Ray's launcher makes them."""
+    (tmp_path / name).mkdir()
+    (tmp_path / f"{name}.lock").touch()
+    return tmp_path / name
+
+
+def test_only_this_clusters_folders_go_another_on_the_same_port_stays(tmp_path):
+    ours = [node_folder(tmp_path, name) for name in ("ray-9001-bbbb", "ray-9001-bbbb-node-1")]
+    others = [node_folder(tmp_path, name) for name in ("ray-9001-cccc", "ray-9000-aaaa")]
+    removed = remove_leftovers(tmp_path, "ray-9001-bbbb", wait_seconds=0)
+    assert set(removed) == {*ours, *(f.with_name(f"{f.name}.lock") for f in ours)}
+    assert all(f.is_dir() and f.with_name(f"{f.name}.lock").exists() for f in others)
+
+
+def test_a_folder_still_held_after_the_wait_stays(tmp_path):
+    held = node_folder(tmp_path, "ray-9001-bbbb-node-2")
+    holder = os.open(f"{held}.lock", os.O_RDWR)
     fcntl.flock(holder, fcntl.LOCK_SH)  # as a running node holds its own
     try:
-        removed = remove_new_leftovers(tmp_path, before)
+        assert remove_leftovers(tmp_path, "ray-9001-bbbb", wait_seconds=0.3) == []
     finally:
         os.close(holder)
-    assert set(removed) == {done, done.with_suffix("")}
-    assert older.exists() and held.exists() and held.with_suffix("").is_dir()
+    assert held.is_dir()
 
 
 def test_this_clusters_locks_are_waited_for_until_its_nodes_let_go(tmp_path):
     import threading
 
+    folder = node_folder(tmp_path, "ray-9002-cccc")
     lock = tmp_path / "ray-9002-cccc.lock"
-    lock.touch()
     holder = os.open(lock, os.O_RDWR)
     fcntl.flock(holder, fcntl.LOCK_SH)
     threading.Timer(0.5, os.close, [holder]).start()  # its node exits half a second on
-    removed = remove_new_leftovers(tmp_path, set(), ours="ray-9002-", wait_seconds=10)
-    assert removed == [lock] and not lock.exists()
+    removed = remove_leftovers(tmp_path, "ray-9002-cccc", wait_seconds=10)
+    assert removed == [folder, lock] and not lock.exists()
+
+
+def test_a_folder_its_node_never_locked_goes_too(tmp_path):
+    (tmp_path / "ray-9005-ffff").mkdir()  # a head that never started
+    assert remove_leftovers(tmp_path, "ray-9005-ffff", wait_seconds=0) == [
+        tmp_path / "ray-9005-ffff"
+    ]
 
 
 def linger_with_a_file_open(log: Path, remove_first: Path | None = None) -> subprocess.Popen[str]:
@@ -67,9 +82,10 @@ def test_a_process_still_using_this_clusters_folders_is_ended_before_they_go(tmp
     lock.touch()
     # its folder already removed under it, the file it writes to deleted
     agent = linger_with_a_file_open(ours / "session" / "logs" / "agent.log", remove_first=ours)
-    bystander = linger_with_a_file_open(tmp_path / "ray-9004-eeee" / "logs" / "agent.log")
+    # another cluster's, even on the same port
+    bystander = linger_with_a_file_open(tmp_path / "ray-9003-eeee" / "logs" / "agent.log")
     try:
-        removed = remove_new_leftovers(tmp_path, set(), ours="ray-9003-", wait_seconds=1)
+        removed = remove_leftovers(tmp_path, "ray-9003-dddd", wait_seconds=1)
         agent.wait(timeout=5)  # ended (its exit code went to psutil, which reaped it)
         assert bystander.poll() is None, "another cluster's process is not this run's"
     finally:

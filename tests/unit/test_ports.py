@@ -102,3 +102,21 @@ def test_a_reservation_ends_with_its_process_or_after_its_time(port_files):
     assert {pick(), pick()} == {first, second}
     with pytest.raises(RuntimeError, match="Get available port"):
         pick()  # both are reserved now, by this live process
+
+
+def test_the_shared_tables_open_to_every_user_but_never_executable(port_files):
+    ports.claim_worker_port_range()
+    for made in (ports.PORT_LOCK_FILE, ports.PORT_TABLE_FILE):
+        assert made.stat().st_mode & 0o777 == 0o666, made
+
+
+def test_a_symlink_planted_where_a_table_goes_is_not_followed(port_files, tmp_path):
+    """/tmp is anyone's: a link there must not turn a claim into a write elsewhere."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    os.chmod(victim, 0o600)
+    ports.PORT_TABLE_FILE.symlink_to(victim)
+    with pytest.raises(OSError):
+        ports.claim_worker_port_range()
+    assert victim.read_text() == "untouched\n"
+    assert victim.stat().st_mode & 0o777 == 0o600

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from raybricks.cluster.master import spark_master
 from raybricks.errors import ClusterStartError
+from raybricks.platform.master import SparkMaster
 from raybricks.settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ LOOPBACK = "127.0.0.1"
 
 
 def setup_arguments(
-    cluster: ClusterSettings, master: str, log_dir: Path, stream_worker_logs: bool = True
+    cluster: ClusterSettings, master: SparkMaster, log_dir: Path, stream_worker_logs: bool = True
 ) -> dict[str, Any]:
     """`setup_ray_cluster`'s keyword arguments for these settings on this master.
 
@@ -26,20 +26,19 @@ def setup_arguments(
     `stream_worker_logs`, no node runs a log monitor (which only sends workers' output
     to drivers), unless the node options ask for one."""
     cpus, gpus = cluster.num_cpus_worker_node, cluster.num_gpus_worker_node
-    parsed = spark_master(master)
-    if parsed.local_mode:
+    if master.local_mode:
         if cpus is not None or gpus is not None:
             logger.warning(
                 "Spark master %s is local mode: CPU/GPU counts per worker node are not "
                 "settable there; each worker node gets spark.task.cpus CPUs",
-                master,
+                master.url,
             )
         cpus = gpus = None
     elif cpus is not None and gpus is None:
         gpus = 0
     head_options = {**cluster.head_node_options, "include_dashboard": cluster.include_dashboard}
     worker_options = dict(cluster.worker_node_options)
-    if parsed.is_local:
+    if master.is_local:
         worker_options.setdefault("node_ip_address", LOOPBACK)
     if not stream_worker_logs:
         for options in (head_options, worker_options):
@@ -67,14 +66,14 @@ def minimum_workers(arguments: dict[str, Any]) -> int:
     return int(arguments.get("min_worker_nodes") or arguments["max_worker_nodes"])
 
 
-def check_room(master: str, arguments: dict[str, Any]) -> None:
+def check_room(master: SparkMaster, arguments: dict[str, Any]) -> None:
     """Fail at once where the minimum worker count can never start, instead of
     after Ray's two-minute wait for worker nodes that cannot come."""
     needed = minimum_workers(arguments)
-    room = spark_master(master).task_slots(arguments.get("num_cpus_worker_node"))
+    room = master.task_slots(arguments.get("num_cpus_worker_node"))
     if room is not None and room < needed:
         raise ClusterStartError(
-            f"cluster.min_worker_nodes: {needed} worker nodes cannot start on {master}, "
+            f"cluster.min_worker_nodes: {needed} worker nodes cannot start on {master.url}, "
             f"which has room for {room} (one Spark task each); lower "
             "cluster.min_worker_nodes (or max_worker_nodes), or give the master more "
             "workers or cores"

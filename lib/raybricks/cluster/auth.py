@@ -17,7 +17,6 @@ import secrets
 from typing import Literal
 
 from ray.util.spark.start_hook_base import RayOnSparkStartHook
-from ray.util.spark.utils import is_in_databricks_runtime
 
 from raybricks.cluster.compat.ray_auth import refresh_auth_cache
 
@@ -27,8 +26,6 @@ AuthMode = Literal["token", "disabled"]
 MODE_VAR = "RAY_AUTH_MODE"
 TOKEN_VAR = "RAY_AUTH_TOKEN"
 START_HOOK_VAR = "RAY_ON_SPARK_START_HOOK"
-LOCAL_HOOK = "raybricks.cluster.auth.TokenAuthStartHook"
-DATABRICKS_HOOK = "raybricks.databricks.job_hook.JobStartHook"  # which hands the token on too
 
 
 def auth_environment() -> dict[str, str]:
@@ -46,8 +43,10 @@ class TokenAuthStartHook(RayOnSparkStartHook):
         return {**super().custom_environment_variables(), **auth_environment()}
 
 
-def configure_auth(mode: AuthMode) -> None:
-    """Set this process's auth mode (and a fresh token) and route it to every node."""
+def configure_auth(mode: AuthMode, start_hook: str) -> None:
+    """Set this process's auth mode (and a fresh token) and route it to every node
+    through `start_hook` (a class path: `TokenAuthStartHook`, or one that hands the token
+    on too)."""
     if mode == "token":
         os.environ[MODE_VAR] = "token"
         os.environ[TOKEN_VAR] = secrets.token_hex(32)
@@ -58,7 +57,7 @@ def configure_auth(mode: AuthMode) -> None:
         )
         os.environ[MODE_VAR] = "disabled"
         os.environ.pop(TOKEN_VAR, None)
-    os.environ[START_HOOK_VAR] = DATABRICKS_HOOK if is_in_databricks_runtime() else LOCAL_HOOK
+    os.environ[START_HOOK_VAR] = start_hook
     refresh_auth_cache()
 
 

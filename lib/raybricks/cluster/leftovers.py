@@ -1,9 +1,13 @@
-"""What Ray on Spark leaves on this machine after a cluster has shut down, and its
-removal: each node's `<temp dir>.lock` file beside the temp folder (Ray's
-`start_ray_node` creates it and never removes it), temp folders a node that was killed
-could not remove itself, and the processes of such a node that run on: a node whose
-raylet was killed (its head lost) leaves its agents running until they give up on the
-GCS, about a minute, and they make its temp folder again meanwhile."""
+"""What a Ray-on-Spark cluster leaves on this machine after it has shut down, and its
+removal. Only this cluster's: its temp folders are `<temp root>/ray-<port>-<id>` (the
+head's, and with Ray's own start every node's of this host) and, with fast start,
+`ray-<port>-<id>-node-<n>` (each worker node's), each with a lock file beside it.
+
+Ray's `start_ray_node` never removes its lock file; a node that was killed could not
+remove its temp folder; and a node whose raylet was killed (its head lost) leaves its
+agents running until they give up on the GCS, about a minute, making its temp folder
+again meanwhile. Another cluster's folders, even one on the same port, are never touched.
+"""
 
 from __future__ import annotations
 
@@ -21,51 +25,65 @@ from raybricks.cluster.processes import end
 
 logger = logging.getLogger(__name__)
 
-
-def lock_files(temp_root: Path) -> set[Path]:
-    """The Ray nodes' lock files in `temp_root` now."""
-    return set(temp_root.glob("ray-*.lock"))
+NODE_SUFFIX = "-node-"  # a fast-started worker node's folder: <cluster folder>-node-<n>
 
 
-def remove_new_leftovers(
-    temp_root: Path, before: set[Path], ours: str = "", wait_seconds: float = 20.0
+def remove_leftovers(
+    temp_root: Path, cluster_folder: str, wait_seconds: float = 20.0
 ) -> list[Path]:
-    """Remove the lock files (and temp folders) that appeared in `temp_root` since
-    `before` and that no process holds any more. Those named `ours*` (this cluster's)
-    are waited for up to `wait_seconds`, as its nodes finish copying their logs, and
-    then any process still using their folders is ended; other new ones (another
-    cluster's, running beside) only if free now. Returns what was removed."""
+    """Remove the temp folders and lock files of the cluster whose head's temp folder is
+    `temp_root/cluster_folder`. Its nodes hold their locks while they copy their logs:
+    waited for up to `wait_seconds`; then any process still using the folders is ended,
+    and each folder goes with its lock held. Returns what was removed."""
     deadline = time.monotonic() + wait_seconds
-    while ours and _held(temp_root, before, ours) and time.monotonic() < deadline:
+    while any(_held(lock) for lock in _locks(temp_root, cluster_folder)):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.2)
-    if ours and (ended := end_processes_in(temp_root / ours)):
+    if ended := end_processes_in(temp_root / cluster_folder):
         logger.debug("ended %d process(es) of the cluster's nodes left running", ended)
-    removed = [
-        path
-        for lock in sorted(lock_files(temp_root) - before)
-        if _unused(lock)
-        for path in _remove(lock)
-    ]
+    folders = {lock.with_suffix("") for lock in _locks(temp_root, cluster_folder)}
+    folders |= set(_ours(temp_root, cluster_folder, ""))
+    removed = [path for folder in sorted(folders) for path in _remove(folder)]
     if removed:
         logger.debug("removed what the Ray nodes left in %s: %s", temp_root, removed)
     return removed
 
 
-def end_processes_in(folders: Path, grace: float = 2.0) -> int:
-    """End the processes (TERM, then KILL after `grace` seconds) with a file open in a
-    folder whose path starts with `folders` (`/tmp/ray-9123-` for every node folder of
-    that cluster); their lock files beside the folders do not count. How many there were."""
-    prefix = str(folders)
-    found = [proc for proc in psutil.process_iter() if _uses(proc, prefix)]
+def end_processes_in(cluster_folder: Path, grace: float = 2.0) -> int:
+    """End the processes (TERM, then KILL after `grace` seconds) with a file open in the
+    cluster's folders (`cluster_folder` and its `-node-<n>` siblings); their lock files
+    beside the folders do not count. How many there were."""
+    found = [proc for proc in psutil.process_iter() if _uses(proc, str(cluster_folder))]
     end(found, grace)
     return len(found)
 
 
-def _uses(proc: psutil.Process, prefix: str) -> bool:
+def _ours(temp_root: Path, cluster_folder: str, suffix: str) -> list[Path]:
+    """This cluster's entries in `temp_root` ending in `suffix` ("" folders, ".lock")."""
+    return [
+        *temp_root.glob(f"{cluster_folder}{suffix}"),
+        *temp_root.glob(f"{cluster_folder}{NODE_SUFFIX}*{suffix}"),
+    ]
+
+
+def _locks(temp_root: Path, cluster_folder: str) -> list[Path]:
+    return _ours(temp_root, cluster_folder, ".lock")
+
+
+def _uses(proc: psutil.Process, cluster_folder: str) -> bool:
     if proc.pid == os.getpid():
         return False
-    paths = _open_paths(proc.pid)
-    return any(path.startswith(prefix) and not path.endswith(".lock") for path in paths)
+    return any(_within(path, cluster_folder) for path in _open_paths(proc.pid))
+
+
+def _within(path: str, cluster_folder: str) -> bool:
+    if path.endswith(".lock"):
+        return False
+    inside = path.startswith(f"{cluster_folder}/") or path.startswith(
+        f"{cluster_folder}{NODE_SUFFIX}"
+    )
+    return inside or path == cluster_folder
 
 
 def _open_paths(pid: int) -> list[str]:
@@ -83,31 +101,42 @@ def _open_paths(pid: int) -> list[str]:
     return paths
 
 
-def _held(temp_root: Path, before: set[Path], ours: str) -> bool:
-    new = lock_files(temp_root) - before
-    return any(lock.name.startswith(ours) and not _unused(lock) for lock in new)
-
-
-def _remove(lock: Path) -> list[Path]:
-    folder = lock.with_suffix("")
-    gone = []
-    if folder.is_dir():
-        shutil.rmtree(folder, ignore_errors=True)
-        gone.append(folder)
-    lock.unlink(missing_ok=True)
-    return [*gone, lock]
-
-
-def _unused(lock: Path) -> bool:
-    """Whether no Ray node holds `lock` (each running node holds it shared)."""
+def _held(lock: Path) -> bool:
+    """Whether a Ray node holds `lock` (each running node holds it shared)."""
     try:
         fd = os.open(lock, os.O_RDWR)
     except OSError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
         return False
+    except BlockingIOError:
+        return True
     finally:
         os.close(fd)
+
+
+def _remove(folder: Path) -> list[Path]:
+    """`folder` and its lock file, removed while holding the lock (none if a node still
+    holds it)."""
+    lock = folder.with_name(f"{folder.name}.lock")
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        fd = None  # a folder its node never locked (a head that did not start)
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        gone = []
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            gone.append(folder)
+        if fd is not None:
+            lock.unlink(missing_ok=True)
+            gone.append(lock)
+        return gone
+    except BlockingIOError:
+        return []
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -1,7 +1,8 @@
 """The Ray-on-Spark lifecycle: one context manager starts the cluster inside Spark,
 connects this driver, and always shuts both down. It knows nothing of stages.
 
-    with ray_on_spark(settings.cluster, namespace="demo", log_dir=run_dir) as cluster:
+    platform = Platform.of(settings.cluster)
+    with ray_on_spark(settings.cluster, platform, namespace="demo", log_dir=run_dir) as cluster:
         ...  # ray.* calls go to the cluster; cluster.address is for other drivers
 """
 
@@ -11,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -20,38 +22,40 @@ from typing import Any
 import ray
 from pyspark.sql import SparkSession
 from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
-from ray.util.spark.start_hook_base import RayOnSparkStartHook
-from ray.util.spark.utils import is_in_databricks_runtime
 
+import raybricks
 from raybricks.cluster import compat, signals
 from raybricks.cluster.arguments import check_room, minimum_workers, setup_arguments
 from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
-from raybricks.cluster.compat.connection import left_connected, stop_auto_connect
-from raybricks.cluster.compat.head_process import end_head_processes
+from raybricks.cluster.compat.connection import (
+    left_connected,
+    stop_auto_connect,
+    without_crash_handler,
+)
+from raybricks.cluster.compat.head_process import end_head_processes, head_temp_dir
+from raybricks.cluster.compat.head_start import head_start_hook
 from raybricks.cluster.compat.notebook_display import notebook_html_to_log
 from raybricks.cluster.compat.spark_jvm import activate_in_this_thread
+from raybricks.cluster.executors import executors_checked, settled
 from raybricks.cluster.head import Head
-from raybricks.cluster.leftovers import lock_files, remove_new_leftovers
-from raybricks.cluster.spark import (
-    Spark,
-    get_or_create_spark,
-    put_interpreter_on_path,
-    starts_its_own,
-)
-from raybricks.databricks.facts import ClusterFacts
-from raybricks.databricks.job_hook import JobStartHook, dashboard_proxy_url
-from raybricks.errors import ClusterLost, ClusterStartError
+from raybricks.cluster.leftovers import remove_leftovers
+from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
+from raybricks.errors import ClusterLost, ClusterStartError, root_cause
+from raybricks.platform import Platform
 from raybricks.settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
 
 HEAD_RESOURCE = "node:__internal_head__"
+RAY_WORKER_TASK_IMPORTS = "ray.util.spark.cluster_init"  # what Ray's worker-node task needs
+CHECK_WAIT_SECONDS = 30.0  # for the executors' check, before this driver connects
 
 
 @dataclass(frozen=True)
 class ClusterInfo:
     """What a run reports about its cluster (no secrets: the token stays out)."""
 
+    platform: str
     spark_master: str
     address: str
     dashboard_url: str
@@ -90,117 +94,195 @@ def check_joined(arguments: dict[str, Any]) -> None:
         )
 
 
+@dataclass
+class _Started:
+    """How far a start got, for the teardown: Ray's start was called (a half-started
+    cluster may need shutting down), the address it reached, whether it was fast, and
+    each attempt's cluster temp folder (what its nodes leave goes with it)."""
+
+    spark: Spark | None = None
+    restore_path: Callable[[], None] | None = None
+    ray: bool = False
+    address: str = ""
+    fast: str = "off"
+    temp_folders: list[str] = field(default_factory=list)
+
+
 @contextmanager
 def ray_on_spark(
     cluster: ClusterSettings,
+    platform: Platform,
     namespace: str,
     log_dir: Path,
     stream_worker_logs: bool = True,
     on_started: Callable[[ClusterInfo], None] = lambda _: None,
 ) -> Iterator[ClusterInfo]:
-    """Start Ray inside Spark, connect this driver in `namespace`, yield what was
-    started; on exit disconnect, shut the cluster down and stop a Spark started here.
-    `stream_worker_logs`: whether drivers may get their workers' output (see
+    """Start Ray inside the platform's Spark, connect this driver in `namespace`, yield
+    what was started; on exit disconnect, shut the cluster down and stop a Spark made
+    here. `stream_worker_logs`: whether drivers may get their workers' output (see
     `setup_arguments`); their logs land in `log_dir` either way. `on_started` hears of
     the cluster as soon as it is up, also when a cancel then ends the start.
 
     Ray's nodes copy their logs into `log_dir` as they exit, and a local cluster's Spark
     executors' output moves there once Spark stops. Start-up failures raise
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
-    spark: Spark | None = None
-    started = False
-    address = ""
-    fast = "off"
-    locks: tuple[Path, set[Path]] = (Path("/tmp"), set())
+    started = _Started()
+    without_crash_handler()
     try:
-        if starts_its_own(cluster.spark_master):  # its size is known without starting it
-            own = cluster.spark_master
+        if platform.spark_master is not None:  # its size is known without starting it
+            own = platform.spark_master
             check_room(own, setup_arguments(cluster, own, log_dir, stream_worker_logs))
         # Cut short, a start leaves processes behind, so a cancel waits for it (and
         # lands inside this try). SparkContext() sets its own SIGINT handler, and
         # `deferred` restores the caller's.
         with signals.deferred("starting Spark"):
             try:
-                spark = get_or_create_spark(
-                    cluster.spark_master,
-                    cluster.spark_class_archive,
-                    cluster.spark_class_archive_sets_kept,
+                started.spark = spark = get_or_create_spark(
+                    platform, cluster.spark_class_archive, cluster.spark_class_archive_sets_kept
                 )
             except Exception as exc:
                 raise ClusterStartError(f"Spark could not start: {exc}") from exc
-        logger.info("Spark up: %s", spark.session.sparkContext.master)
-        put_interpreter_on_path(spark.session)
-        configure_auth(cluster.auth)
-        master = str(spark.session.sparkContext.master)
-        arguments = setup_arguments(cluster, master, log_dir, stream_worker_logs)
-        check_room(master, arguments)
+        logger.info("Spark up: %s", spark.master.url)
+        started.restore_path = put_interpreter_on_path(spark.session)
+        configure_auth(cluster.auth, platform.start_hook)
+        arguments = setup_arguments(cluster, spark.master, log_dir, stream_worker_logs)
+        check_room(spark.master, arguments)
         logger.debug("starting Ray on Spark: %s", arguments)
         clock = time.monotonic()
-        # Ray leaves each node's lock file beside its temp folder: what this start adds
-        # goes once its nodes have exited.
-        temp_root = _temp_root(cluster)
-        locks = (temp_root, lock_files(temp_root))
-        try:
-            started = True  # from here a half-started cluster may need shutting down
-            # As for Spark. The start runs in a thread of its own: setup_ray_cluster
-            # installs a SIGTERM handler of its own (shut down, re-raise) and its inner
-            # ray.init one that calls sys.exit, both only from the main thread; there,
-            # they would take a cancel from the run's own deferral and cleanup.
-            with (
-                signals.deferred("starting the Ray cluster"),
-                notebook_html_to_log(),
-                compat.fast_start_if(cluster.fast_start, spark.session.sparkContext) as fast,
-            ):
-                address, context = signals.off_the_main_thread(
-                    partial(_start_and_connect, spark.session, arguments, namespace)
+        # As for Spark. The start runs in a thread of its own: setup_ray_cluster
+        # installs a SIGTERM handler of its own (shut down, re-raise) and its inner
+        # ray.init one that calls sys.exit, both only from the main thread; there,
+        # they would take a cancel from the run's own deferral and cleanup.
+        with signals.deferred("starting the Ray cluster"), notebook_html_to_log():
+            try:
+                context = _start_ray(
+                    spark, arguments, namespace, cluster, platform, log_dir, started
                 )
-                info = ClusterInfo(
-                    spark_master=master,
-                    address=address,
-                    dashboard_url=_dashboard_url(context.dashboard_url, spark),
-                    max_worker_nodes=cluster.max_worker_nodes,
-                    min_worker_nodes=minimum_workers(arguments),
-                    num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
-                    namespace=namespace,
-                    auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
-                    fast_start=fast,
-                    startup_seconds=round(time.monotonic() - clock, 2),
-                    head=Head.at(address),
-                )
-                on_started(info)
-        except Exception as exc:
-            raise ClusterStartError(f"the Ray cluster could not start: {_root_cause(exc)}") from exc
-        check_joined(arguments)
+            except ClusterStartError:
+                raise
+            except Exception as exc:
+                raise ClusterStartError(
+                    f"the Ray cluster could not start: {root_cause(exc)}"
+                ) from exc
+            info = ClusterInfo(
+                platform=platform.name,
+                spark_master=spark.master.url,
+                address=started.address,
+                dashboard_url=platform.dashboard_url(context.dashboard_url)
+                if context.dashboard_url
+                else "",
+                max_worker_nodes=cluster.max_worker_nodes,
+                min_worker_nodes=minimum_workers(arguments),
+                num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
+                namespace=namespace,
+                auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
+                fast_start=started.fast,
+                startup_seconds=round(time.monotonic() - clock, 2),
+                head=Head.at(started.address),
+            )
+            on_started(info)
         logger.info(
             "Ray cluster ready at %s in %.1f s (fast start %s)%s",
-            address,
+            info.address,
             info.startup_seconds,
-            fast,
+            info.fast_start,
             f"; dashboard {info.dashboard_url}" if info.dashboard_url else "",
         )
         yield info
     finally:
         # A cancel arriving now (a second one, say) waits for the teardown.
         with signals.deferred("shutting down"):
-            if started:
-                shutdown(log_dir, fast=fast == "on", head=Head.at(address) if address else None)
-            if spark is not None:
-                _quietly("stopping Spark", partial(spark.stop, log_dir))
-            if started:  # once the nodes have exited: each holds its lock until then
-                ours = f"ray-{address.rsplit(':', 1)[1]}-" if address else ""
-                leftovers = partial(remove_new_leftovers, *locks, ours)
-                _quietly("removing Ray's leftovers", leftovers)
+            _tear_down(started, log_dir, platform.temp_root)
+
+
+def _start_ray(
+    spark: Spark,
+    arguments: dict[str, Any],
+    namespace: str,
+    cluster: ClusterSettings,
+    platform: Platform,
+    log_dir: Path,
+    started: _Started,
+) -> Any:
+    """Start the cluster and connect to it; Ray's `ray.init` context. A fast start that
+    fails once its head is up is torn down, and Ray's own start runs instead."""
+    started.fast = compat.fast_start_status(cluster.fast_start)
+    warm = compat.FAST_WORKER_TASK_IMPORTS if started.fast == "on" else RAY_WORKER_TASK_IMPORTS
+    with executors_checked(spark.session.sparkContext, warm) as executors:
+        if started.fast == "on":
+            with compat.fast_start_attempt(executors) as attempt:
+                try:
+                    return _start_once(spark.session, arguments, namespace, executors, started)
+                except Exception as exc:
+                    if (why := attempt.retry_reason(exc)) is None:
+                        raise
+                    if attempt.cluster_temp_dir:
+                        started.temp_folders.append(Path(attempt.cluster_temp_dir).name)
+            logger.warning("fast start did not work (%s): starting with Ray's own start-up", why)
+            _shut_down(log_dir, fast=True, head=None)
+            _remove_leftovers(started.temp_folders, platform.temp_root)
+            started.fast, started.address = f"unavailable: {why}", ""
+        return _start_once(spark.session, arguments, namespace, executors, started)
+
+
+def _start_once(
+    session: SparkSession,
+    arguments: dict[str, Any],
+    namespace: str,
+    executors: Future[str | None],
+    started: _Started,
+) -> Any:
+    started.ray = True  # from here a half-started cluster may need shutting down
+    with head_start_hook(fast=started.fast == "on"):
+        started.address, context = signals.off_the_main_thread(
+            partial(_start_and_connect, session, arguments, namespace, executors)
+        )
+    port = int(started.address.rsplit(":", 1)[1])
+    if (temp_dir := head_temp_dir(port)) is not None:
+        started.temp_folders.append(Path(temp_dir).name)
+    try:
+        check_joined(arguments)
+    except ClusterStartError:
+        ray.shutdown()  # connected: a retry, or the teardown, starts from a clean slate
+        raise
+    return context
+
+
+def _tear_down(started: _Started, log_dir: Path, temp_root: Path) -> None:
+    if started.ray:
+        head = Head.at(started.address) if started.address else None
+        _shut_down(log_dir, fast=started.fast == "on", head=head)
+    clear_auth()
+    if started.restore_path is not None:
+        _quietly("restoring Spark tasks' PATH", started.restore_path)
+    if started.spark is not None:
+        _quietly("stopping Spark", partial(started.spark.stop, log_dir))
+    # Once the nodes have exited: each holds its lock until then.
+    _remove_leftovers(started.temp_folders, temp_root)
+    started.temp_folders.clear()
+
+
+def _remove_leftovers(temp_folders: list[str], temp_root: Path) -> None:
+    for folder in temp_folders:
+        _quietly("removing Ray's leftovers", partial(remove_leftovers, temp_root, folder))
 
 
 def _start_and_connect(
-    session: SparkSession, arguments: dict[str, Any], namespace: str
+    session: SparkSession, arguments: dict[str, Any], namespace: str, executors: Future[str | None]
 ) -> tuple[str, Any]:
     activate_in_this_thread(session)
     address, _ = setup_ray_cluster(**arguments)
-    return address, ray.init(address=address, namespace=namespace, log_to_driver=False)
+    runtime_env = None
+    if (unable := settled(executors, CHECK_WAIT_SECONDS)) is not None:
+        logger.warning("%s: Ray's workers get raybricks from this driver", unable)
+        runtime_env = {"py_modules": [raybricks]}  # Ray prepends it to their Python path
+    context = ray.init(
+        address=address, namespace=namespace, log_to_driver=False, runtime_env=runtime_env
+    )
+    return address, context
 
 
-def shutdown(log_dir: Path, fast: bool, head: Head | None = None) -> None:
+def _shut_down(log_dir: Path, fast: bool, head: Head | None = None) -> None:
     """Disconnect and shut the cluster down; safe to call twice, never raises."""
     logger.debug("shutting the Ray cluster down")
     stop_auto_connect()
@@ -208,7 +290,6 @@ def shutdown(log_dir: Path, fast: bool, head: Head | None = None) -> None:
     signals.reinstall()
     with compat.fast_shutdown_if(fast), left_connected() if head_gone else nullcontext():
         _quietly("shutting the Ray cluster down", _shutdown_active_cluster)
-    clear_auth()
     logger.debug("Ray cluster shut down; its logs go to %s", log_dir)
 
 
@@ -244,35 +325,8 @@ def _shutdown_active_cluster() -> None:
     os.environ.pop("RAY_ADDRESS", None)
 
 
-def _temp_root(cluster: ClusterSettings) -> Path:
-    """Where Ray's nodes on this machine keep their temp folders: the setting, else the
-    start hook's default (as Ray itself chooses)."""
-    if cluster.temp_root:
-        return Path(cluster.temp_root)
-    hook = JobStartHook() if is_in_databricks_runtime() else RayOnSparkStartHook(False)
-    return Path(hook.get_default_temp_root_dir())
-
-
-def _dashboard_url(address: str | None, spark: Spark) -> str:
-    """The dashboard as a person reaches it: on a Databricks cluster through the
-    driver proxy, elsewhere directly."""
-    if not address:
-        return ""
-    facts = ClusterFacts.of_session(spark.session)
-    if facts.cluster_id is None:
-        return f"http://{address}"
-    return dashboard_proxy_url(int(address.rsplit(":", 1)[1]), facts)
-
-
 def _quietly(what: str, step: Any) -> None:
     try:
         step()
     except Exception:
         logger.warning("error while %s (ignored so cleanup can go on)", what, exc_info=True)
-
-
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    first_line = str(exc).strip().splitlines()[:1]
-    return f"{type(exc).__name__}: {first_line[0] if first_line else ''}"

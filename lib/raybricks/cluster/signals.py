@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
@@ -46,6 +46,14 @@ def ignore_cancels() -> None:
     ends with the command's own code."""
     for sig in CANCEL_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def give_back(hosts: Mapping[signal.Signals, Handler | int | None]) -> None:
+    """Put back the handlers a host process had set itself (Python's defaults stay
+    replaced: see `exit_at_once`)."""
+    for sig, handler in hosts.items():
+        if callable(handler) and handler is not signal.default_int_handler:
+            signal.signal(sig, handler)
 
 
 def _main_thread() -> bool:

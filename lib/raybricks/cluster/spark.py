@@ -1,9 +1,11 @@
-"""The SparkSession a run uses: the active one (Databricks, spark-submit), else a local
-one that raybricks starts itself, bound to loopback.
+"""The SparkSession a run uses: the one this process has (the platform's on Databricks),
+else one made from spark-submit's conf, else a local one that raybricks starts itself,
+bound to loopback. Spark belongs to whoever made it: raybricks stops only a session it
+made, and never the platform's on Databricks.
 
-    spark = get_or_create_spark("local-cluster[2,1,1024]")
+    spark = get_or_create_spark(platform)
     ...  # spark.session
-    spark.stop(run_dir)   # stops it only if it was started here
+    spark.stop(run_dir)   # stops it only if it was made here
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -24,12 +27,14 @@ from raybricks.cluster.arguments import LOOPBACK
 from raybricks.cluster.compat.spark_jvm import (
     driver_jvm,
     end_driver_jvm,
+    existing_session,
     registered_executors,
     spark_home,
     stop_session,
 )
 from raybricks.cluster.jvm_archive import KINDS, ClassArchives, class_archives
-from raybricks.cluster.master import spark_master
+from raybricks.platform import Platform
+from raybricks.platform.master import SparkMaster, spark_master
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,10 @@ class Spark:
     session: SparkSession
     started_here: bool
     archives: ClassArchives | None = None
+    master: SparkMaster = field(init=False)  # the master Spark reports, parsed once
+
+    def __post_init__(self) -> None:
+        self.master = spark_master(str(self.session.sparkContext.master))
 
     def stop(self, log_dir: Path | None = None) -> None:
         """Stop Spark if this run started it. A local cluster's executors write their
@@ -58,7 +67,7 @@ class Spark:
         waits for the JVMs to write their archives as they exit, and keeps those that map."""
         if not self.started_here:
             return
-        executor_logs = local_executor_logs(self.session.sparkContext)
+        executor_logs = local_executor_logs(self.session.sparkContext, self.master)
         self._stop_jvms()
         if executor_logs is not None and log_dir is not None and executor_logs.is_dir():
             shutil.move(executor_logs, log_dir / EXECUTOR_LOGS)
@@ -75,31 +84,27 @@ class Spark:
         self.archives.keep(commands)
 
 
-def launched_by_spark_submit() -> bool:
-    # spark-submit starts the JVM first and hands its gateway port to the Python driver.
-    return "PYSPARK_GATEWAY_PORT" in os.environ
-
-
-def starts_its_own(master: str) -> bool:
-    """Whether `get_or_create_spark(master)` would start a Spark on `master` (no active
-    session, no spark-submit launch with a master of its own)."""
-    return SparkSession.getActiveSession() is None and not launched_by_spark_submit()
-
-
 def get_or_create_spark(
-    master: str, class_archive: bool = True, archive_sets_kept: int = 2
+    platform: Platform, class_archive: bool = True, archive_sets_kept: int = 2
 ) -> Spark:
-    """The session to use. `master` applies only to a session created here from nothing
-    (a spark-submit launch keeps its own `--master`); so does `class_archive`."""
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        logger.debug("using the active Spark session (master %s)", active.sparkContext.master)
-        return Spark(active, started_here=False)
-    if launched_by_spark_submit():
+    """The session to use. A local Spark starts on the platform's master (with its JVMs'
+    class archives, if `class_archive`); spark-submit's keeps its own `--master`."""
+    existing = existing_session()
+    if existing is not None:
+        logger.debug("using this process's Spark session (master %s)", existing.sparkContext.master)
+        return Spark(existing, started_here=False)
+    if platform.spark_master is None:
         _executors_find_the_interpreter()
-        spark = SparkSession.builder.appName("raybricks").getOrCreate()
-        logger.debug("using spark-submit's Spark (master %s)", spark.sparkContext.master)
-        return Spark(spark, started_here=True)
+        session = SparkSession.builder.appName("raybricks").getOrCreate()
+        _quiet_unless_asked(session)
+        logger.debug(
+            "made a session from spark-submit's conf (master %s)", session.sparkContext.master
+        )
+        return Spark(session, started_here=not platform.on_databricks)
+    return _start_local(platform.spark_master, class_archive, archive_sets_kept)
+
+
+def _start_local(master: SparkMaster, class_archive: bool, archive_sets_kept: int) -> Spark:
     archives = class_archives(QUICK_START_JVM, archive_sets_kept) if class_archive else None
     jvm = {
         kind: f"{QUICK_START_JVM} {archives.java_options(kind) if archives else ''}"
@@ -107,28 +112,40 @@ def get_or_create_spark(
     }
     logger.debug(
         "starting a local Spark (master %s) on %s%s",
-        master,
+        master.url,
         LOOPBACK,
         " (training its JVMs' class archives)" if archives and archives.training else "",
     )
     os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors run our venv
-    spark = (
-        SparkSession.builder.master(master)
+    builder = (
+        SparkSession.builder.master(master.url)
         .appName("raybricks")
         .config("spark.driver.host", LOOPBACK)
         .config("spark.driver.bindAddress", LOOPBACK)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.executorEnv.SPARK_LOCAL_IP", LOOPBACK)
-        .config("spark.python.daemon.module", PYTHON_DAEMON)
         .config("spark.driver.extraJavaOptions", jvm["driver"])
         .config("spark.executor.extraJavaOptions", jvm["executor"])
-        .getOrCreate()
     )
+    if master.is_local:  # its executors run this virtualenv, raybricks installed
+        builder = builder.config("spark.python.daemon.module", PYTHON_DAEMON)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     _wait_for_executors(spark.sparkContext, master)
     return Spark(spark, started_here=True, archives=archives)
+
+
+def _quiet_unless_asked(session: SparkSession) -> None:
+    """Spark's INFO log (hundreds of lines a run) off, unless the user chose a level:
+    `spark.log.level`, or a log4j configuration of their own."""
+    conf = session.sparkContext.getConf()
+    java_options = conf.get("spark.driver.extraJavaOptions") or ""
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    own_log4j = "log4j" in java_options or bool(conf_dir and list(Path(conf_dir).glob("log4j2.*")))
+    if conf.get("spark.log.level") is None and not own_log4j:
+        session.sparkContext.setLogLevel("WARN")
 
 
 def _executors_find_the_interpreter() -> None:
@@ -140,19 +157,19 @@ def _executors_find_the_interpreter() -> None:
         os.environ["PYSPARK_PYTHON"] = os.path.abspath(python)
 
 
-def local_executor_logs(context: SparkContext) -> Path | None:
+def local_executor_logs(context: SparkContext, master: SparkMaster) -> Path | None:
     """Where a local cluster's executors write their stdout and stderr, a folder per
     executor: `$SPARK_HOME/work/<app id>`, as the driver JVM's workers see it."""
-    if spark_master(str(context.master)).workers is None:
+    if master.workers is None:
         return None
     home = spark_home(context)
     return home / "work" / context.applicationId if home else None
 
 
-def _wait_for_executors(context: SparkContext, master: str) -> None:
+def _wait_for_executors(context: SparkContext, master: SparkMaster) -> None:
     """A local cluster's executors register after the context is up; Ray on Spark needs
     them all, so Spark is ready once they are (or after Spark's own limit)."""
-    workers = spark_master(master).workers
+    workers = master.workers
     if workers is None:
         return
     deadline = time.monotonic() + EXECUTORS_SECONDS
@@ -189,14 +206,24 @@ def _holds(command: list[str], part: list[str]) -> bool:
     return any(command[i : i + len(part)] == part for i in range(len(command)))
 
 
-def put_interpreter_on_path(spark: SparkSession) -> None:
+def put_interpreter_on_path(spark: SparkSession) -> Callable[[], None]:
     """Ray on Spark starts nodes with `shutil.which("ray")`: without an activated venv
     that finds nothing (or another Ray). Put this interpreter's bin folder first on the
-    PATH of the driver and of every Spark task."""
+    PATH of the driver and of every Spark task; the returned call puts the Spark tasks'
+    back as they were (the session may be the platform's, used after the run)."""
     bin_dir = os.path.dirname(sys.executable)
     task_env = spark.sparkContext.environment
-    task_env["PATH"] = _prepend(bin_dir, task_env.get("PATH") or os.environ.get("PATH", ""))
+    before = task_env.get("PATH")
+    task_env["PATH"] = _prepend(bin_dir, before or os.environ.get("PATH", ""))
     os.environ["PATH"] = _prepend(bin_dir, os.environ.get("PATH", ""))
+
+    def restore() -> None:
+        if before is None:
+            task_env.pop("PATH", None)
+        else:
+            task_env["PATH"] = before
+
+    return restore
 
 
 def _prepend(folder: str, path: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from databricks.sdk import WorkspaceClient
 
-from raybricks.databricks.facts import ClusterFacts
 from raybricks.databricks.preflight import Verdict, check
+from raybricks.platform.facts import ClusterFacts
 from raybricks.report.workspace import asking
 from raybricks.settings import ClusterSettings
 

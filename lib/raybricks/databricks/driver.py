@@ -1,6 +1,6 @@
-"""The preflight of a run: on a Databricks cluster, refuse before anything starts where
-Ray on Spark cannot work, and warn of known traps. A plain local Spark (no
-`clusterUsageTags`) is not checked."""
+"""The driver's first look at where it runs: the platform, and on a Databricks cluster
+its preflight, which refuses before anything starts where Ray on Spark cannot work and
+warns of known traps. Off Databricks nothing is checked."""
 
 from __future__ import annotations
 
@@ -8,37 +8,28 @@ import logging
 import os
 
 from raybricks.cluster.compat.spark_jvm import existing_spark_conf
-from raybricks.databricks.facts import CLUSTER_ID, ClusterFacts
 from raybricks.databricks.preflight import check
 from raybricks.errors import BadInput
-from raybricks.settings import ClusterSettings
+from raybricks.platform import Platform, spark_connect
+from raybricks.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def preflight(cluster: ClusterSettings) -> ClusterFacts | None:
-    """The Databricks cluster's facts once checked (None off Databricks); `BadInput` on
-    the first refusal."""
-    if _spark_connect():  # checked first: PySpark's own calls then want Spark Connect
-        runtime = os.environ["DATABRICKS_RUNTIME_VERSION"]
-        facts = ClusterFacts(runtime_version=runtime, has_spark_context=False)
-    elif (conf := existing_spark_conf()) is not None and CLUSTER_ID in conf:
-        facts = ClusterFacts.from_spark_conf(conf)
-    else:
-        return None
-    verdict = check(facts, cluster)
+def checked_platform(settings: Settings) -> Platform:
+    """This process's platform once checked; `BadInput` on the first refusal."""
+    # Spark Connect first: PySpark's own calls would then want a Spark Connect server.
+    conf = None if spark_connect(os.environ) else existing_spark_conf()
+    platform = Platform.of(settings.cluster, conf)
+    if platform.facts is None:
+        return platform
+    verdict = check(platform.facts, settings.cluster, settings.log_root)
     if verdict.refusals:
         raise BadInput(verdict.refusals[0])
     for warning in verdict.warnings:
         logger.warning("%s", warning)
+    facts = platform.facts
     logger.info(
         "Databricks cluster %s (%s) can run Ray on Spark", facts.cluster_id, facts.spark_version
     )
-    return facts
-
-
-def _spark_connect() -> bool:
-    """A Databricks driver without a classic SparkContext (serverless, Spark Connect)."""
-    return "DATABRICKS_RUNTIME_VERSION" in os.environ and (
-        "SPARK_REMOTE" in os.environ or os.environ.get("SPARK_CONNECT_MODE_ENABLED") == "1"
-    )
+    return platform

@@ -4,15 +4,14 @@ Ray's own hook (`ray.util.spark.databricks_hook`) is written for notebooks: it s
 HTML through IPython's `displayHTML` (failing the start where no IPython shell runs,
 as in every job task), and shuts the cluster down after 30 minutes without notebook
 commands, which a job never runs. This one keeps what it does for Ray's nodes and
-replaces the notebook parts: the dashboard's driver-proxy URL goes to the log, a run
-shuts its own cluster down, and Databricks internals are used where present, with a
-warning where not. Every node also gets the run's auth mode and token.
+replaces the notebook parts: the run logs the dashboard's driver-proxy URL once the
+cluster is ready, a run shuts its own cluster down, and Databricks internals are used
+where present, with a warning where not. Every node also gets the run's auth mode and token.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from ray.util.spark.databricks_hook import (
@@ -23,7 +22,6 @@ from ray.util.spark.databricks_hook import (
 from ray.util.spark.start_hook_base import RayOnSparkStartHook
 
 from raybricks.cluster.auth import auth_environment
-from raybricks.databricks.facts import ClusterFacts
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +34,7 @@ class JobStartHook(DefaultDatabricksRayOnSparkStartHook):
         super().__init__(is_global)
 
     def on_ray_dashboard_created(self, port: int) -> None:
-        logger.info("Ray dashboard (through the driver proxy): %s", dashboard_proxy_url(port))
+        pass  # the run logs its driver-proxy URL with the cluster's address
 
     def on_cluster_created(self, ray_cluster_handler: Any) -> None:
         logger.info(
@@ -71,21 +69,3 @@ class JobStartHook(DefaultDatabricksRayOnSparkStartHook):
                 **DATABRICKS_NODE_ENVIRONMENT,
             }
         return {**variables, **auth_environment()}
-
-
-def dashboard_proxy_url(port: int, facts: ClusterFacts | None = None) -> str:
-    """`https://<workspace>/driver-proxy/o/<org id>/<cluster id>/<port>/`: how a person
-    reaches a port of the driver; the path alone where the workspace is unknown."""
-    facts = facts or driver_facts()
-    path = f"/driver-proxy/o/{facts.org_id}/{facts.cluster_id}/{port}/"
-    host = facts.workspace_url or os.environ.get("DATABRICKS_HOST", "")
-    if not host:
-        return path
-    return f"{host.rstrip('/')}{path}" if "://" in host else f"https://{host}{path}"
-
-
-def driver_facts() -> ClusterFacts:
-    """The facts of the cluster this driver runs on, from its Spark session's conf."""
-    from ray.util.spark.utils import get_spark_session
-
-    return ClusterFacts.of_session(get_spark_session())

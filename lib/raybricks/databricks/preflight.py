@@ -2,7 +2,7 @@
 fail, so it does not start: exit 2) and warnings (known traps). Each check names its
 source.
 
-    verdict = check(facts, settings.cluster)
+    verdict = check(facts, settings.cluster, settings.log_root)
     verdict.refusals    # one line each: what, the value, the fix
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from raybricks.databricks.facts import ClusterFacts
+from raybricks.platform import SHARED_ROOTS
+from raybricks.platform.facts import ClusterFacts
 from raybricks.settings import ClusterSettings
 
 # Ray on Spark needs Databricks Runtime ML 12.2 LTS or above (Databricks' "Ray on
@@ -34,11 +36,23 @@ class Verdict:
     warnings: list[str] = field(default_factory=list)
 
 
-def check(facts: ClusterFacts, cluster: ClusterSettings) -> Verdict:
+def check(facts: ClusterFacts, cluster: ClusterSettings, log_root: Path | None = None) -> Verdict:
+    """The verdict on a cluster with these `facts` for a run with these settings (and
+    its run folders under `log_root`, if given)."""
     verdict = Verdict()
     _refuse_what_cannot_work(facts, verdict.refusals)
+    if log_root is not None and not _shared(log_root):
+        verdict.refusals.append(
+            f"log_path = '{log_root}' is on the driver's own disk: on Databricks the run "
+            "folder must be where every node can copy its logs; use a Unity Catalog "
+            "volume (/Volumes/<catalog>/<schema>/<volume>/...) or a /dbfs/... path"
+        )
     _warn_of_traps(facts, cluster, verdict.warnings)
     return verdict
+
+
+def _shared(path: Path) -> bool:
+    return any(f"{path}/".startswith(root) for root in SHARED_ROOTS)
 
 
 def _refuse_what_cannot_work(facts: ClusterFacts, refusals: list[str]) -> None:

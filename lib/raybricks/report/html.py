@@ -11,6 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from raybricks.paths import write_whole
 from raybricks.report.model import Report
 
 HTML_FILE = "report.html"
@@ -32,8 +33,7 @@ def write_html(report: Report, run_dir: Path) -> Path:
     page = _environment.get_template("report.html.j2").render(
         report=report, timeline=_timeline(report, span), nodes=_nodes(report, span)
     )
-    target.write_text(page)
-    return target
+    return write_whole(target, [page.encode()])
 
 
 def _end(stage: Any) -> float:

@@ -1,14 +1,13 @@
 """The run report: `report.json` in the run folder.
 
-The file is replaced atomically, so a reader (or a cancelled run) never sees half of it.
+The file is replaced whole and atomically, so a reader (or a run killed meanwhile) never
+sees half of it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 import raybricks
 from raybricks.errors import BadInput
+from raybricks.paths import write_whole
 
 REPORT_FILE = "report.json"
 DRIVER_LOG = "driver.log"
@@ -84,18 +84,9 @@ def versions() -> dict[str, str]:
 
 
 def write_report(report: Report, run_dir: Path) -> Path:
-    """Write `report.json` atomically: a temporary file in the same folder, renamed."""
-    target = run_dir / REPORT_FILE
-    fd, temporary = tempfile.mkstemp(dir=run_dir, prefix=".report-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(report.to_dict(), out, indent=2, default=str)
-            out.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    """Write `report.json` whole and atomically (see `write_whole`)."""
+    text = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+    return write_whole(run_dir / REPORT_FILE, [text.encode()])
 
 
 def read_report(run_dir: Path) -> Report:

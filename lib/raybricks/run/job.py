@@ -1,8 +1,10 @@
 """One run, start to end: cluster up, the work (stages, or a command), cluster down,
-report written. Whatever happens, the report is written and an exit code returned.
+report written. Whatever happens, the report is written and an exit code returned; as
+each stage ends it is written again (and `on_progress` told), so a driver killed
+outright leaves what its stages proved.
 
-    report = run_stages(settings, run_dir, stages)    # raybricks run
-    report = run_command(settings, run_dir, ["pytest", "-x"])   # raybricks exec
+    report = run_stages(settings, platform, run_dir, stages)    # raybricks run
+    report = run_command(settings, platform, run_dir, ["pytest", "-x"])   # raybricks exec
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 import ray
 
@@ -22,8 +25,9 @@ from raybricks.cluster import signals
 from raybricks.cluster.auth import auth_environment
 from raybricks.cluster.lifecycle import ClusterInfo, live_worker_nodes, ray_on_spark
 from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
+from raybricks.platform import Platform
 from raybricks.report.html import write_html
-from raybricks.report.model import REPORT_FILE, Report, StageResult, read_report, write_report
+from raybricks.report.model import REPORT_FILE, Report, read_report, write_report
 from raybricks.run.runner import Runner
 from raybricks.settings import Settings
 from raybricks.stages.base import Stage, StageContext
@@ -37,8 +41,21 @@ COMMAND_NOT_RUNNABLE = 127  # as a shell says it
 Work = Callable[[ClusterInfo, Report], int]
 
 
-def run_stages(settings: Settings, run_dir: Path, stages: Mapping[str, type[Stage]]) -> Report:
+def run_stages(
+    settings: Settings,
+    platform: Platform,
+    run_dir: Path,
+    stages: Mapping[str, type[Stage]],
+    on_progress: Callable[[], None] = lambda: None,
+) -> Report:
     """Run `stages` (the selected ones, by name, in order) on a cluster of their own."""
+    report = _begun(settings, run_dir)
+
+    def stage_ended() -> None:
+        report.worker_nodes = runner.node_counts
+        write_report(report, run_dir)
+        on_progress()
+
     runner = Runner(
         stages.items(),
         settings.params_for,
@@ -46,7 +63,10 @@ def run_stages(settings: Settings, run_dir: Path, stages: Mapping[str, type[Stag
         live_worker_nodes,
         settings.parallel_stages,
         settings.autoscaling,
+        stage_ended,
     )
+    # The report lists every selected stage from the start (skipped until run).
+    report.stages = runner.results
 
     def work(cluster: ClusterInfo, report: Report) -> int:
         try:
@@ -59,20 +79,29 @@ def run_stages(settings: Settings, run_dir: Path, stages: Mapping[str, type[Stag
         cluster.head.wait_for(partial(_save_timeline, run_dir))
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
-    # The report lists every selected stage from the start (skipped until run). This
-    # driver takes no output from its workers (log_to_driver=False): no log monitors.
-    return _run(settings, run_dir, work, stages=runner.results, stream_worker_logs=False)
+    # This driver takes no output from its workers (log_to_driver=False): no log monitors.
+    return _run(settings, platform, report, run_dir, work, stream_worker_logs=False)
 
 
-def run_command(settings: Settings, run_dir: Path, argv: list[str]) -> Report:
-    """Run `argv` as a driver of a cluster of its own (see `command_on`)."""
-    return _run(settings, run_dir, command_on(argv))
+def run_command(
+    settings: Settings,
+    platform: Platform,
+    run_dir: Path,
+    argv: list[str],
+    output: tuple[IO[str] | None, IO[str] | None] = (None, None),
+) -> Report:
+    """Run `argv` as a driver of a cluster of its own (see `command_on`), its stdout
+    and stderr to `output` (None: this process's)."""
+    return _run(settings, platform, _begun(settings, run_dir), run_dir, command_on(argv, output))
 
 
-def command_on(argv: list[str]) -> Work:
-    """`exec`'s work: `argv` as a driver of the cluster. It gets the address, the auth
-    mode and token, and `RAY_NAMESPACE` (Ray Client reads it; a plain `ray.init()` does
-    not, so pass `namespace=os.environ["RAY_NAMESPACE"]`); its exit code is the run's."""
+def command_on(
+    argv: list[str], output: tuple[IO[str] | None, IO[str] | None] = (None, None)
+) -> Work:
+    """`exec`'s work: `argv` as a driver of the cluster, writing to `output`. It gets the
+    address, the auth mode and token, and `RAY_NAMESPACE` (Ray Client reads it; a plain
+    `ray.init()` does not, so pass `namespace=os.environ["RAY_NAMESPACE"]`); its exit
+    code is the run's."""
 
     def work(cluster: ClusterInfo, report: Report) -> int:
         env = {
@@ -84,7 +113,7 @@ def command_on(argv: list[str]) -> Work:
         report.command = {"argv": argv, "exit_code": None}
         logger.info("running %s against %s", argv, cluster.address)
         try:
-            with _child(argv, env) as child:
+            with _child(argv, env, output) as child:
                 cluster.head.wait_for(child.wait)
                 code = child.returncode
         except OSError as exc:
@@ -114,13 +143,12 @@ def reported(settings: Settings, run_dir: Path) -> Iterator[None]:
 
 def _run(
     settings: Settings,
+    platform: Platform,
+    report: Report,
     run_dir: Path,
     work: Work,
-    stages: list[StageResult] | None = None,
     stream_worker_logs: bool = True,
 ) -> Report:
-    report = _begun(settings, run_dir)
-    report.stages = stages or []
     write_report(report, run_dir)
 
     def started(cluster: ClusterInfo) -> None:
@@ -130,7 +158,7 @@ def _run(
         with (
             signals.handled_by(signals.cancel),
             ray_on_spark(
-                settings.cluster, settings.namespace, run_dir, stream_worker_logs, started
+                settings.cluster, platform, settings.namespace, run_dir, stream_worker_logs, started
             ) as cluster,
         ):
             try:
@@ -193,9 +221,11 @@ def _ended(report: Report, exc: BaseException) -> None:
 
 
 @contextmanager
-def _child(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def _child(
+    argv: list[str], env: dict[str, str], output: tuple[IO[str] | None, IO[str] | None]
+) -> Iterator[subprocess.Popen[bytes]]:
     """A child process that is ended (TERM, then KILL) if the run stops before it does."""
-    child = subprocess.Popen(argv, env=env)
+    child = subprocess.Popen(argv, env=env, stdout=output[0], stderr=output[1])
     try:
         yield child
     finally:

@@ -72,16 +72,20 @@ class Runner:
         worker_nodes: Callable[[], set[str]] = set,
         parallel: int = 1,
         autoscaling: bool = False,
+        on_stage_end: Callable[[], None] = lambda: None,
     ) -> None:
         """`stages`: the selected stages, (name, class) in order. `worker_nodes` gives the
         cluster's live worker nodes: any lost or joined while a stage runs are logged
-        and recorded in its evidence: as a fault, unless the cluster `autoscaling`."""
+        and recorded in its evidence: as a fault, unless the cluster `autoscaling`.
+        `on_stage_end` is called as each stage's result is recorded (its errors are
+        logged: a stage's result stands)."""
         self.stages = list(stages)
         self.params_for = params_for
         self.timeout_seconds = timeout_seconds
         self.worker_nodes = worker_nodes
         self.parallel = parallel
         self.node_change_level = logging.INFO if autoscaling else logging.WARNING
+        self.on_stage_end = on_stage_end
         self.results = [StageResult(name) for name, _ in self.stages]
         self.head: Head | None = None
         self.clock = time.monotonic()  # the run's start, for each stage's start time
@@ -172,6 +176,10 @@ class Runner:
                 break
         running.remove(done)
         self._end(done)
+        try:
+            self.on_stage_end()
+        except Exception:
+            logger.warning("recording stage %s's end failed", done.result.name, exc_info=True)
 
     def _end(self, stage: _Running) -> None:
         result = stage.result

@@ -9,15 +9,17 @@ Before anything private is imported, `unavailable_reason` checks the Ray version
 every name needed; on a mismatch the run uses Ray's own `setup_ray_cluster` and
 `shutdown_ray_cluster` unchanged, and says why in one log line and in the report.
 
-    with compat.fast_start_if(enabled, spark_context) as status:   # "on", "off" or
-        setup_ray_cluster(...)                                   # "unavailable: <why>"
+    status = compat.fast_start_status(enabled)        # "on", "off", "unavailable: <why>"
+    with compat.fast_start_attempt(executors_answer) as attempt:    # when "on"
+        setup_ray_cluster(...)        # a failure: attempt.retry_reason(error) says why
     with compat.fast_shutdown_if(status == "on"):
         shutdown_ray_cluster()
 
 Besides fast start, each guarded where it is used: the head found by its command line
-(`head_process`), Ray's cached auth settings (`ray_auth`), this driver's connection to
-Ray at a teardown (`connection`), Ray's notebook HTML sent to the log
-(`notebook_display`), and what PySpark's private handles tell (`spark_jvm`).
+(`head_process`), the head's start hook (`head_start`), Ray's cached auth settings
+(`ray_auth`), this driver's connection to Ray at a teardown (`connection`), Ray's
+notebook HTML sent to the log (`notebook_display`), and what PySpark's private handles
+tell (`spark_jvm`).
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ import importlib.util
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from raybricks.cluster import node_launcher
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from raybricks.cluster.compat.fast_start import Attempt
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +49,8 @@ NEEDED: dict[str, tuple[str, ...]] = {
     "ray.util.spark.cluster_init": (
         "_RAY_HEAD_STARTUP_TIMEOUT",
         "_RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL",
+        "_RAY_CONNECT_CLUSTER_POLL_PROGRESS_TIMEOUT",
+        "_active_ray_cluster",
         "is_port_in_use",
         "_preallocate_ray_worker_port_range",
         "get_random_unused_port",
@@ -86,22 +95,32 @@ def unavailable_reason() -> str | None:
     return None
 
 
-@contextmanager
-def fast_start_if(enabled: bool, spark_context: Any) -> Iterator[str]:
-    """Within this block `setup_ray_cluster` skips its fixed waits where this Ray allows.
-    Yields the report's `cluster.fast_start`: "on", "off" or "unavailable: <why>"."""
+def fast_start_status(enabled: bool) -> str:
+    """What a start will be, for the report's `cluster.fast_start`: "on", "off" or
+    "unavailable: <why>" (then Ray's own start, with one log line saying why)."""
     if not enabled:
-        yield "off"
-        return
+        return "off"
     why = unavailable_reason()
     if why is not None:
         logger.info("fast start is unavailable (%s): using Ray's own start-up", why)
-        yield f"unavailable: {why}"
-        return
+        return f"unavailable: {why}"
+    return "on"
+
+
+# What a worker node's Spark task imports as it starts: fast start's task function names
+# this module (Ray's own, Ray on Spark's).
+FAST_WORKER_TASK_IMPORTS = "raybricks.cluster.compat.fast_start"
+
+
+@contextmanager
+def fast_start_attempt(executors: Future[str | None]) -> Iterator[Attempt]:
+    """Within this block `setup_ray_cluster` skips its fixed waits (where
+    `fast_start_status` said "on") and launches worker nodes once `executors` says each
+    can; the attempt tells why to start again with Ray's own start if it fails."""
     from raybricks.cluster.compat import fast_start as fast
 
-    with fast.faster_setup(), fast.warming_python_workers(spark_context):
-        yield "on"
+    with fast.faster_setup(fast.Attempt(executors)) as attempt:
+        yield attempt
 
 
 @contextmanager

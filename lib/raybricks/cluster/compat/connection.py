@@ -1,4 +1,12 @@
-"""This driver's connection to Ray at a teardown (Ray 2.60).
+"""This driver's connection to Ray: without Ray's crash handler, and at a teardown
+(Ray 2.60).
+
+Ray's native crash handler is left out of this driver process, and only of it (Ray
+advises that beside a JVM; the nodes and the users' actors keep theirs): each `ray.init`
+of a driver would install it for SIGTERM, and each disconnect put SIGTERM back to the
+default action. A cancel in between ended the process by that action (-15), or went
+through Ray's handler to raybricks' and the process aborted some 3 s later (-6), before
+its report was written.
 
 Ray connects a process on its first Ray call if it is not connected yet
 (`ray._private.auto_init_hook`, switched by RAY_ENABLE_AUTO_CONNECT, read once at
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,6 +32,21 @@ import ray
 from raybricks.cluster.processes import exit_now
 
 logger = logging.getLogger(__name__)
+
+CRASH_HANDLER_VAR = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"  # Ray reads it as it is imported
+
+
+def without_crash_handler() -> None:
+    """This process's `ray.init` installs no crash handler, unless the user chose with
+    `RAY_DISABLE_FAILURE_SIGNAL_HANDLER` (which every Ray process would inherit)."""
+    if CRASH_HANDLER_VAR in os.environ:
+        return
+    from ray._private import ray_constants
+
+    if not hasattr(ray_constants, CRASH_HANDLER_VAR):
+        logger.debug("this Ray reads no %s: its crash handler stays", CRASH_HANDLER_VAR)
+        return
+    setattr(ray_constants, CRASH_HANDLER_VAR, True)
 
 
 def stop_auto_connect() -> None:

@@ -20,12 +20,12 @@ by side:
 - port ranges are claimed without Ray's 10 s hold of the lock, and the ports Ray picks
   at random (the head's, and each worker node's dashboard agent's) are kept from other
   raybricks clusters on the machine until bound: see `raybricks.cluster.compat.ports`.
-Ray's probe job warms one Spark Python worker; every other worker node's task then
-starts Python and imports Ray cold (about 2.5 s here) while the cluster waits, so
-`warming_python_workers` warms one per task slot while Ray's start runs.
-And the head's raylet starts beside its dashboard, not after it, and the head's temp
-files stay in its temp folder (`head_start`, run by the head's `ray start` as its
-`RAY_START_HOOK`).
+Worker nodes are launched only once the executors' check (`raybricks.cluster.executors`,
+run beside the head's start) has shown that each executor can run raybricks' node
+launcher; where one cannot, or worker nodes make no progress joining within
+`JOIN_PROGRESS_SECONDS` (Ray: two minutes), the attempt says why, and the run starts
+again with Ray's own start (`Attempt.retry_reason`).
+And the head's raylet starts beside its dashboard, not after it (`head_start`).
 Every node (the head and each worker node) is launched by `raybricks.cluster.node_launcher`
 in place of Ray's `start_ray_node`, which imports Ray (a CPU-second per node) only to
 run `ray start`; the node's processes poll its sockets every 0.1 s as they connect, not
@@ -42,32 +42,60 @@ here exists in this Ray.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from pyspark import SparkContext
 from ray.autoscaler._private.spark import spark_job_server
 from ray.util.spark import cluster_init, utils
 
 from raybricks.cluster import node_launcher
-from raybricks.cluster.compat.head_process import head_process_running
+from raybricks.cluster.compat.head_process import head_process_running, head_temp_dir
 from raybricks.cluster.compat.ports import claim_worker_port_range, reserve_unused_port
+from raybricks.cluster.executors import settled
+from raybricks.errors import root_cause
 
 logger = logging.getLogger(__name__)
 
 HEAD_PORT_TIMEOUT_SECONDS = 20.0  # Ray's own limit for the head to open its port
 READY_CHECK_SECONDS = 0.1
-WARM_JOIN_SECONDS = 10.0
+# Ray waits two minutes for worker nodes that make no progress joining, then starts the
+# run with fewer or fails it: here a fast-started node that has not joined by then
+# never will, and the run starts again with Ray's own start.
+JOIN_PROGRESS_SECONDS = 30.0
+CHECK_WAIT_SECONDS = 30.0  # for the executors' check, before a worker node is launched
 JOB_SERVER_POLL_SECONDS = 0.05
-START_HOOK_VAR = "RAY_START_HOOK"  # read by `ray start`, which the head inherits it from
-HEAD_START_HOOK = "raybricks.cluster.compat.head_start.start_head"
+
+
+class ExecutorsCannotLaunchNodes(RuntimeError):
+    """An executor's Python cannot run raybricks' node launcher."""
+
+
+class Attempt:
+    """One fast start, as it goes: the executors' answer to their check, whether the
+    head came up, and the cluster's temp folder."""
+
+    def __init__(self, executors: Future[str | None]) -> None:
+        self.executors = executors  # why an executor cannot run raybricks, or None
+        self.head_up = False
+        self.cluster_temp_dir: str | None = None
+
+    def retry_reason(self, error: BaseException) -> str | None:
+        """Why Ray's own start should be tried after `error` ended this attempt; None
+        where the head itself did not come up (Ray's own start would fail the same way)."""
+        if not self.head_up:
+            return None
+        if self.executors.done() and (unable := self.executors.result()) is not None:
+            return unable
+        return (
+            f"fast-started worker nodes did not join within {JOIN_PROGRESS_SECONDS:g} s "
+            f"({root_cause(error)})"
+        )
 
 
 # Ray's own, kept before any patch: their replacements call them.
@@ -76,15 +104,16 @@ _exec_cmd = utils.exec_cmd
 
 
 @contextmanager
-def faster_setup() -> Iterator[None]:
+def faster_setup(attempt: Attempt) -> Iterator[Attempt]:
     """Within this block, `setup_ray_cluster` skips its fixed waits and starts worker
-    nodes side by side; Ray's modules are restored on exit.
+    nodes side by side, once the executors' check has shown they can; Ray's modules are
+    restored on exit.
 
     Worker nodes start in Spark tasks, which get the port-range claim and the port
     reservation through the pickled task function (it names `claim_worker_port_range`
     and `reserve_unused_port` by module)."""
-    with _patched(_patches()), _head_start_hook():
-        yield
+    with _patched(_patches(attempt)):
+        yield attempt
 
 
 @contextmanager
@@ -108,72 +137,41 @@ def _patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
             setattr(owner, name, value)
 
 
-@contextmanager
-def _head_start_hook() -> Iterator[None]:
-    """Within this block, a head started from this process starts its raylet beside its
-    dashboard. A start hook of the user's own is kept (and the head waits as in Ray)."""
-    if START_HOOK_VAR in os.environ:
-        logger.info(
-            "%s is set (%s): the head's raylet waits for the dashboard, as in Ray",
-            START_HOOK_VAR,
-            os.environ[START_HOOK_VAR],
-        )
-        yield
-        return
-    os.environ[START_HOOK_VAR] = HEAD_START_HOOK
-    try:
-        yield
-    finally:
-        os.environ.pop(START_HOOK_VAR, None)
-
-
-@contextmanager
-def warming_python_workers(context: SparkContext) -> Iterator[None]:
-    """Within this block, a Spark job starts a Python worker that imports Ray on every
-    task slot; Ray's worker-node tasks then reuse them. On exit the job is cancelled
-    if it still runs (it may queue behind other jobs on a busy cluster)."""
-    group = f"raybricks-warm-{uuid.uuid4().hex[:8]}"
-    warming = threading.Thread(target=_warm, args=(context, group), name=group, daemon=True)
-    warming.start()
-    try:
-        yield
-    finally:
-        if warming.is_alive():
-            context.cancelJobGroup(group)
-        warming.join(WARM_JOIN_SECONDS)
-
-
-def _warm(context: SparkContext, group: str) -> None:
-    slots = context.defaultParallelism
-    clock = time.monotonic()
-    try:
-        context.setJobGroup(group, "raybricks: warm Python workers for Ray worker nodes")
-        context.parallelize(range(slots), slots).foreach(import_ray_on_spark)
-    except Exception as exc:  # it only saves time: the start goes on without it
-        logger.debug("warming Spark's Python workers ended early: %s", str(exc).splitlines()[0])
-        return
-    logger.debug(
-        "warmed Spark Python workers on %d task slots in %.1f s", slots, time.monotonic() - clock
-    )
-
-
-def import_ray_on_spark(_: int) -> None:
-    """Runs in a Spark Python worker. Pickled by reference, so unpickling it imports
-    this module, and with it Ray and Ray on Spark, as a worker node's task does."""
-
-
-def _patches() -> list[tuple[Any, str, Any]]:
+def _patches(attempt: Attempt) -> list[tuple[Any, str, Any]]:
     """(module, name, value): what is replaced in Ray while the block runs."""
+
+    def wait_until_head_is_up(host: str, port: int) -> bool:
+        attempt.head_up = _wait_until_port_in_use(host, port)
+        attempt.cluster_temp_dir = head_temp_dir(port)
+        return attempt.head_up
+
+    def start_worker_node(**arguments: Any) -> Any:
+        if (unable := settled(attempt.executors, CHECK_WAIT_SECONDS)) is not None:
+            _fail_the_start(ExecutorsCannotLaunchNodes(unable))
+            return unable  # Ray's job server logs it as the launch's error
+        return _start_worker_node_in_own_dir(**arguments)
+
     return [
         (cluster_init, "_RAY_HEAD_STARTUP_TIMEOUT", 0),
         (cluster_init, "_RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL", READY_CHECK_SECONDS),
-        (cluster_init, "is_port_in_use", _wait_until_port_in_use),
+        (cluster_init, "_RAY_CONNECT_CLUSTER_POLL_PROGRESS_TIMEOUT", JOIN_PROGRESS_SECONDS),
+        (cluster_init, "is_port_in_use", wait_until_head_is_up),
         (cluster_init, "_preallocate_ray_worker_port_range", claim_worker_port_range),
         (cluster_init, "get_random_unused_port", reserve_unused_port),
-        (spark_job_server, "_start_ray_worker_nodes", _start_worker_node_in_own_dir),
+        (spark_job_server, "_start_ray_worker_nodes", start_worker_node),
         (spark_job_server, "_start_spark_job_server", _start_job_server),
-        (cluster_init, "exec_cmd", _exec_with_own_launcher),
+        (cluster_init, "exec_cmd", _exec_with_own_launcher),  # pickled into Spark tasks
     ]
+
+
+def _fail_the_start(error: Exception) -> None:
+    """End the start that waits for worker nodes with `error`: Ray's wait for them
+    looks at its cluster's background error at every check."""
+    deadline = time.monotonic() + HEAD_PORT_TIMEOUT_SECONDS
+    while (cluster := cluster_init._active_ray_cluster) is None and time.monotonic() < deadline:
+        time.sleep(READY_CHECK_SECONDS)  # Ray sets it as the head is up
+    if cluster is not None:
+        cluster.background_job_exception = error
 
 
 def _exec_with_own_launcher(command: list[str], **options: Any) -> Any:

@@ -13,14 +13,26 @@ from raybricks.cluster.processes import end
 def head_process_running(port: int) -> bool:
     """Whether a child of this process still runs the Ray head for `port`. Its
     `ray start` ends when any of the head's processes does."""
+    return _head_command(port) is not None
+
+
+def head_temp_dir(port: int) -> str | None:
+    """The temp folder of the Ray head for `port` (a child of this process, running),
+    as its command line names it: `<temp root>/ray-<port>-<id>`."""
+    command = _head_command(port)
+    found = node_launcher.temp_dir_of(command) if command else None
+    return str(found) if found else None
+
+
+def _head_command(port: int) -> list[str] | None:
     for child in psutil.Process().children():
         try:
-            running = child.status() != psutil.STATUS_ZOMBIE
-            if running and f"--port={port}" in child.cmdline():
-                return True
+            command = child.cmdline()
+            if child.status() != psutil.STATUS_ZOMBIE and f"--port={port}" in command:
+                return command
         except psutil.Error:
             continue  # it ended meanwhile
-    return False
+    return None
 
 
 def end_head_processes(grace: float = 10.0) -> int:

@@ -1,6 +1,7 @@
-"""Inside the head node's own `ray start`: the raylet starts without waiting for the
-dashboard, and the head's temp files go to its temp folder. Ray runs it there as its
-`RAY_START_HOOK`; `fast_start` sets that.
+"""Inside the head node's own `ray start`, run there by Ray as its `RAY_START_HOOK`
+(`head_start_hook` sets it for the start): the head's temp files go to its temp folder
+(`keep_temp_files`, whichever start runs), and with fast start its raylet starts
+without waiting for the dashboard (`start_head`).
 
 `ray start --head` starts the dashboard and waits until it has published its URL, which
 it does once all of its module processes are up (about 3 s here), and only then starts
@@ -15,8 +16,8 @@ The dashboard starts its modules through a multiprocessing forkserver, whose soc
 folder (`pymp-*`, in the temp root) is removed only by a Python exit the dashboard never
 gets: every run left one in /tmp. In the head's folder it goes when the folder does.
 
-Kept to the Ray version it was read for: this module imports only Ray, since it runs
-on the start's critical path.
+Kept to the Ray version it was read for: this module imports only Ray (its private
+node class only on that version), since it runs on the start's critical path.
 """
 
 from __future__ import annotations
@@ -24,42 +25,77 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ray
-from ray._private.node import Node
 
 from raybricks.cluster.compat import READ_FOR_RAY
 
 logger = logging.getLogger(__name__)
 
-
-_start_api_server = Node.start_api_server
-_start_ray_processes = Node.start_ray_processes
+START_HOOK_VAR = "RAY_START_HOOK"  # read by `ray start`, which the head inherits it from
 _dashboard_starts: dict[int, tuple[threading.Event, list[BaseException]]] = {}
 
 
-def start_head(ray_params: Any, head: bool) -> None:
-    """`RAY_START_HOOK(ray_params, head)`: on the head, its processes' temp files in its
-    temp folder, and the dashboard started in the background. This process starts one
-    node, so Ray's class is patched in place."""
-    if not head:
+@contextmanager
+def head_start_hook(fast: bool) -> Iterator[None]:
+    """Within this block, a head started from this process runs `start_head` (`fast`) or
+    `keep_temp_files`. A start hook of the user's own is kept (then the head keeps
+    Ray's own behaviour)."""
+    if START_HOOK_VAR in os.environ:
+        logger.info(
+            "%s is set (%s): the head starts as in Ray", START_HOOK_VAR, os.environ[START_HOOK_VAR]
+        )
+        yield
         return
-    if ray_params.temp_dir:  # None: Ray's global mode, in Ray's own temp root
+    hook = start_head if fast else keep_temp_files
+    os.environ[START_HOOK_VAR] = f"{__name__}.{hook.__name__}"
+    try:
+        yield
+    finally:
+        os.environ.pop(START_HOOK_VAR, None)
+
+
+def keep_temp_files(ray_params: Any, head: bool) -> None:
+    """`RAY_START_HOOK(ray_params, head)`: the head's processes make their temp files in
+    its temp folder (which goes with the node)."""
+    if head and ray_params.temp_dir:  # None: Ray's global mode, in Ray's own temp root
         os.environ["TMPDIR"] = ray_params.temp_dir  # inherited by the node's processes
-    if ray.__version__ != READ_FOR_RAY:
+
+
+def start_head(ray_params: Any, head: bool) -> None:
+    """`RAY_START_HOOK(ray_params, head)`: as `keep_temp_files`, and on the Ray read for,
+    the head's dashboard started in the background. This process starts one node, so
+    Ray's class is patched in place."""
+    keep_temp_files(ray_params, head)
+    if not head or ray.__version__ != READ_FOR_RAY:
         return
-    Node.start_api_server = _start_api_server_in_background  # type: ignore[method-assign, assignment]
-    Node.start_ray_processes = _start_ray_processes_then_wait  # type: ignore[method-assign]
+    from ray._private.node import Node
+
+    start_api_server, start_ray_processes = Node.start_api_server, Node.start_ray_processes
+
+    def api_server_in_background(node: Any, **arguments: Any) -> None:
+        start_api_server_in_background(start_api_server, node, **arguments)
+
+    def ray_processes_then_wait(node: Any) -> None:
+        start_ray_processes_then_wait(start_ray_processes, node)
+
+    Node.start_api_server = api_server_in_background  # type: ignore[method-assign, assignment]
+    Node.start_ray_processes = ray_processes_then_wait  # type: ignore[method-assign]
 
 
-def _start_api_server_in_background(node: Node, **arguments: Any) -> None:
+def start_api_server_in_background(
+    start_api_server: Callable[..., None], node: Any, **arguments: Any
+) -> None:
+    """Ray's `Node.start_api_server` in a thread that lives as long as the node."""
     started = threading.Event()
     errors: list[BaseException] = []
 
     def start() -> None:
         try:
-            _start_api_server(node, **arguments)
+            start_api_server(node, **arguments)
         except BaseException as exc:  # raised in `ray start` once the raylet is up
             errors.append(exc)
         finally:
@@ -70,8 +106,9 @@ def _start_api_server_in_background(node: Node, **arguments: Any) -> None:
     threading.Thread(target=start, name="dashboard", daemon=True).start()
 
 
-def _start_ray_processes_then_wait(node: Node) -> None:
-    _start_ray_processes(node)
+def start_ray_processes_then_wait(start_ray_processes: Callable[[Any], None], node: Any) -> None:
+    """Ray's `Node.start_ray_processes`, then the wait for the dashboard's start."""
+    start_ray_processes(node)
     started, errors = _dashboard_starts.pop(id(node), (None, []))
     if started is not None:
         started.wait()

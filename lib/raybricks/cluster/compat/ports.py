@@ -34,6 +34,7 @@ FIRST_PORT, PORTS_PER_NODE, LAST_PORT = 20000, 1000, 65536
 RESERVED_PORTS_LOCK_FILE = Path("/tmp/raybricks_ray_on_spark_ports.lock")
 RESERVED_PORTS_FILE = Path("/tmp/raybricks_ray_on_spark_ports.txt")
 RESERVED_SECONDS = 120.0  # a picked port is bound (or given up) well within this
+SHARED_MODE = 0o666
 
 
 def claim_worker_port_range() -> tuple[int, int]:
@@ -50,8 +51,7 @@ def claim_worker_port_range() -> tuple[int, int]:
 
 
 def _acquire(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT)
-    _shared(path)
+    fd = _open_shared(path, os.O_RDWR)
     deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
     while True:
         try:
@@ -111,16 +111,25 @@ def reserve_unused_port(
 
 
 def _rows(table: Path) -> list[list[str]]:
-    return [line.split() for line in table.read_text().splitlines()] if table.exists() else []
+    try:
+        fd = os.open(table, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return []
+    with os.fdopen(fd) as rows:
+        return [line.split() for line in rows.read().splitlines()]
 
 
 def _write_rows(table: Path, rows: Iterable[Iterable[object]]) -> None:
-    table.write_text("".join(" ".join(map(str, row)) + "\n" for row in rows))
-    _shared(table)
+    fd = _open_shared(table, os.O_WRONLY | os.O_TRUNC)
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(" ".join(map(str, row)) + "\n" for row in rows))
 
 
-def _shared(path: Path) -> None:
-    """Open to every user, as Ray makes its own: a machine's users share the tables. A
-    file another user made (and opened up) stays as it is."""
+def _open_shared(path: Path, flags: int) -> int:
+    """`path` opened (made if missing) without following a symlink (the folder is /tmp,
+    where anyone may plant one), readable and writable by every user, as Ray makes its
+    own: a machine's users share the tables. A file another user made stays as it is."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW, SHARED_MODE)
     with contextlib.suppress(PermissionError):
-        os.chmod(path, 0o777)
+        os.fchmod(fd, SHARED_MODE)  # past this process's umask
+    return fd

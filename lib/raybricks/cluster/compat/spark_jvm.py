@@ -62,14 +62,26 @@ def stop_session(session: SparkSession) -> None:
         threading.Thread(target=server.shutdown, name="accumulator-server", daemon=True).start()
 
 
-def existing_spark_conf() -> dict[str, str] | None:
-    """The conf of the Spark this process already has (an active session, or the JVM
-    spark-submit and Databricks start before Python), without starting one; None where
-    there is none, or no SparkContext can be had (Spark Connect)."""
+def existing_session() -> SparkSession | None:
+    """The session this process already has: its thread's active one, else one made from
+    the SparkContext another thread made (the platform's, in a Databricks wheel task).
+    Makes no SparkContext."""
     active = SparkSession.getActiveSession()
     if active is not None:
+        return active
+    if SparkContext._active_spark_context is None:
+        return None
+    return SparkSession.builder.getOrCreate()  # wraps the context that exists
+
+
+def existing_spark_conf() -> dict[str, str] | None:
+    """The conf of the Spark this process already has (a session, or the JVM spark-submit
+    and Databricks start before Python), without starting one; None where there is none,
+    or no SparkContext can be had (Spark Connect)."""
+    session = existing_session()
+    if session is not None:
         try:
-            return dict(active.sparkContext.getConf().getAll())
+            return dict(session.sparkContext.getConf().getAll())
         except Exception:  # a Spark Connect session has no SparkContext
             return None
     if "PYSPARK_GATEWAY_PORT" not in os.environ:

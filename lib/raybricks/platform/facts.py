@@ -43,6 +43,15 @@ class ClusterFacts:
     def on_databricks(self) -> bool:
         return self.cluster_id is not None or self.runtime_version is not None
 
+    def driver_proxy_url(self, port: int) -> str:
+        """`https://<workspace>/driver-proxy/o/<org id>/<cluster id>/<port>/`: how a person
+        reaches a port of the driver; the path alone where the workspace is unknown."""
+        path = f"/driver-proxy/o/{self.org_id}/{self.cluster_id}/{port}/"
+        host = self.workspace_url or os.environ.get("DATABRICKS_HOST", "")
+        if not host:
+            return path
+        return f"{host.rstrip('/')}{path}" if "://" in host else f"https://{host}{path}"
+
     @classmethod
     def from_spark_conf(
         cls, conf: Mapping[str, str], has_spark_context: bool = True
