@@ -61,7 +61,7 @@ fmt: setup
 
 lock: setup         # re-pin constraints.txt to what the virtualenv holds now
 	head -3 constraints.txt > constraints.new
-	$(BIN)/pip freeze --exclude-editable >> constraints.new
+	$(BIN)/pip freeze --all --exclude-editable | grep -v '^pip==' >> constraints.new
 	mv constraints.new constraints.txt
 
 clean:

@@ -121,7 +121,7 @@ def main() -> None:
         f"Written by `python -m benchmarks.cpu --runs {runs}` on {time.strftime('%Y-%m-%d')}: "
         f"{psutil.cpu_count()} cores; Python {v['python']}, Ray {v['ray']}, pyspark "
         f"{v['pyspark']}. Each run is `raybricks run --target local --stages namespaces` "
-        "(local-cluster[2,1,1024], two Ray worker nodes, fast start on; the lightest stage, "
+        "(local-cluster[3,1,1024], two Ray worker nodes, fast start on; the lightest stage, "
         "so this is mostly the cluster's start and teardown). CPU seconds (user and system) "
         f"of every process the run started, sampled every {SAMPLE_SECONDS} s; medians of "
         f"{runs} runs.",

@@ -45,6 +45,20 @@ def to_local_path(path: str) -> Path:
     return Path(path).expanduser().absolute()
 
 
+def spark_uri(folder: Path, on_databricks: bool) -> str:
+    """How Spark names `folder`, a path every node sees: on Databricks a volume as it is
+    and `/dbfs/x` as `dbfs:/x`; elsewhere a local (or mounted) `file:` path.
+
+    >>> spark_uri(Path("/dbfs/handoff"), on_databricks=True)
+    'dbfs:/handoff'
+    """
+    if not on_databricks:
+        return f"file://{folder}"  # as Hadoop reads it: no percent-escapes
+    if folder.parts[1:2] == ("dbfs",):
+        return "dbfs:/" + "/".join(folder.parts[2:])
+    return str(folder)
+
+
 def unwritable_reason(folder: Path) -> str | None:
     """Why `folder` cannot be (made into) a writable folder, or None if it can.
 

@@ -55,6 +55,8 @@ LEGACY_CLUSTER_KEYS = {
 }
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
+_FILE_SCHEME = re.compile(r"^file:(//)?")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
 NodeOptions = dict[str, str | int | float | bool | None]
 MAX_TEMP_ROOT_BYTES = 18  # 107 minus the longest path Ray makes below the temp root
@@ -68,7 +70,7 @@ class ClusterSettings(_Strict):
     """How big a Ray cluster to start inside Spark (`setup_ray_cluster`'s arguments)."""
 
     spark_master: str = Field(
-        "local-cluster[2,1,1024]",
+        "local-cluster[3,1,1024]",
         description="master of the Spark that raybricks starts itself; ignored when a "
         "session exists already (Databricks, spark-submit)",
     )
@@ -164,6 +166,34 @@ class ClusterSettings(_Strict):
         return self
 
 
+class DataSettings(_Strict):
+    """Where stages hand Spark data to Ray and back (`raybricks.data`)."""
+
+    handoff_root: str | None = Field(
+        None,
+        description="a folder every node sees; default the run folder's handoff/ "
+        "(dbfs:/x is read as /dbfs/x, file:/x as /x)",
+    )
+    keep_handoff: bool = Field(False, description="keep each stage's handoff, to debug it")
+
+    @field_validator("handoff_root")
+    @classmethod
+    def _a_path_both_sides_read(cls, root: str | None) -> str | None:
+        if root is None:
+            return None
+        path = _FILE_SCHEME.sub("", root)
+        if path.startswith("dbfs:"):
+            return str(to_local_path(path))
+        if _SCHEME.match(path):
+            raise ValueError(
+                "Spark writes it and Ray Data reads it as a path: use a folder every node "
+                "sees, such as /Volumes/<catalog>/<schema>/<volume>/handoff or /dbfs/..."
+            )
+        if not path.startswith("/"):
+            raise ValueError("use an absolute path, such as /Volumes/main/raybricks/handoff")
+        return str(Path(path))
+
+
 class Settings(_Strict):
     target: str
     namespace: str = "raybricks"
@@ -183,6 +213,7 @@ class Settings(_Strict):
         3, ge=1, description="stages run at once, started in order; 1 runs one after another"
     )
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
     stage_params: Any = None  # typed per stage catalog: see `settings_model`
     known_stages: ClassVar[tuple[str, ...]] = tuple(BUILT_IN)
 
@@ -300,6 +331,12 @@ def load_settings(
         raise BadInput(
             f"log_path = {settings.log_path!r} ({origin}) cannot hold run folders: "
             f"{reason}; choose a writable folder"
+        )
+    root = settings.data.handoff_root
+    if check_log_path and root and (reason := unwritable_reason(Path(root))):
+        raise BadInput(
+            f"data.handoff_root = {root!r} ({conf_path}) cannot hold handoffs: {reason}; "
+            "choose a writable folder every node sees"
         )
     return settings
 

@@ -71,7 +71,7 @@ class ClusterUnderTest:
 def ray_cluster(
     stray_token_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ClusterUnderTest]:
-    """The local default cluster (local-cluster[2,1,1024], two Ray worker nodes), as
+    """The local default cluster (local-cluster[3,1,1024], two Ray worker nodes), as
     `raybricks run` starts it."""
     log_dir = tmp_path_factory.mktemp("session-run")
     # Its Spark lives as long as the session: were it to train the JVMs' class archives,

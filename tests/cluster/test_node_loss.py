@@ -77,7 +77,7 @@ def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(ray_cluster, wh
     killer = threading.Thread(target=kill_when_placed, daemon=True)
     killer.start()
     (result,) = runner.run(
-        lambda: StageContext("raybricks-tests", ray_cluster.log_dir, ray_cluster.info.address)
+        lambda _: StageContext("raybricks-tests", ray_cluster.log_dir, ray_cluster.info.address)
     )
     killer.join(5)
     ((victim, processes),) = killed

@@ -7,35 +7,62 @@ cluster, with one left there first), options_override names its service per run,
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import numpy as np
 import pytest
 import ray
 from ray.util.state import list_actors
 
+from raybricks.cluster.lifecycle import ClusterInfo
 from raybricks.report.model import StageResult
 from raybricks.run.runner import Runner
-from raybricks.stages.base import StageContext
+from raybricks.stages.base import Stage, StageContext
+from raybricks.stages.batch_inference import BatchInference, Scorer
 from raybricks.stages.pool import DEFAULT_DEPTH
 from raybricks.stages.registry import BUILT_IN as STAGES
 
 
-def run_stage(name: str, tmp_path, address: str, **params: Any) -> StageResult:
+def run_stage(
+    name: str, tmp_path, cluster: ClusterInfo, stage_class: type[Stage] | None = None, **params: Any
+) -> StageResult:
+    """`name` run as a run runs it (its params, its Spark session and handoff folder)."""
     entry = STAGES[name]
-    runner = Runner([(name, entry.load())], lambda _: entry.params(**params), timeout_seconds=120)
-    (result,) = runner.run(
-        lambda: StageContext(ray.get_runtime_context().namespace, tmp_path, address)
+    runner = Runner(
+        [(name, stage_class or entry.load())],
+        lambda _: entry.params(**params),
+        timeout_seconds=120,
     )
+
+    def context(stage: str) -> StageContext:
+        handoff = tmp_path / "handoff" / stage
+        namespace = ray.get_runtime_context().namespace
+        return StageContext(
+            namespace, tmp_path, cluster.address, cluster.spark, handoff, f"file://{handoff}"
+        )
+
+    (result,) = runner.run(context)
     return result
+
+
+# Ray Data's own services, one each per cluster for its life (not a stage's actors).
+RAY_DATA_SERVICES = {
+    "_StatsActor",
+    "_UsageCollectionActor",
+    "_AutoscalingCoordinatorActor",
+    "ActorLocationTracker",
+}
 
 
 @pytest.fixture
 def stage(ray_cluster, tmp_path):
-    def run(name: str, **params: Any) -> StageResult:
-        return run_stage(name, tmp_path, ray_cluster.info.address, **params)
+    def run(name: str, stage_class: type[Stage] | None = None, **params: Any) -> StageResult:
+        return run_stage(name, tmp_path, ray_cluster.info, stage_class, **params)
 
     yield run
-    left = [(a.class_name, a.name, a.state) for a in list_actors(filters=[("state", "!=", "DEAD")])]
+    live = list_actors(filters=[("state", "!=", "DEAD")])
+    left = [(a.class_name, a.name, a.state) for a in live if a.class_name not in RAY_DATA_SERVICES]
     assert left == [], f"actors left behind: {left}"
 
 
@@ -148,3 +175,73 @@ def test_tree_of_actors_fails_when_a_worker_never_reaches_done(stage):
     result = stage("tree_of_actors", steps=10_000, step_seconds=0.05, timeout_seconds=2.0)
     assert result.status == "failed"
     assert "not all DONE within 2.0 s" in (result.error or "")
+
+
+# A table small enough for the session cluster, still many batches per actor.
+LIGHT_INFERENCE = {"rows": 6_000, "partitions": 2, "batch_size": 500, "load_seconds": 0.2}
+
+
+def test_batch_inference_evidence(full_run):
+    evidence = full_run.evidence("batch_inference")
+    assert evidence["rows_out"] == evidence["rows"] == 200_000
+    bad = ("repeated_ids", "missing_ids", "unknown_ids", "wrong_scores")
+    assert [evidence[key] for key in bad] == [0, 0, 0, 0]
+    assert evidence["actors"] >= 1 and set(evidence["loads_by_pid"].values()) == {1}
+    assert set(evidence["scoring_pids"]) <= set(evidence["loads_by_pid"])
+    assert evidence["calls"] >= 20  # 200,000 rows in batches of at most 10,000
+    assert set(evidence["seconds"]) == {"spark_to_ray", "actors", "ray_to_spark"}
+    assert evidence["rows_per_second"] > 0
+    assert (evidence["handoff"]["to_ray"], evidence["handoff"]["to_spark"]) == ("parquet",) * 2
+    assert not (full_run.run_dir / "handoff").exists()  # gone as the stage ended
+
+
+def test_batch_inference_passes_twice_in_a_row_also_with_a_scorer_killed(stage, tmp_path):
+    """The second time a scorer's process dies mid-run: it is replaced (a new process,
+    its own model load), its batch retried, and the table is still exactly-once. Nothing
+    of either handoff is left."""
+    first = passed(stage, "batch_inference", **LIGHT_INFERENCE)
+    assert not first["scorer_crashed"]
+    assert not (tmp_path / "handoff" / "batch_inference").exists()
+    second = passed(stage, "batch_inference", crash_after_batches=3, **LIGHT_INFERENCE)
+    assert second["scorer_crashed"] is True
+    assert (second["rows_out"], second["missing_ids"], second["wrong_scores"]) == (6_000, 0, 0)
+    assert second["actors"] >= 2  # the one that died, and the one that took its place
+    assert set(second["scoring_pids"]) <= set(second["loads_by_pid"])
+    assert set(second["loads_by_pid"].values()) == {1}
+    assert not (tmp_path / "handoff" / "batch_inference").exists()
+
+
+class DroppingScorer(Scorer):
+    """Loses the last row of every third batch."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        scored = super().__call__(batch)
+        return {k: v[:-1] for k, v in scored.items()} if self.calls % 3 == 0 else scored
+
+
+class MiscalculatingScorer(Scorer):
+    """Off by a millionth on one id in a thousand."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        scored = super().__call__(batch)
+        scored["score"] = scored["score"] + (scored["id"] % 1000 == 0) * 1e-6
+        return scored
+
+
+def broken(scorer: type) -> type[Stage]:
+    """The stage with `scorer` in place of its own (shipped to Ray by value)."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return type(f"BatchInferenceWith{scorer.__name__}", (BatchInference,), {"scorer": scorer})
+
+
+@pytest.mark.parametrize(
+    ("scorer", "words"),
+    [
+        (DroppingScorer, ["not exactly once", "missing"]),
+        (MiscalculatingScorer, ["6 scores differ from Spark's own"]),
+    ],
+)
+def test_batch_inference_fails_when_a_scorer_drops_rows_or_scores_wrong(stage, scorer, words):
+    result = stage("batch_inference", broken(scorer), **LIGHT_INFERENCE)
+    assert result.status == "failed"
+    assert all(word in (result.error or "") for word in words), result.error

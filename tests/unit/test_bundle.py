@@ -144,6 +144,14 @@ def test_task_parameters_are_the_clis_own_flags_and_valid_settings(target, monke
         assert settings.job_run_id == 123456
 
 
+def pinned(package: str) -> str:
+    """The version constraints.txt pins `package` to."""
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.startswith(f"{package}=="):
+            return line.split("==", 1)[1]
+    raise AssertionError(f"{package} is not pinned in constraints.txt")
+
+
 def test_every_target_has_its_conf_file():
     for target in BUNDLE["targets"]:
         assert (ROOT / "conf" / f"{target}.yml").is_file()
@@ -156,7 +164,7 @@ def test_the_task_runs_the_wheels_command_and_installs_the_wheel_and_ray():
         assert task["python_wheel_task"]["entry_point"] == "raybricks"
         libraries = task["libraries"]
         assert {"whl": "../dist/*.whl"} in libraries  # relative to resources/
-        assert {"pypi": {"package": "ray[default]==2.60.0"}} in libraries
+        assert {"pypi": {"package": f"ray[default,data]=={pinned('ray')}"}} in libraries
     assert BUNDLE["artifacts"]["raybricks_wheel"]["type"] == "whl"
 
 

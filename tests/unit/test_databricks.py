@@ -197,7 +197,7 @@ def test_off_databricks_no_check_runs_and_raybricks_starts_spark(monkeypatch):
     monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
     platform = checked_platform(load_settings("local", check_log_path=False))
     assert (platform.name, platform.facts, platform.temp_root) == ("local", None, Path("/tmp"))
-    assert platform.spark_master == spark_master("local-cluster[2,1,1024]")
+    assert platform.spark_master == spark_master("local-cluster[3,1,1024]")
 
 
 def test_serverless_or_spark_connect_is_refused_before_anything_starts(monkeypatch):
@@ -223,7 +223,7 @@ def test_serverless_or_spark_connect_is_refused_before_anything_starts(monkeypat
 )
 def test_on_databricks_the_run_folder_must_be_where_every_node_sees_it(log_path, refused):
     settings = load_settings("dev", overrides={"log_path": log_path}, check_log_path=False)
-    verdict = check(facts(), settings.cluster, settings.log_root)
+    verdict = check(facts(), settings.cluster, {"log_path": settings.log_root})
     if refused:
         (refusal,) = verdict.refusals
         assert refusal.startswith(f"log_path = '{log_path}' is on the driver's own disk")

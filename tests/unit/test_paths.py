@@ -3,7 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from raybricks.paths import create_run_dir, new_run_id, to_local_path, unwritable_reason
+from raybricks.paths import (
+    create_run_dir,
+    new_run_id,
+    spark_uri,
+    to_local_path,
+    unwritable_reason,
+)
 
 
 @pytest.mark.parametrize(
@@ -48,3 +54,15 @@ def test_run_ids_sort_by_time_and_are_unique(tmp_path):
     assert run_dir.is_dir()
     with pytest.raises(FileExistsError):
         create_run_dir(tmp_path / "logs", early)
+
+
+@pytest.mark.parametrize(
+    ("folder", "on_databricks", "uri"),
+    [
+        ("/tmp/runs/x/handoff", False, "file:///tmp/runs/x/handoff"),
+        ("/dbfs/raybricks/handoff", True, "dbfs:/raybricks/handoff"),
+        ("/Volumes/main/raybricks/logs/x/handoff", True, "/Volumes/main/raybricks/logs/x/handoff"),
+    ],
+)
+def test_spark_names_a_handoff_folder_as_its_own_file_systems_do(folder, on_databricks, uri):
+    assert spark_uri(Path(folder), on_databricks) == uri

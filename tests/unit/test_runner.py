@@ -104,7 +104,7 @@ def selected(names: list[str]) -> list[tuple[str, type[Stage]]]:
     return [(name, TOYS[name]) for name in names]
 
 
-def context() -> StageContext:
+def context(_stage: str = "") -> StageContext:
     return StageContext("ns", Path("/tmp/run"), "127.0.0.1:1")
 
 

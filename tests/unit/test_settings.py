@@ -30,7 +30,7 @@ def test_every_target_has_a_conf_file_that_validates():
 def test_defaults_apply_under_an_empty_conf_file(tmp_path):
     settings = load_settings(conf=write_conf(tmp_path, ""), overrides={"log_path": str(tmp_path)})
     assert settings.cluster.max_worker_nodes == 2
-    assert settings.cluster.spark_master == "local-cluster[2,1,1024]"
+    assert settings.cluster.spark_master == "local-cluster[3,1,1024]"
     assert settings.cluster.auth == "token"
     assert settings.namespace == "raybricks"
 
@@ -141,6 +141,27 @@ BAD_INPUT = [
         ["stage_params.options_override.override_num_cpus", "-1"],
     ),
     ("parallel_stages: 0\n", {}, ["parallel_stages", "0", "greater than or equal to 1"]),
+    (
+        "stage_params:\n  batch_inference: {rows: 0}\n",
+        {},
+        ["stage_params.batch_inference.rows", "0", "greater than or equal to 1"],
+    ),
+    (
+        "stage_params:\n  batch_inference: {max_actors: 0}\n",
+        {},
+        ["stage_params.batch_inference.max_actors", "0", "greater than or equal to 1"],
+    ),
+    (
+        "stage_params:\n  batch_inference: {min_actors: 3, max_actors: 2}\n",
+        {},
+        ["stage_params.batch_inference", "min_actors (3) is above max_actors (2)", "lower"],
+    ),
+    ("data:\n  handoff_root: handoff\n", {}, ["data.handoff_root", "'handoff'", "absolute"]),
+    (
+        "data:\n  handoff_root: s3://bucket/handoff\n",
+        {},
+        ["data.handoff_root", "'s3://bucket/handoff'", "as a path", "/Volumes/"],
+    ),
     ("namespace: no\n", {}, ["namespace", "False", "valid string"]),  # YAML 1.1: no is False
     ("- a list\n", {}, ["holds a list", "mapping"]),
     ("cluster: [unclosed\n", {}, ["not valid YAML", "line"]),
@@ -198,3 +219,24 @@ def test_a_temp_root_ray_cannot_use_is_bad_input(temp_root, words):
     with pytest.raises(BadInput, match=r"cluster\.temp_root") as caught:
         load_settings("local", overrides={"cluster.temp_root": temp_root}, conf_dir=REPO_CONF)
     assert words in str(caught.value)
+
+
+def test_a_handoff_root_that_cannot_be_a_folder_is_bad_input(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    conf = write_conf(tmp_path, f"data:\n  handoff_root: {tmp_path / 'a-file' / 'handoff'}\n")
+    with pytest.raises(BadInput, match=r"data.handoff_root = .* cannot hold handoffs: .* file"):
+        load_settings(conf=conf, overrides={"log_path": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    ("given", "read_as"),
+    [
+        ("dbfs:/raybricks/handoff", "/dbfs/raybricks/handoff"),
+        ("file:///srv/shared/handoff", "/srv/shared/handoff"),
+        ("/Volumes/main/raybricks/handoff", "/Volumes/main/raybricks/handoff"),
+    ],
+)
+def test_a_handoff_root_is_read_as_the_path_both_sides_use(tmp_path, given, read_as):
+    conf = write_conf(tmp_path, f"data:\n  handoff_root: {given}\n")
+    settings = load_settings(conf=conf, overrides={"log_path": str(tmp_path)}, check_log_path=False)
+    assert settings.data.handoff_root == read_as

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,9 +67,10 @@ class ClusterInfo:
     fast_start: str  # "on", "off" or "unavailable: <why>"
     startup_seconds: float
     head: Head = field(repr=False)
+    spark: SparkSession | None = field(default=None, repr=False)  # the run's session
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "head"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
 
 
 def live_worker_nodes() -> set[str]:
@@ -179,6 +180,7 @@ def ray_on_spark(
                 fast_start=started.fast,
                 startup_seconds=round(time.monotonic() - clock, 2),
                 head=Head.at(started.address),
+                spark=spark.session,
             )
             on_started(info)
         logger.info(

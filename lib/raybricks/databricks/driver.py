@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from raybricks.cluster.compat.spark_jvm import existing_spark_conf
 from raybricks.databricks.preflight import check
@@ -23,7 +24,10 @@ def checked_platform(settings: Settings) -> Platform:
     platform = Platform.of(settings.cluster, conf)
     if platform.facts is None:
         return platform
-    verdict = check(platform.facts, settings.cluster, settings.log_root)
+    shared = {"log_path": settings.log_root}
+    if settings.data.handoff_root:
+        shared["data.handoff_root"] = Path(settings.data.handoff_root)
+    verdict = check(platform.facts, settings.cluster, shared)
     if verdict.refusals:
         raise BadInput(verdict.refusals[0])
     for warning in verdict.warnings:

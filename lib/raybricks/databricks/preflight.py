@@ -2,13 +2,14 @@
 fail, so it does not start: exit 2) and warnings (known traps). Each check names its
 source.
 
-    verdict = check(facts, settings.cluster, settings.log_root)
+    verdict = check(facts, settings.cluster, {"log_path": settings.log_root})
     verdict.refusals    # one line each: what, the value, the fix
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,17 +37,21 @@ class Verdict:
     warnings: list[str] = field(default_factory=list)
 
 
-def check(facts: ClusterFacts, cluster: ClusterSettings, log_root: Path | None = None) -> Verdict:
-    """The verdict on a cluster with these `facts` for a run with these settings (and
-    its run folders under `log_root`, if given)."""
+def check(
+    facts: ClusterFacts, cluster: ClusterSettings, shared: Mapping[str, Path] | None = None
+) -> Verdict:
+    """The verdict on a cluster with these `facts` for a run with these settings, and
+    with the folders in `shared` (setting: folder), which every node must see."""
     verdict = Verdict()
     _refuse_what_cannot_work(facts, verdict.refusals)
-    if log_root is not None and not _shared(log_root):
-        verdict.refusals.append(
-            f"log_path = '{log_root}' is on the driver's own disk: on Databricks the run "
-            "folder must be where every node can copy its logs; use a Unity Catalog "
-            "volume (/Volumes/<catalog>/<schema>/<volume>/...) or a /dbfs/... path"
-        )
+    for setting, folder in (shared or {}).items():
+        if not _shared(folder):
+            verdict.refusals.append(
+                f"{setting} = '{folder}' is on the driver's own disk: on Databricks it "
+                "must be where every node sees it (Ray's nodes copy their logs to the run "
+                "folder; Spark and Ray hand data over in it); use a Unity Catalog volume "
+                "(/Volumes/<catalog>/<schema>/<volume>/...) or a /dbfs/... path"
+            )
     _warn_of_traps(facts, cluster, verdict.warnings)
     return verdict
 

@@ -9,6 +9,7 @@ outright leaves what its stages proved.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from raybricks.cluster import signals
 from raybricks.cluster.auth import auth_environment
 from raybricks.cluster.lifecycle import ClusterInfo, live_worker_nodes, ray_on_spark
 from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
+from raybricks.paths import spark_uri
 from raybricks.platform import Platform
 from raybricks.report.html import write_html
 from raybricks.report.model import REPORT_FILE, Report, read_report, write_report
@@ -35,6 +37,7 @@ from raybricks.stages.base import Stage, StageContext
 logger = logging.getLogger(__name__)
 
 TIMELINE_FILE = "ray-timeline.json"
+HANDOFF_FOLDER = "handoff"
 COMMAND_NOT_RUNNABLE = 127  # as a shell says it
 
 # The work done on a running cluster: fills in the report, returns the run's exit code.
@@ -68,14 +71,28 @@ def run_stages(
     # The report lists every selected stage from the start (skipped until run).
     report.stages = runner.results
 
+    handoffs = _handoff_root(settings, run_dir)
+
     def work(cluster: ClusterInfo, report: Report) -> int:
-        try:
-            runner.run(
-                lambda: StageContext(settings.namespace, run_dir, cluster.address), cluster.head
+        def context(stage: str) -> StageContext:
+            folder = handoffs / stage
+            return StageContext(
+                settings.namespace,
+                run_dir,
+                cluster.address,
+                spark=cluster.spark,
+                handoff=folder,
+                handoff_uri=spark_uri(folder, platform.on_databricks),
+                keep_handoff=settings.data.keep_handoff,
             )
+
+        try:
+            runner.run(context, cluster.head)
         finally:
             report.worker_nodes = runner.node_counts
             report.cluster["worker_nodes_seen"] = nodes_seen(runner.node_counts)
+            with contextlib.suppress(OSError):  # empty once every stage's went
+                handoffs.rmdir()
         cluster.head.wait_for(partial(_save_timeline, run_dir))
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
@@ -187,6 +204,13 @@ def _run(
         write_report(report, run_dir)
         _write_html(report, run_dir)
     return report
+
+
+def _handoff_root(settings: Settings, run_dir: Path) -> Path:
+    """Where this run's stages hand data over, a folder per stage: the run folder's
+    `handoff/`, or one for this run under `data.handoff_root`."""
+    root = settings.data.handoff_root
+    return Path(root) / run_dir.name if root else run_dir / HANDOFF_FOLDER
 
 
 def _begun(settings: Settings, run_dir: Path) -> Report:

@@ -97,11 +97,11 @@ class Runner:
 
     def run(
         self,
-        make_context: Callable[[], StageContext],
+        make_context: Callable[[str], StageContext],
         head: Head | None = None,
     ) -> list[StageResult]:
-        """Run the stages; raises `ClusterLost` once the cluster's `head` has gone (the
-        stages running then are failed and stopped)."""
+        """Run the stages, each with `make_context(its name)`; raises `ClusterLost` once
+        the cluster's `head` has gone (the stages running then are failed and stopped)."""
         self.head = head
         waiting = list(enumerate(self.results, 1))
         running: list[_Running] = []
@@ -110,7 +110,7 @@ class Runner:
             while waiting or running:
                 while waiting and len(running) < self.parallel:
                     number, result = waiting.pop(0)
-                    stage = self._prepare(number, result, make_context(), ended)
+                    stage = self._prepare(number, result, make_context(result.name), ended)
                     running.append(stage)  # before it starts: a cancel may come at once
                     stage.thread.start()
                 self._wait_for_one(running, ended)
@@ -136,7 +136,8 @@ class Runner:
 
         def body() -> None:
             try:
-                pattern.run(ctx, params)
+                with ctx.current_here():
+                    pattern.run(ctx, params)
             except BaseException as exc:
                 this.failure.append(exc)
             finally:
@@ -184,6 +185,7 @@ class Runner:
     def _end(self, stage: _Running) -> None:
         result = stage.result
         result.seconds = round(time.monotonic() - stage.clock, 2)
+        stage.ctx.close()
         result.evidence = dict(stage.ctx.evidence)
         failure = stage.failure[0] if stage.failure else None
         self._record_node_changes(result, stage.nodes_before, failure)

@@ -10,10 +10,13 @@ or the CLI.
 
 from __future__ import annotations
 
+import contextvars
+import shutil
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -39,7 +42,8 @@ def side_by_side(*parts: Callable[[], None]) -> None:
     """Run independent parts of a stage at once, each in a thread; once all have ended,
     raise the first one's error, if any."""
     with ThreadPoolExecutor(len(parts), thread_name_prefix="stage-part") as pool:
-        ended = [pool.submit(part) for part in parts]
+        # Each part sees the stage's context (`StageContext.current`), as its thread does.
+        ended = [pool.submit(contextvars.copy_context().run, part) for part in parts]
     for part in ended:
         part.result()
 
@@ -52,11 +56,18 @@ class StageParams(BaseModel):
 
 @dataclass
 class StageContext:
-    """What a stage gets from the run: where it is, and where its evidence goes."""
+    """What a stage gets from the run: where it is, the run's SparkSession (`spark`), a
+    folder of its own for handing Spark data to Ray and back (`handoff`, as this process
+    names it, and `handoff_uri`, as Spark does; see `raybricks.data`), and where its
+    evidence goes."""
 
     namespace: str
     run_dir: Path
     ray_address: str
+    spark: Any = None  # a pyspark.sql.SparkSession: the stage API itself imports no Spark
+    handoff: Path | None = None  # made when first used; removed as the stage ends
+    handoff_uri: str | None = None
+    keep_handoff: bool = False
     evidence: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -67,6 +78,32 @@ class StageContext:
         """Sleep, unless the run asks the stage to stop: then raise `StageStopped`."""
         if self.stop.wait(seconds):
             raise StageStopped("asked to stop")
+
+    @contextmanager
+    def current_here(self) -> Iterator[StageContext]:
+        """Within this block (in this thread, and the parts `side_by_side` runs),
+        `StageContext.current()` is this context."""
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+    @staticmethod
+    def current() -> StageContext:
+        """The context of the stage this code runs for; LookupError outside a stage."""
+        context = _current.get(None)
+        if context is None:
+            raise LookupError("no stage is running here: call this from a stage's run()")
+        return context
+
+    def close(self) -> None:
+        """The stage has ended: its handoff folder goes, unless kept for debugging."""
+        if self.handoff is not None and not self.keep_handoff:
+            shutil.rmtree(self.handoff, ignore_errors=True)
+
+
+_current: contextvars.ContextVar[StageContext] = contextvars.ContextVar("raybricks_stage")
 
 
 P = TypeVar("P", bound=StageParams)

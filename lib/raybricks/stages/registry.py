@@ -1,8 +1,8 @@
-"""The stages a run can select: the lesson's six, in order, then those that installed
-packages register under the entry-point group `raybricks.stages` (name = stage name,
-value = `module:Class`).
+"""The stages a run can select: the lesson's six, in order, then Spark data through Ray
+actors (`batch_inference`), then those that installed packages register under the
+entry-point group `raybricks.stages` (name = stage name, value = `module:Class`).
 
-The lesson's stages are listed without importing them, and so without Ray: settings
+The built-in stages are listed without importing them, and so without Ray: settings
 are checked before Ray or Spark is imported. A plugin's class is imported when the
 catalog is read (its parameters are on the class); one that clashes or fails to
 import is bad input.
@@ -21,6 +21,7 @@ from raybricks.errors import BadInput
 from raybricks.stages.base import Stage, StageParams
 from raybricks.stages.params import (
     ActorPoolParams,
+    BatchInferenceParams,
     DetachedActorsParams,
     FaultToleranceParams,
     NamespacesParams,
@@ -69,6 +70,11 @@ BUILT_IN: Catalog = {
         StageEntry("actor_pool", "raybricks.stages.actor_pool:ActorPoolStage", ActorPoolParams),
         StageEntry(
             "tree_of_actors", "raybricks.stages.tree_of_actors:TreeOfActors", TreeOfActorsParams
+        ),
+        StageEntry(
+            "batch_inference",
+            "raybricks.stages.batch_inference:BatchInference",
+            BatchInferenceParams,
         ),
     )
 }
