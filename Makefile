@@ -31,6 +31,11 @@ test-slow: setup    # reruns, side by side, cancels and sweeps, faults, the stan
 PY312 ?= $(firstword $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null) \
                      $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12))
 RUNTIMES := spark35 spark40
+# The emulated Databricks job in both task shapes, named exactly (of every tier: -m ""),
+# so that a rename fails loudly; tests/unit/test_make_targets.py checks they are collected.
+RUNTIME_TESTS := \
+    tests/cluster/test_databricks_runtime.py::test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard \
+    tests/cluster/test_databricks_runtime.py::test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_nothing
 
 test-runtimes:      # the emulated Databricks job on each runtime's Python and Spark
 	@if [ -z "$(PY312)" ]; then echo "test-runtimes: SKIPPED, no python3.12 here"; exit 0; fi
@@ -40,8 +45,7 @@ test-runtimes:      # the emulated Databricks job on each runtime's Python and S
 	    [ -f $$venv/.installed ] || { $(PY312) -m venv $$venv && \
 	        $$venv/bin/pip install --quiet -c constraints-py312-$$spark.txt -e '.[local,dev]' && \
 	        touch $$venv/.installed; } || exit 1; \
-	    $$venv/bin/pytest -n 0 -p no:cacheprovider tests/cluster/test_databricks_runtime.py \
-	        -k plain_job_task || exit 1; \
+	    $$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS) || exit 1; \
 	done
 
 spark-up: setup     # a Spark standalone master and two workers on loopback; prints the URL

@@ -90,9 +90,10 @@ def ray_cluster(
 
 @pytest.fixture(scope="session")
 def standalone_spark() -> Iterator[StandaloneCluster]:
-    """A Spark standalone master and two workers (separate JVMs, one core each) on
-    loopback, up for the session; stopped however the session ends."""
-    cluster = StandaloneCluster(workers=2, cores=1, memory="2g")
+    """A Spark standalone master and three workers (separate JVMs, one core each: two
+    for Ray's worker nodes, one for Spark's own) on loopback, up for the session; stopped
+    however the session ends."""
+    cluster = StandaloneCluster(workers=3, cores=1, memory="2g")
     try:
         yield cluster.start()
     finally:

@@ -214,7 +214,7 @@ def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tm
     environment["PYSPARK_PYTHON"] = os.path.relpath(sys.executable, ROOT)
     done = finished(
         spark_submit(
-            "local-cluster[2,1,1024]",
+            "local-cluster[3,1,1024]",  # two executors for Ray's nodes, one for Spark's own
             "16.4.x-cpu-ml-scala2.12",
             JOB,
             *("--target", "local", "--conf", conf, "--log-path", volume),

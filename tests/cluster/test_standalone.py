@@ -1,4 +1,4 @@
-"""The job on a real Spark cluster: a standalone master and two workers, separate JVMs
+"""The job on a real Spark cluster: a standalone master and three workers, separate JVMs
 as on a Databricks cluster's machines (the `standalone_spark` fixture, up all session).
 Ray's worker nodes run inside the workers' executors; Ray autoscales inside Spark.
 
@@ -66,7 +66,7 @@ def test_every_stage_passes_on_a_standalone_cluster(standalone_spark, env, tmp_p
     assert executor_outputs(standalone_spark).count("Ray runtime started") >= 2
     assert len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2
     assert left_after(mark) == []
-    assert standalone_spark.alive_workers() == 2  # the Spark cluster itself stays up
+    assert standalone_spark.alive_workers() == 3  # the Spark cluster itself stays up
 
 
 @pytest.mark.slow
@@ -237,13 +237,13 @@ def test_a_spark_worker_killed_mid_stage_is_recorded_as_a_lost_node(
     saying which node was lost; either way the report names it, and nothing of the run
     is left."""
     environment, mark = env
-    lost_worker = standalone_spark.processes[2]  # [master, worker-0, worker-1]
+    lost_worker = standalone_spark.processes[2]  # [master, worker-0, worker-1, worker-2]
     try:
         code, report = broken_mid_stage(standalone_spark, environment, tmp_path, lost_worker)
     finally:
         standalone_spark.processes.remove(lost_worker)
         standalone_spark.add_worker(1)
-        standalone_spark.wait_for_workers(2)
+        standalone_spark.wait_for_workers(3)
     (stage,) = report["stages"]
     assert code in (0, 1), (tmp_path / "stderr.txt").read_text()[-3000:]
     assert report["status"] == ("passed" if code == 0 else "failed")
