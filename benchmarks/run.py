@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 import psutil
+
 from benchmarks.processes import left_after, marked_env
 from benchmarks.rounds import ROUNDS, paired_ratio
 from benchmarks.standalone import StandaloneCluster
-
 from raybricks.report.model import versions
+from raybricks.stages.registry import BUILT_IN
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -193,14 +194,73 @@ def job_vs_seed(folder, repeat):
                 continue
             logs = Path(tempfile.mkdtemp(dir=folder))
             seconds, peak, code = measured(
-                [BIN / "raybricks", "run", "--target", "local", "--log-path", logs], cwd=ROOT
-            )
+                [BIN / "raybricks", "run", "--target", "local", "--log-path", logs,
+                 "--stages", ",".join(LESSON)],
+                cwd=ROOT,
+            )  # fmt: skip
             if code != 0:
                 raise SystemExit(f"raybricks run failed:\n{summary_of(logs)}")
             job.append(seconds)
             peaks.append(peak)
             spent.append(phases(logs, seconds))
     return {"job": job, "seed": seed}, max(peaks), spent
+
+
+LESSON = list(BUILT_IN)[:6]  # the lesson's six stages: what the seed's script runs too
+SCORING = {"rows": 1_000_000, "partitions": 16}
+LOADS = (1.0, 0.0)  # a model's load in seconds, for the batch scoring rows
+
+
+def batch_scoring(folder, repeat):
+    """Seconds from table in to table out of batch_inference's scoring on Ray actors (the
+    model loaded once per actor) and with Spark's mapInPandas (once per task), taking
+    turns, at each model load; and the driver's peak RSS over a run of the stage."""
+    times = {(load, way): [] for load in LOADS for way in ("actors", "mapInPandas")}
+    peaks = []
+    for round_ in range(repeat):
+        for load in LOADS:
+            ways = ("actors", "mapInPandas") if round_ % 2 == 0 else ("mapInPandas", "actors")
+            for way in ways:
+                if way == "mapInPandas":
+                    times[load, way].append(map_in_pandas(folder, load))
+                    continue
+                seconds, peak = scored_on_actors(folder, load)
+                times[load, way].append(seconds)
+                peaks.append(peak)
+    return times, max(peaks)
+
+
+def scored_on_actors(folder, load):
+    conf = Path(folder) / f"scoring-{load:g}.yml"
+    params = {**SCORING, "load_seconds": load}
+    conf.write_text(f"stage_params:\n  batch_inference: {json.dumps(params)}\n")
+    logs = Path(tempfile.mkdtemp(dir=folder))
+    args = [BIN / "raybricks", "run", "--conf", conf, "--stages", "batch_inference"]
+    _, peak, code = measured([*args, "--log-path", logs], cwd=ROOT)
+    assert code == 0, f"batch_inference failed:\n{summary_of(logs)}"
+    (report,) = (json.loads(path.read_text()) for path in logs.glob("*/report.json"))
+    return sum(report["stages"][0]["evidence"]["seconds"].values()), peak
+
+
+def map_in_pandas(folder, load):
+    out = Path(folder) / "map-in-pandas.json"
+    args = [sys.executable, "-m", "benchmarks.map_in_pandas", *map(str, SCORING.values())]
+    assert measured([*args, str(load), out], cwd=ROOT)[2] == 0, "the mapInPandas job failed"
+    return json.loads(out.read_text())["seconds"]
+
+
+def scoring_rows(times):
+    goals = {1.0: "<= 0.5x", 0.0: "<= 2x"}
+    return [
+        row(
+            f"batch scoring, table in to table out (s): Ray actors vs mapInPandas, "
+            f"{f'{load:g} s load' if load else 'no load'}",
+            times[load, "actors"],
+            times[load, "mapInPandas"],
+            goals[load],
+        )
+        for load in LOADS
+    ]
 
 
 def pool_rates(folder):
@@ -239,6 +299,7 @@ def main():
         pool = pool_rates(folder)
         counter = counter_rates(folder)
         by_nodes = startup_by_nodes(folder, repeat)
+        scoring, scoring_peak = batch_scoring(folder, repeat)
     direct = pool.pop("direct round-robin")
     v = versions()
     lines = [
@@ -250,8 +311,9 @@ def main():
         f"Ray {v['ray']}, pyspark {v['pyspark']}, raybricks {v['raybricks']}. Each figure is "
         f"the median of {repeat} runs, the two compared taking turns (call rates: of {ROUNDS} "
         "alternating rounds); each ratio is the median of the rounds' own ratios. On "
-        "local-cluster[2,1,1024] with two Ray worker nodes; the cluster is timed as "
-        "`raybricks run` starts it.",
+        "local-cluster[3,1,1024] with two Ray worker nodes (the third executor is Spark's "
+        "own); the cluster is timed as `raybricks run` starts it; the whole job runs the "
+        "lesson's six stages, as the seed's script does.",
         "",
         "| comparison | raybricks | baseline | ratio | goal |",
         "|---|---|---|---|---|",
@@ -285,15 +347,25 @@ def main():
             )
             for where in ("from a driver", "from a task")
         ),
+        *scoring_rows(scoring),
         "",
         "Every run, in seconds:",
         samples("cluster ready with fast start", starts[True]),
         samples("cluster ready, Ray's own start", starts[False]),
         samples("whole local job", wall["job"]),
         samples("the seed's demos as a script", wall["seed"]),
+        *(
+            samples(f"batch scoring on {way}, {load:g} s load", values)
+            for (load, way), values in scoring.items()
+        ),
         "",
         f"Two fast-started clusters at once: exit codes {pair_codes}, ready in {pair_starts} s.",
-        f"Peak RSS of the driver process over a whole local job: {peak:.0f} MiB.",
+        f"Peak RSS of the driver process over a whole local job: {peak:.0f} MiB; over a run "
+        f"of batch_inference alone ({SCORING['rows']:,} rows, {SCORING['partitions']} "
+        f"partitions): {scoring_peak:.0f} MiB. Batch scoring: Ray actors is the sum of the "
+        "stage's legs (Spark writes Parquet; Ray Data reads it, scores on a pool of two "
+        "actors and writes; Spark reads it back); mapInPandas is the same table scored in "
+        "Spark and written as Parquet, the model loaded in each of its tasks.",
         "",
         "Where a whole local job's seconds go (median of its runs):",
         "",

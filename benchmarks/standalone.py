@@ -159,9 +159,8 @@ def _group_of(process: psutil.Process) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument(
-        "--workers", type=int, default=3
-    )  # two for Ray's worker nodes, one for Spark's own
+    # two for Ray's worker nodes, one for Spark's own jobs
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--cores", type=int, default=1)
     parser.add_argument("--memory", default="3g")
     args = parser.parse_args()

@@ -78,14 +78,28 @@ def expected_score() -> Any:
     return F.lit(1.0) / (F.lit(1.0) + F.exp(-linear))
 
 
+class Model:
+    """The model: a logistic score of three features. Loading it takes `load_seconds`,
+    as a real model's load does."""
+
+    def __init__(self, load_seconds: float) -> None:
+        time.sleep(load_seconds)
+        self.weights = np.array(WEIGHTS)
+
+    def score(self, x0: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+        """Term by term, in the order Spark's `expected_score` adds them."""
+        w0, w1, w2 = self.weights
+        linear = x0 * w0 + x1 * w1 + x2 * w2 + BIAS
+        return np.asarray(1.0 / (1.0 + np.exp(-linear)))
+
+
 class Scorer:
     """One per actor: loads the model once, then scores batches. Each load leaves a
     file `<pid>-<load id>` in `records` (a folder every node sees), and each row it
     returns names the process and the load that scored it, and its call."""
 
     def __init__(self, load_seconds: float, records: str, crash_after: int | None):
-        time.sleep(load_seconds)  # a real model's load
-        self.weights = np.array(WEIGHTS)
+        self.model = Model(load_seconds)
         self.load_id = uuid.uuid4().hex
         self.records, self.crash_after = Path(records), crash_after
         (self.records / f"{os.getpid()}-{self.load_id}").touch()
@@ -94,12 +108,10 @@ class Scorer:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls += 1
         self._crash_once_if_asked()
-        w0, w1, w2 = self.weights
-        linear = batch["x0"] * w0 + batch["x1"] * w1 + batch["x2"] * w2 + BIAS
-        rows = len(linear)
+        rows = len(batch["id"])
         return {
             "id": batch["id"],
-            "score": 1.0 / (1.0 + np.exp(-linear)),
+            "score": self.model.score(batch["x0"], batch["x1"], batch["x2"]),
             "actor_pid": np.full(rows, os.getpid()),
             "load_id": np.full(rows, self.load_id),
             "call_id": np.full(rows, uuid.uuid4().hex),
@@ -154,12 +166,13 @@ class BatchInference(Stage[BatchInferenceParams]):
                 batch_size=params.batch_size,
                 batch_format="numpy",
             )
-            result = to_spark(scored, ray_remote_args={"num_cpus": params.io_num_cpus}).cache()
-            seconds["actors"] = _since(clock)
+            result = to_spark(scored, ray_remote_args={"num_cpus": params.io_num_cpus})
+            seconds["actors"] = _since(clock)  # Ray Data read, scored and wrote as it streamed
         ctx.wait(0)
         clock = time.monotonic()
-        rows_out = result.count()
+        rows_out = result.count()  # the table out, as Spark has it
         seconds["ray_to_spark"] = _since(clock)
+        result = result.cache()  # the proof reads it several times
         try:
             self._prove(ctx, params, table, result, rows_out, seconds)
         finally:
