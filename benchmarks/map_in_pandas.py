@@ -39,7 +39,7 @@ def scored_with(load_seconds: float):
 def main() -> None:
     rows, partitions, load_seconds, out = sys.argv[1:5]
     settings = ClusterSettings()  # the local default: the Spark raybricks starts
-    spark = get_or_create_spark(Platform.of(settings))
+    spark = get_or_create_spark(Platform.of(settings), settings)
     try:
         table = features(spark.session, int(rows), int(partitions))
         with tempfile.TemporaryDirectory(prefix="map-in-pandas-") as folder:

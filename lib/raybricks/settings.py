@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -21,25 +22,28 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
+from raybricks.cluster.gpus import BUILT_IN as BUILT_IN_DISCOVERY
 from raybricks.errors import BadInput
 from raybricks.paths import to_local_path, unwritable_reason
-from raybricks.platform.master import check_known
+from raybricks.platform.master import check_known, spark_master
 from raybricks.stages.registry import BUILT_IN, Catalog
 
 logger = logging.getLogger(__name__)
 
-TARGETS = ("local", "dev", "prod")
+TARGETS = ("local", "local-gpu", "dev", "gpu", "prod")
 
 # Each run flag and the setting it overrides; the CLI builds its parser from this.
 FLAG_SETTINGS: dict[str, str] = {
     "--max-worker-nodes": "cluster.max_worker_nodes",
     "--min-worker-nodes": "cluster.min_worker_nodes",
     "--num-cpus-worker-node": "cluster.num_cpus_worker_node",
+    "--num-gpus-worker-node": "cluster.num_gpus_worker_node",
     "--spark-master": "cluster.spark_master",
     "--log-path": "log_path",
     "--namespace": "namespace",
@@ -78,6 +82,17 @@ class ClusterSettings(_Strict):
     min_worker_nodes: int | None = Field(None, ge=1, description="below max: autoscaling")
     num_cpus_worker_node: int | None = Field(1, ge=1)
     num_gpus_worker_node: int | None = Field(None, ge=0)
+    spark_worker_gpus: int = Field(
+        0,
+        ge=0,
+        description="GPUs each worker of the Spark raybricks starts gets (a local-cluster "
+        "master), found by gpu_discovery",
+    )
+    gpu_discovery: str = Field(
+        "nvidia-smi",
+        description="how those GPUs are found: nvidia-smi (real ones), fake (scheduling-only, "
+        "to try the GPU path without any) or a discovery script's path",
+    )
     memory_worker_node: int | None = Field(None, ge=1, description="heap bytes per node")
     object_store_memory_worker_node: int | None = Field(None, ge=1)
     num_cpus_head_node: int | None = Field(None, ge=0)
@@ -150,6 +165,36 @@ class ClusterSettings(_Strict):
                 f"at most {MAX_TEMP_ROOT_BYTES} bytes, such as /tmp/ray-runs"
             )
         return temp_root
+
+    @field_validator("gpu_discovery")
+    @classmethod
+    def _a_script_that_runs(cls, kind: str) -> str:
+        if kind in BUILT_IN_DISCOVERY:
+            return kind
+        path = Path(kind)
+        if not path.is_file():
+            raise ValueError("no such file; give nvidia-smi, fake or a discovery script's path")
+        if not os.access(path, os.X_OK):
+            raise ValueError(f"not executable; chmod +x {path}")
+        return str(path.absolute())
+
+    @field_validator("num_gpus_worker_node", "spark_worker_gpus")
+    @classmethod
+    def _gpus_where_spark_gives_them(cls, gpus: int | None, info: ValidationInfo) -> int | None:
+        master = info.data.get("spark_master")  # validated before these
+        if not gpus or not master:
+            return gpus
+        if spark_master(master).local_mode:
+            raise ValueError(
+                f"GPUs asked of Spark master {master}: Ray on Spark cannot give GPUs to "
+                "worker nodes in local mode; use local-cluster[W,C,MB]"
+            )
+        if info.field_name == "spark_worker_gpus" and spark_master(master).workers is None:
+            raise ValueError(
+                f"only a local-cluster master's workers get GPUs from raybricks, not {master}'s "
+                "(their own configuration gives them); set it to 0"
+            )
+        return gpus
 
     @model_validator(mode="after")
     def _consistent_counts(self) -> ClusterSettings:

@@ -113,13 +113,20 @@ class FullRun:
         return dict(result["evidence"])
 
 
+def whole_run(target: str, home: Path, folder: Path, *flags: object) -> FullRun:
+    """`raybricks run --target <target> [flags]`, every stage, in its own process."""
+    environment, mark = marked_env(HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
+    log_root = folder / "runs"
+    command = [BIN / "raybricks", "run", "--target", target, "--log-path", log_root, *flags]
+    done = finished(command, environment)
+    return FullRun(done, only_run_dir(log_root) if log_root.is_dir() else log_root, mark)
+
+
 @pytest.fixture(scope="session")
 def full_run(stray_token_home: Path, tmp_path_factory: pytest.TempPathFactory) -> FullRun:
-    """`raybricks run --target local`, the whole job as `make run` starts it, once for
-    the tests that read it (its console, report, logs, and each stage's evidence)."""
-    environment, mark = marked_env(HOME=str(stray_token_home), RAY_USAGE_STATS_ENABLED="0")
-    log_root = tmp_path_factory.mktemp("full-run") / "runs"
-    done = finished(
-        [BIN / "raybricks", "run", "--target", "local", "--log-path", log_root], environment
-    )
-    return FullRun(done, only_run_dir(log_root) if log_root.is_dir() else log_root, mark)
+    """`raybricks run --target local-gpu`: the whole job as `make run` starts it, on worker
+    nodes of one fake GPU each (scheduling-only, as Ray's own tests fake them), once for the
+    tests that read it (its console, report, logs, and each stage's evidence). Without
+    GPUs the job differs only in gpu_actors skipping itself, which the session cluster
+    (the local default, CPUs only) shows."""
+    return whole_run("local-gpu", stray_token_home, tmp_path_factory.mktemp("full-run"))

@@ -75,7 +75,7 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
         (name, "passed") for name in STAGES
     ]
     assert all(stage["evidence"] and stage["headline"] for stage in report["stages"])
-    assert "stage 7/7 batch_inference: passed" in (run_dir / "driver.log").read_text()
+    assert "stage 8/8 gpu_actors: passed" in (run_dir / "driver.log").read_text()
     assert (run_dir / "ray-timeline.json").stat().st_size > 0
     assert f"run folder: {run_dir}" in done.stdout
     assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
@@ -109,9 +109,10 @@ def test_a_passing_run_prints_a_few_lines_of_its_own(full_run):
     """Ray's and Spark's own output (banners, warnings, deliberate crashes) went to
     driver.log: the console holds raybricks' lines and the summary."""
     console = (full_run.done.stderr + full_run.done.stdout).splitlines()
-    # settings, Spark up, Ray's memory advice in our words, cluster ready, each stage's start
-    # and end, the summary (its first line, its header, a row per stage), the run folder
-    assert len(console) <= 4 + 2 * len(STAGES) + 2 + len(STAGES) + 1, "\n".join(console)
+    # settings, Spark up, Ray's advice in our words (memory, CPUs), cluster ready, each
+    # stage's start and end, the summary (its first line, its header, a row per stage), the
+    # run folder
+    assert len(console) <= 5 + 2 * len(STAGES) + 2 + len(STAGES) + 1, "\n".join(console)
     assert not [line for line in console if "Traceback" in line or " ERROR " in line]
     assert any("Ray cluster ready at" in line for line in console)
     for name in STAGES:  # the summary, with what each stage proved

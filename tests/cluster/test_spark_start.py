@@ -25,7 +25,8 @@ from pathlib import Path
 from raybricks.cluster.spark import get_or_create_spark, jvm_processes, local_executor_logs
 from raybricks.platform import Platform
 from raybricks.settings import ClusterSettings
-spark = get_or_create_spark(Platform.of(ClusterSettings(spark_master="local-cluster[1,1,1024]")))
+settings = ClusterSettings(spark_master="local-cluster[1,1,1024]")
+spark = get_or_create_spark(Platform.of(settings), settings)
 context = spark.session.sparkContext
 total = context.parallelize([1, 2]).sum()
 for kind, processes in jvm_processes(context).items():

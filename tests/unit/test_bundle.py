@@ -15,6 +15,8 @@ import yaml
 from databricks.bundles.jobs import Job
 
 from raybricks.cli import _parser
+from raybricks.databricks.preflight import check
+from raybricks.platform.facts import ClusterFacts
 from raybricks.settings import TARGETS, load_settings
 from raybricks.stages.registry import BUILT_IN
 from tests.helpers import ROOT
@@ -71,12 +73,43 @@ def wheel_tasks() -> list[tuple[str, dict[str, Any]]]:
 
 def test_targets_are_dev_by_default_and_prod_in_production_mode():
     targets = BUNDLE["targets"]
-    assert set(targets) == {"dev", "prod"}
+    assert set(targets) == {"dev", "gpu", "prod"}
     assert targets["dev"]["mode"] == "development" and targets["dev"]["default"] is True
+    assert targets["gpu"]["mode"] == "development"
     assert targets["prod"]["mode"] == "production" and targets["prod"]["workspace"]["root_path"]
 
 
-@pytest.mark.parametrize("target", ["dev", "prod"])
+def new_cluster(target: str) -> dict[str, Any]:
+    """The job cluster as `target` deploys it: the job's, with the target's overrides."""
+    (cluster,) = resolved(JOBS["actor_demos"], target)["job_clusters"]
+    jobs = BUNDLE["targets"][target].get("resources", {}).get("jobs", {})
+    for override in jobs.get("actor_demos", {}).get("job_clusters", []):
+        assert override["job_cluster_key"] == cluster["job_cluster_key"]
+        cluster["new_cluster"] = {**cluster["new_cluster"], **override["new_cluster"]}
+    return dict(cluster["new_cluster"])
+
+
+def test_the_gpu_target_deploys_on_gpu_workers_whose_spark_tasks_take_no_gpu(monkeypatch):
+    """A GPU ML runtime and node type, a GPU per Ray worker node passed to the run, and
+    Spark's tasks holding none: the preflight passes such a cluster, without warnings."""
+    monkeypatch.setattr("raybricks.settings.unwritable_reason", lambda path: None)
+    cluster = new_cluster("gpu")
+    assert "-gpu-ml-" in cluster["spark_version"]
+    assert cluster["spark_conf"] == {"spark.task.resource.gpu.amount": "0"}
+    assert "spark_conf" not in new_cluster("dev")
+    args = _parser().parse_args(task_parameters("actor_demos", "gpu"))
+    assert args.num_gpus_worker_node == "1"
+    settings = load_settings(
+        args.target, overrides={"cluster.num_gpus_worker_node": args.num_gpus_worker_node}
+    )
+    facts = ClusterFacts(
+        spark_version=cluster["spark_version"], cores_per_worker=4, gpus_per_worker=1
+    )
+    verdict = check(facts, settings.cluster)
+    assert (verdict.refusals, verdict.warnings) == ([], [])
+
+
+@pytest.mark.parametrize("target", ["dev", "gpu", "prod"])
 @pytest.mark.parametrize("job_name", list(JOBS))
 def test_each_job_loads_through_the_typed_bundle_models(job_name, target):
     job = Job.from_dict(resolved(JOBS[job_name], target))
@@ -120,7 +153,7 @@ def test_the_schedule_is_paused_in_dev_only():
     assert resolved(JOBS["actor_demos"]["schedule"], "prod")["pause_status"] == "UNPAUSED"
 
 
-@pytest.mark.parametrize("target", ["dev", "prod"])
+@pytest.mark.parametrize("target", ["dev", "gpu", "prod"])
 def test_task_parameters_are_the_clis_own_flags_and_valid_settings(target, monkeypatch):
     monkeypatch.setattr(
         "raybricks.settings.unwritable_reason", lambda path: None

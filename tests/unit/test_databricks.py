@@ -144,7 +144,12 @@ def cluster_details(**given) -> dict:
 
 @pytest.fixture
 def workspace(monkeypatch, tmp_path):
-    fake = Workspace(node_types=[{"node_type_id": "i3.xlarge", "num_cores": 4.0}])
+    fake = Workspace(
+        node_types=[
+            {"node_type_id": "i3.xlarge", "num_cores": 4.0},
+            {"node_type_id": "g5.xlarge", "num_cores": 4.0, "num_gpus": 1},
+        ]
+    )
     with reached_by_the_sdk(fake, monkeypatch, tmp_path):
         yield fake
 
@@ -174,6 +179,16 @@ def test_doctor_warns_of_a_node_type_too_small_for_the_settings(workspace, capsy
     out = capsys.readouterr().out
     assert "warning: cluster.num_cpus_worker_node = 8 is more than a Spark worker's 4 cores" in out
     assert "warning: the Spark cluster autoscales (1 to 4 workers)" in out
+
+
+def test_doctor_refuses_more_gpus_per_ray_node_than_the_node_type_has(workspace, capsys):
+    workspace.clusters["0101-000000-abcd"] = cluster_details(
+        spark_version="16.4.x-gpu-ml-scala2.12", node_type_id="g5.xlarge"
+    )
+    assert main([*DOCTOR, "--target", "gpu"]) == 0  # one GPU a node, one a worker
+    assert main([*DOCTOR, "--target", "gpu", "--num-gpus-worker-node", "2"]) == 2
+    out = capsys.readouterr().out
+    assert "refused: cluster.num_gpus_worker_node = 2 is more than a Spark worker's 1 GPU" in out
 
 
 def test_doctor_on_an_unknown_cluster_says_so_in_one_line(workspace, capsys):

@@ -47,6 +47,7 @@ def test_report_holds_the_contracts_fields_and_round_trips(tmp_path):
         "headline": "ran with {'CPU': 1.0}",
         "started_at_seconds": 0.5,
         "traceback": None,
+        "reason": None,
     }
     assert read_report(tmp_path) == Report.from_dict(data)
 

@@ -15,7 +15,7 @@ from ray.exceptions import ActorUnavailableError
 from raybricks.errors import Cancelled, ClusterLost
 from raybricks.run import runner as runner_module
 from raybricks.run.runner import Runner
-from raybricks.stages.base import Stage, StageContext, StageParams, expect
+from raybricks.stages.base import Stage, StageContext, StageParams, StageSkipped, expect
 from tests.helpers import ScriptedHead
 
 ran: list[str] = []
@@ -62,6 +62,14 @@ class Interrupted(Stage[StageParams]):
             ctx.record(cleaned_up=True)
 
 
+class CannotRunHere(Stage[StageParams]):
+    summary = "finds it cannot run on this cluster"
+
+    def run(self, ctx: StageContext, params: StageParams) -> None:
+        ran.append("cannot_run_here")
+        raise StageSkipped("no GPU here")
+
+
 class Hangs(Stage[StageParams]):
     summary = "never returns in time"
 
@@ -90,6 +98,7 @@ TOYS: dict[str, type[Stage]] = {
     "interrupted": Interrupted,
     "hangs": Hangs,
     "meets": Meets,
+    "cannot_run_here": CannotRunHere,
 }
 NAMES = {stage: name for name, stage in TOYS.items()}
 
@@ -112,6 +121,15 @@ def run(names: list[str]) -> Runner:
     runner = Runner(selected(names), lambda name: StageParams())
     runner.run(context)
     return runner
+
+
+def test_a_stage_that_cannot_run_here_is_skipped_saying_why_and_the_run_passes(caplog):
+    runner = run(["cannot_run_here", "passes"])
+    skipped, _ = runner.results
+    assert (skipped.status, skipped.reason, skipped.error) == ("skipped", "no GPU here", None)
+    assert runner.passed
+    assert "stage 1/2 cannot_run_here: skipped in" in caplog.text
+    assert "(no GPU here)" in caplog.text
 
 
 def test_stages_run_in_the_given_order_and_a_failure_does_not_stop_the_rest(caplog):

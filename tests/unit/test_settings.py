@@ -157,6 +157,32 @@ BAD_INPUT = [
         ["stage_params.batch_inference", "min_actors (3) is above max_actors (2)", "lower"],
     ),
     ("data:\n  handoff_root: handoff\n", {}, ["data.handoff_root", "'handoff'", "absolute"]),
+    ("cluster:\n  spark_worker_gpus: -1\n", {}, ["cluster.spark_worker_gpus", "-1"]),
+    (
+        "cluster:\n  spark_worker_gpus: 0.5\n",
+        {},
+        ["cluster.spark_worker_gpus", "0.5", "fractional part"],
+    ),
+    (
+        "",
+        {"cluster.num_gpus_worker_node": "1.5"},
+        ["cluster.num_gpus_worker_node", "'1.5'", "--num-gpus-worker-node", "integer"],
+    ),
+    (
+        "cluster:\n  spark_master: local[2]\n  num_gpus_worker_node: 1\n",
+        {},
+        ["cluster.num_gpus_worker_node", "local[2]", "local mode", "local-cluster[W,C,MB]"],
+    ),
+    (
+        "cluster:\n  spark_master: spark://h:7077\n  spark_worker_gpus: 1\n",
+        {},
+        ["cluster.spark_worker_gpus", "spark://h:7077", "their own configuration"],
+    ),
+    (
+        "cluster:\n  gpu_discovery: /no/such/script.sh\n",
+        {},
+        ["cluster.gpu_discovery", "/no/such/script.sh", "no such file", "nvidia-smi, fake"],
+    ),
     (
         "data:\n  handoff_root: s3://bucket/handoff\n",
         {},
@@ -180,7 +206,9 @@ def test_bad_input_is_one_line_naming_setting_value_and_fix(tmp_path, conf_text,
 
 
 def test_unknown_target_missing_and_unreadable_conf_files(tmp_path):
-    with pytest.raises(BadInput, match="target = 'qa' is unknown; use one of: local, dev, prod"):
+    with pytest.raises(
+        BadInput, match="target = 'qa' is unknown; use one of: local, local-gpu, dev, gpu, prod"
+    ):
         load_settings("qa")
     with pytest.raises(BadInput, match="does not exist; pass --conf FILE"):
         load_settings(conf=tmp_path / "missing.yml")
@@ -240,3 +268,16 @@ def test_a_handoff_root_is_read_as_the_path_both_sides_use(tmp_path, given, read
     conf = write_conf(tmp_path, f"data:\n  handoff_root: {given}\n")
     settings = load_settings(conf=conf, overrides={"log_path": str(tmp_path)}, check_log_path=False)
     assert settings.data.handoff_root == read_as
+
+
+def test_a_discovery_script_that_cannot_run_is_bad_input(tmp_path):
+    script = tmp_path / "discover.sh"
+    script.write_text("#!/bin/sh\necho '{}'\n")
+    conf = write_conf(tmp_path, f"cluster:\n  gpu_discovery: {script}\n  spark_worker_gpus: 1\n")
+    with pytest.raises(
+        BadInput, match=f"cluster.gpu_discovery = .*not executable; chmod \\+x {script}"
+    ):
+        load_settings(conf=conf, overrides={"log_path": str(tmp_path)})
+    script.chmod(0o755)
+    settings = load_settings(conf=conf, overrides={"log_path": str(tmp_path)})
+    assert settings.cluster.gpu_discovery == str(script)

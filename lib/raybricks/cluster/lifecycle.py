@@ -62,6 +62,9 @@ class ClusterInfo:
     max_worker_nodes: int
     min_worker_nodes: int
     num_cpus_worker_node: int | None
+    gpus_per_worker_node: int
+    total_cpus: float  # of the worker nodes up when the cluster was ready
+    total_gpus: float
     namespace: str
     auth_mode: str
     fast_start: str  # "on", "off" or "unavailable: <why>"
@@ -138,9 +141,7 @@ def ray_on_spark(
         # `deferred` restores the caller's.
         with signals.deferred("starting Spark"):
             try:
-                started.spark = spark = get_or_create_spark(
-                    platform, cluster.spark_class_archive, cluster.spark_class_archive_sets_kept
-                )
+                started.spark = spark = get_or_create_spark(platform, cluster)
             except Exception as exc:
                 raise ClusterStartError(f"Spark could not start: {exc}") from exc
         logger.info("Spark up: %s", spark.master.url)
@@ -175,6 +176,9 @@ def ray_on_spark(
                 max_worker_nodes=cluster.max_worker_nodes,
                 min_worker_nodes=minimum_workers(arguments),
                 num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
+                gpus_per_worker_node=arguments.get("num_gpus_worker_node") or 0,
+                total_cpus=ray.cluster_resources().get("CPU", 0.0),
+                total_gpus=ray.cluster_resources().get("GPU", 0.0),
                 namespace=namespace,
                 auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
                 fast_start=started.fast,
@@ -184,10 +188,13 @@ def ray_on_spark(
             )
             on_started(info)
         logger.info(
-            "Ray cluster ready at %s in %.1f s (fast start %s)%s",
+            "Ray cluster ready at %s in %.1f s (fast start %s): %d worker nodes, %g CPUs%s%s",
             info.address,
             info.startup_seconds,
             info.fast_start,
+            len(live_worker_nodes()),
+            info.total_cpus,
+            f", {info.total_gpus:g} GPUs" if info.total_gpus else "",
             f"; dashboard {info.dashboard_url}" if info.dashboard_url else "",
         )
         yield info

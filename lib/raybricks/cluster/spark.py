@@ -3,7 +3,7 @@ else one made from spark-submit's conf, else a local one that raybricks starts i
 bound to loopback. Spark belongs to whoever made it: raybricks stops only a session it
 made, and never the platform's on Databricks.
 
-    spark = get_or_create_spark(platform)
+    spark = get_or_create_spark(platform, settings.cluster)
     ...  # spark.session
     spark.stop(run_dir)   # stops it only if it was made here
 """
@@ -15,7 +15,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +33,11 @@ from raybricks.cluster.compat.spark_jvm import (
     spark_home,
     stop_session,
 )
+from raybricks.cluster.gpus import discovery_script, spark_gpu_conf
 from raybricks.cluster.jvm_archive import KINDS, ClassArchives, class_archives
 from raybricks.platform import Platform
 from raybricks.platform.master import SparkMaster, spark_master
+from raybricks.settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +87,10 @@ class Spark:
         self.archives.keep(commands)
 
 
-def get_or_create_spark(
-    platform: Platform, class_archive: bool = True, archive_sets_kept: int = 2
-) -> Spark:
-    """The session to use. A local Spark starts on the platform's master (with its JVMs'
-    class archives, if `class_archive`); spark-submit's keeps its own `--master`."""
+def get_or_create_spark(platform: Platform, cluster: ClusterSettings) -> Spark:
+    """The session to use. A local Spark starts on the platform's master, as `cluster`
+    says (its JVMs' class archives, its workers' GPUs); spark-submit's keeps its own
+    `--master`."""
     existing = existing_session()
     if existing is not None:
         logger.debug("using this process's Spark session (master %s)", existing.sparkContext.master)
@@ -101,11 +103,12 @@ def get_or_create_spark(
             "made a session from spark-submit's conf (master %s)", session.sparkContext.master
         )
         return Spark(session, started_here=not platform.on_databricks)
-    return _start_local(platform.spark_master, class_archive, archive_sets_kept)
+    return _start_local(platform.spark_master, cluster, platform.temp_root)
 
 
-def _start_local(master: SparkMaster, class_archive: bool, archive_sets_kept: int) -> Spark:
-    archives = class_archives(QUICK_START_JVM, archive_sets_kept) if class_archive else None
+def _start_local(master: SparkMaster, cluster: ClusterSettings, temp_root: Path) -> Spark:
+    sets_kept = cluster.spark_class_archive_sets_kept
+    archives = class_archives(QUICK_START_JVM, sets_kept) if cluster.spark_class_archive else None
     jvm = {
         kind: f"{QUICK_START_JVM} {archives.java_options(kind) if archives else ''}"
         for kind in KINDS
@@ -131,10 +134,26 @@ def _start_local(master: SparkMaster, class_archive: bool, archive_sets_kept: in
     )
     if master.is_local:  # its executors run this virtualenv, raybricks installed
         builder = builder.config("spark.python.daemon.module", PYTHON_DAEMON)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    _wait_for_executors(spark.sparkContext, master)
+    with _worker_gpus(cluster, master, temp_root) as gpu_conf:
+        for key, value in gpu_conf.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("WARN")
+        _wait_for_executors(spark.sparkContext, master)  # each worker found its GPUs
     return Spark(spark, started_here=True, archives=archives)
+
+
+@contextmanager
+def _worker_gpus(
+    cluster: ClusterSettings, master: SparkMaster, temp_root: Path
+) -> Iterator[dict[str, str]]:
+    """Spark conf giving each worker `cluster.spark_worker_gpus` GPUs (none: no conf)."""
+    if not cluster.spark_worker_gpus:
+        yield {}
+        return
+    per_worker, workers = cluster.spark_worker_gpus, master.workers or 1
+    with discovery_script(cluster.gpu_discovery, per_worker, workers, temp_root) as script:
+        yield spark_gpu_conf(per_worker, script)
 
 
 def _quiet_unless_asked(session: SparkSession) -> None:

@@ -16,5 +16,7 @@ def examine(w: WorkspaceClient, cluster_id: str, cluster: ClusterSettings) -> Ve
     with asking(w, f"cluster {cluster_id}"):
         details = w.clusters.get(cluster_id)
         node_types = w.clusters.list_node_types().node_types or []
-    cores = next((t.num_cores for t in node_types if t.node_type_id == details.node_type_id), None)
-    return check(ClusterFacts.from_cluster_details(details, cores), cluster)
+    node_type = next((t for t in node_types if t.node_type_id == details.node_type_id), None)
+    cores = node_type.num_cores if node_type else None
+    gpus = node_type.num_gpus if node_type else None
+    return check(ClusterFacts.from_cluster_details(details, cores, gpus), cluster)

@@ -1,6 +1,6 @@
 """The driver's first look at where it runs: the platform, and on a Databricks cluster
 its preflight, which refuses before anything starts where Ray on Spark cannot work and
-warns of known traps. Off Databricks nothing is checked."""
+warns of known traps. Off Databricks, only that a local cluster has the GPUs asked."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def checked_platform(settings: Settings) -> Platform:
     conf = None if spark_connect(os.environ) else existing_spark_conf()
     platform = Platform.of(settings.cluster, conf)
     if platform.facts is None:
+        _check_local_gpus(settings, platform)
         return platform
     shared = {"log_path": settings.log_root}
     if settings.data.handoff_root:
@@ -37,3 +38,16 @@ def checked_platform(settings: Settings) -> Platform:
         "Databricks cluster %s (%s) can run Ray on Spark", facts.cluster_id, facts.spark_version
     )
     return platform
+
+
+def _check_local_gpus(settings: Settings, platform: Platform) -> None:
+    """A local cluster raybricks starts has the GPUs it gives its workers, no more."""
+    cluster = settings.cluster
+    gpus = cluster.num_gpus_worker_node or 0
+    local_cluster = platform.spark_master is not None and platform.spark_master.workers
+    if local_cluster and gpus > cluster.spark_worker_gpus:
+        raise BadInput(
+            f"cluster.num_gpus_worker_node = {gpus} is more than each Spark worker's "
+            f"{cluster.spark_worker_gpus} GPU(s) (cluster.spark_worker_gpus): no Ray worker "
+            "node fits; lower it, or give the workers GPUs (spark_worker_gpus, gpu_discovery)"
+        )

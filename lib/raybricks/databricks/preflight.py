@@ -43,7 +43,7 @@ def check(
     """The verdict on a cluster with these `facts` for a run with these settings, and
     with the folders in `shared` (setting: folder), which every node must see."""
     verdict = Verdict()
-    _refuse_what_cannot_work(facts, verdict.refusals)
+    _refuse_what_cannot_work(facts, cluster, verdict.refusals)
     for setting, folder in (shared or {}).items():
         if not _shared(folder):
             verdict.refusals.append(
@@ -60,7 +60,9 @@ def _shared(path: Path) -> bool:
     return any(f"{path}/".startswith(root) for root in SHARED_ROOTS)
 
 
-def _refuse_what_cannot_work(facts: ClusterFacts, refusals: list[str]) -> None:
+def _refuse_what_cannot_work(
+    facts: ClusterFacts, cluster: ClusterSettings, refusals: list[str]
+) -> None:
     if not facts.has_spark_context:
         refusals.append(
             "this Databricks compute has no SparkContext (serverless or Spark Connect): "
@@ -87,6 +89,13 @@ def _refuse_what_cannot_work(facts: ClusterFacts, refusals: list[str]) -> None:
             f"access mode {mode} ({REFUSED_ACCESS_MODES[mode]}) does not run Ray on Spark; "
             "set the cluster's data_security_mode to SINGLE_USER (dedicated)"
         )
+    gpus = cluster.num_gpus_worker_node or 0
+    if facts.gpus_per_worker is not None and gpus > facts.gpus_per_worker:
+        refusals.append(
+            f"cluster.num_gpus_worker_node = {gpus} is more than a Spark worker's "
+            f"{facts.gpus_per_worker} GPU(s): no Ray worker node fits; lower it, or choose a "
+            "node type with more GPUs"
+        )
 
 
 def _warn_of_traps(facts: ClusterFacts, cluster: ClusterSettings, warnings: list[str]) -> None:
@@ -95,6 +104,12 @@ def _warn_of_traps(facts: ClusterFacts, cluster: ClusterSettings, warnings: list
         warnings.append(
             f"spark.task.resource.gpu.amount = {facts.gpu_task_amount:g}: Spark tasks "
             "reserve GPUs that Ray worker nodes then cannot use; set it to 0"
+        )
+    if facts.gpu_runtime and not cluster.num_gpus_worker_node:
+        warnings.append(
+            f"Databricks runtime {facts.spark_version} is a GPU runtime but "
+            "cluster.num_gpus_worker_node is 0: the GPUs sit idle; set it to a worker's GPUs "
+            "(--num-gpus-worker-node, or the bundle's gpu target)"
         )
     lowest = cluster.min_worker_nodes or cluster.max_worker_nodes
     spark_autoscales = facts.autoscale is not None and facts.autoscale[0] != facts.autoscale[1]

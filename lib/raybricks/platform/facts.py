@@ -23,6 +23,7 @@ MIN_WORKERS = TAG + "clusterMinWorkers"
 MAX_WORKERS = TAG + "clusterMaxWorkers"
 WORKSPACE_URL = "spark.databricks.workspaceUrl"
 GPU_TASK_AMOUNT = "spark.task.resource.gpu.amount"
+GPU_EXECUTOR_AMOUNT = "spark.executor.resource.gpu.amount"  # a worker's GPUs
 EXECUTOR_CORES = "spark.executor.cores"
 
 
@@ -38,6 +39,12 @@ class ClusterFacts:
     gpu_task_amount: float = 0.0
     autoscale: tuple[int, int] | None = None  # the Spark cluster's (min, max) workers
     cores_per_worker: int | None = None
+    gpus_per_worker: int | None = None
+
+    @property
+    def gpu_runtime(self) -> bool:
+        """A GPU ML runtime (`16.4.x-gpu-ml-scala2.12`)."""
+        return "-gpu-" in (self.spark_version or "")
 
     @property
     def on_databricks(self) -> bool:
@@ -69,6 +76,7 @@ class ClusterFacts:
             gpu_task_amount=float(conf.get(GPU_TASK_AMOUNT) or 0),
             autoscale=(low, high) if low is not None and high is not None else None,
             cores_per_worker=_int(conf.get(EXECUTOR_CORES)),
+            gpus_per_worker=_int(conf.get(GPU_EXECUTOR_AMOUNT)),
         )
 
     @classmethod
@@ -77,8 +85,10 @@ class ClusterFacts:
         return cls.from_spark_conf(dict(session.sparkContext.getConf().getAll()))
 
     @classmethod
-    def from_cluster_details(cls, details: Any, cores_per_worker: float | None) -> ClusterFacts:
-        """From the Clusters API's `ClusterDetails` (databricks-sdk)."""
+    def from_cluster_details(
+        cls, details: Any, cores_per_worker: float | None, gpus_per_worker: int | None = None
+    ) -> ClusterFacts:
+        """From the Clusters API's `ClusterDetails` (databricks-sdk) and its node type."""
         mode = details.data_security_mode
         scale = details.autoscale
         return cls(
@@ -89,6 +99,7 @@ class ClusterFacts:
             gpu_task_amount=float((details.spark_conf or {}).get(GPU_TASK_AMOUNT) or 0),
             autoscale=(scale.min_workers, scale.max_workers) if scale else None,
             cores_per_worker=int(cores_per_worker) if cores_per_worker else None,
+            gpus_per_worker=gpus_per_worker,
         )
 
 

@@ -22,7 +22,8 @@ REPORT_FILE = "report.json"
 DRIVER_LOG = "driver.log"
 
 RunStatus = Literal["running", "passed", "failed", "cancelled"]
-# cancelled: running when the run was cancelled; skipped: never started.
+# cancelled: running when the run was cancelled; skipped: never started, or the stage
+# found it cannot run on this cluster (its `reason` says why).
 StageStatus = Literal["passed", "failed", "cancelled", "skipped"]
 
 
@@ -36,6 +37,7 @@ class StageResult:
     headline: str = ""  # what it proved, from its evidence
     started_at_seconds: float | None = None  # from the run's start
     traceback: str | None = None
+    reason: str | None = None  # why a stage that ran skipped itself (it cannot run here)
 
 
 @dataclass

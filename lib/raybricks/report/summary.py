@@ -29,8 +29,8 @@ def summary(report: Report, with_cluster: bool = True) -> RenderableType:
         lines.append(
             Text(
                 f"cluster {c.get('address')} on {c.get('spark_master')}, "
-                f"{c.get('max_worker_nodes')} worker nodes, auth {c.get('auth_mode')}, "
-                f"ready in {c.get('startup_seconds')} s"
+                f"{c.get('max_worker_nodes')} worker nodes{_resources(c)}, "
+                f"auth {c.get('auth_mode')}, ready in {c.get('startup_seconds')} s"
             )
         )
     if report.error:
@@ -41,6 +41,14 @@ def summary(report: Report, with_cluster: bool = True) -> RenderableType:
     if report.stages:
         lines.append(_stage_table(report))
     return Group(*lines)
+
+
+def _resources(cluster: dict) -> str:
+    """`: 2 CPUs, 2 GPUs` as the cluster had them when ready ('' for older reports)."""
+    if "total_cpus" not in cluster:
+        return ""
+    gpus = cluster.get("total_gpus") or 0
+    return f" ({cluster['total_cpus']:g} CPUs{f', {gpus:g} GPUs' if gpus else ''})"
 
 
 def _stage_table(report: Report) -> Table:
@@ -54,7 +62,7 @@ def _stage_table(report: Report) -> Table:
             stage.name,
             Text(stage.status, style=STYLES.get(stage.status, "")),
             f"{stage.seconds:.1f}",
-            stage.error or stage.headline,
+            stage.error or stage.reason or stage.headline,
         )
     return table
 

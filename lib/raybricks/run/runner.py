@@ -30,7 +30,7 @@ from ray import exceptions as ray_errors
 from raybricks.cluster.head import CHECK_SECONDS, Head
 from raybricks.errors import ClusterLost
 from raybricks.report.model import StageResult, StageStatus
-from raybricks.stages.base import Stage, StageContext, StageFailed
+from raybricks.stages.base import Stage, StageContext, StageFailed, StageSkipped
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ class Runner:
 
     @property
     def passed(self) -> bool:
-        return all(result.status == "passed" for result in self.results)
+        """Every stage passed, or found it cannot run on this cluster."""
+        return all(r.status == "passed" or r.reason is not None for r in self.results)
 
     def run(
         self,
@@ -190,7 +191,9 @@ class Runner:
         failure = stage.failure[0] if stage.failure else None
         self._record_node_changes(result, stage.nodes_before, failure)
         if result.status == "skipped":  # neither interrupted nor timed out: it ended
-            if failure is not None:
+            if isinstance(failure, StageSkipped):
+                result.reason = str(failure)
+            elif failure is not None:
                 self._record_failure(result, failure)
             else:
                 result.status = "passed"
@@ -205,7 +208,7 @@ class Runner:
             result.name,
             result.status,
             result.seconds,
-            f" ({result.error})" if result.error else "",
+            f" ({result.error or result.reason})" if result.error or result.reason else "",
             extra={"stage": result.name, "event": "ended"},
         )
 

@@ -6,6 +6,13 @@ own (registered by a package under the entry-point group `raybricks.stages`):
 Importing this package imports neither Ray nor Spark; each stage module does.
 """
 
-from raybricks.stages.base import Stage, StageContext, StageFailed, StageParams, expect
+from raybricks.stages.base import (
+    Stage,
+    StageContext,
+    StageFailed,
+    StageParams,
+    StageSkipped,
+    expect,
+)
 
-__all__ = ["Stage", "StageContext", "StageFailed", "StageParams", "expect"]
+__all__ = ["Stage", "StageContext", "StageFailed", "StageParams", "StageSkipped", "expect"]

@@ -28,6 +28,11 @@ class StageFailed(Exception):
     """The pattern did not behave as the lesson says it does."""
 
 
+class StageSkipped(Exception):
+    """The stage cannot run on this cluster (a GPU stage where there is no GPU): it is
+    recorded as skipped, saying why, and does not fail the run."""
+
+
 class StageStopped(Exception):
     """The run asked the stage to stop (cancelled, or past its timeout)."""
 

@@ -87,3 +87,12 @@ class BatchInferenceParams(StageParams):
                 "lower min_actors or raise max_actors"
             )
         return self
+
+
+class GpuActorsParams(StageParams):
+    pending_check_seconds: float = Field(
+        2.0, gt=0, description="how long, at least, an actor is watched staying pending"
+    )
+    placement_timeout_seconds: float = Field(
+        30.0, gt=0, description="how long a placeable actor may take to start (a new process)"
+    )

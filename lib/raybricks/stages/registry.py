@@ -1,6 +1,7 @@
 """The stages a run can select: the lesson's six, in order, then Spark data through Ray
-actors (`batch_inference`), then those that installed packages register under the
-entry-point group `raybricks.stages` (name = stage name, value = `module:Class`).
+actors (`batch_inference`) and GPU actors (`gpu_actors`, skipped without GPUs), then
+those that installed packages register under the entry-point group `raybricks.stages`
+(name = stage name, value = `module:Class`).
 
 The built-in stages are listed without importing them, and so without Ray: settings
 are checked before Ray or Spark is imported. A plugin's class is imported when the
@@ -24,6 +25,7 @@ from raybricks.stages.params import (
     BatchInferenceParams,
     DetachedActorsParams,
     FaultToleranceParams,
+    GpuActorsParams,
     NamespacesParams,
     OptionsOverrideParams,
     TreeOfActorsParams,
@@ -76,6 +78,7 @@ BUILT_IN: Catalog = {
             "raybricks.stages.batch_inference:BatchInference",
             BatchInferenceParams,
         ),
+        StageEntry("gpu_actors", "raybricks.stages.gpu_actors:GpuActors", GpuActorsParams),
     )
 }
 
