@@ -130,7 +130,7 @@ def _report(args: argparse.Namespace, conf_dir: Path | None) -> int:
     except workspace.WorkspaceError as exc:
         print(f"raybricks: {exc}", file=sys.stderr)
         return ExitCode.STAGE_FAILED
-    args.console.out.print(summary(report))
+    args.console.out.print(summary(report, driver_gone=run.ended))
     print(f"run page: {run.url}")
     return ExitCode.PASSED
 

@@ -406,6 +406,32 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
     assert left_after(mark) == []
 
 
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_running(tmp_path, env):
+    """SIGKILL, as an out-of-memory kill or a lost driver ends it, once the first stage
+    has ended: the report, rewritten as each stage ends, keeps that stage; `raybricks
+    report` says the run ended without a report of its end; nothing of it runs on."""
+    environment, mark = env
+    conf = SMALL_CLUSTER + "parallel_stages: 1\n"
+    with InTheBackground(tmp_path, environment, conf, "namespaces,detached_actors") as run:
+        run.wait_until_logged("namespaces: passed", interval=0.05)
+        run.proc.kill()
+        run.proc.wait(timeout=30)
+    run_dir = only_run_dir(run.log_root)
+    report = report_of(run_dir)
+    assert report["status"] == "running"  # its last report: the first stage's end
+    assert [(s["name"], s["status"]) for s in report["stages"]] == [
+        ("namespaces", "passed"),
+        ("detached_actors", "skipped"),
+    ]
+    assert "namespaces: passed" in (run_dir / "driver.log").read_text()  # saved as it ended
+    said = finished([BIN / "raybricks", "report", run_dir], environment)
+    assert "ended without a report of its end: the driver was killed or lost" in said.stdout
+    assert left_after(mark) == []
+    port = report["cluster"]["address"].rsplit(":", 1)[1]
+    assert wait_for(lambda: not list(Path("/tmp").glob(f"ray-{port}-*")), timeout=30)
+
+
 # A fourth cluster start (about a minute of both cores): in `make test-slow`. In `make
 # test` the runner's and the head's unit tests give up on a head that has gone.
 @pytest.mark.slow

@@ -178,7 +178,7 @@ def test_tree_of_actors_fails_when_a_worker_never_reaches_done(stage):
 
 
 # A table small enough for the session cluster, still many batches per actor.
-LIGHT_INFERENCE = {"rows": 6_000, "partitions": 2, "batch_size": 500, "load_seconds": 0.2}
+LIGHT_INFERENCE = {"rows": 6_000, "partitions": 2, "batch_size": 500, "load_seconds": 0.0}
 
 
 def test_batch_inference_evidence(full_run):

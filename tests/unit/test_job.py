@@ -37,6 +37,7 @@ def cluster_info(head: Head) -> ClusterInfo:
         namespace="ns-exec",
         auth_mode="token",
         fast_start="on",
+        spark_startup_seconds=1.0,
         startup_seconds=1.0,
         head=head,
     )
@@ -102,3 +103,27 @@ def test_on_another_ray_the_head_is_alive_while_its_port_takes_connections(monke
     assert not head.alive()
     with socket.create_server(("127.0.0.1", port)):
         assert head.alive()
+
+
+def test_an_exec_command_writes_to_the_console_while_the_runs_own_output_goes_to_its_log(
+    tmp_path,
+):
+    """Within a run's redirect, what this process (and Ray, Spark) print goes to the
+    driver log; the command's own output reaches the console untouched."""
+    log = tmp_path / "driver.log"
+    check = (
+        "import os, subprocess, sys\n"
+        "from raybricks.console import RunConsole\n"
+        "console = RunConsole()\n"
+        f"fd = os.open({str(log)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND)\n"
+        "with console.run_output_to(fd):\n"
+        "    print('Ray and Spark banners', flush=True)\n"
+        "    subprocess.run(['echo', 'also theirs'])\n"
+        "    output = console.command_output()\n"
+        "    command = [sys.executable, '-c', 'print(42)']\n"
+        "    subprocess.run(command, stdout=output[0], stderr=output[1], check=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "42\n"
+    assert log.read_text() == "Ray and Spark banners\nalso theirs\n"

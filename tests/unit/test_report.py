@@ -1,10 +1,15 @@
+import io
 import json
+import os
+import socket
+import subprocess
 
 import pytest
+from rich.console import Console
 
 from raybricks.errors import BadInput
 from raybricks.report.model import Report, StageResult, read_report, write_report
-from raybricks.report.summary import format_summary
+from raybricks.report.summary import format_summary, summary
 
 
 def a_report() -> Report:
@@ -96,3 +101,34 @@ def test_reading_a_folder_without_a_report_is_bad_input(tmp_path):
     (tmp_path / "report.json").write_text("{not json")
     with pytest.raises(BadInput, match="not a raybricks report"):
         read_report(tmp_path)
+
+
+def a_killed_run(driver_pid: int) -> Report:
+    """The last report a run wrote before its driver was killed: as a stage ended."""
+    report = a_report()
+    report.status, report.exit_code, report.seconds = "running", None, 14.2
+    report.driver = {"host": socket.gethostname(), "pid": driver_pid}
+    return report
+
+
+def test_a_report_left_running_by_a_killed_driver_says_the_run_ended_without_its_end():
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    text = format_summary(a_killed_run(gone.pid))
+    first = text.splitlines()[0]
+    assert "ended without a report of its end: the driver was killed or lost" in first
+    assert "14.2 s in" in first and "exit None" not in text
+    assert "options_override" in text and "passed" in text  # what had ended, as it ended
+
+
+def test_a_running_report_whose_driver_runs_still_says_running():
+    text = format_summary(a_killed_run(os.getpid()))
+    assert text.splitlines()[0] == "run 20260102T030405Z-abcdef: running in 14.2 s"
+    # A job run the workspace says has ended is one without a report of its end.
+    assert "ended without a report" in format_summary_of(a_killed_run(os.getpid()), gone=True)
+
+
+def format_summary_of(report: Report, gone: bool) -> str:
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(summary(report, driver_gone=gone))
+    return out.getvalue()

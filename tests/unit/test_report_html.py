@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from raybricks.cli import main
-from raybricks.report.html import HTML_FILE, write_html
+from raybricks.report.html import HTML_FILE, LABEL_WIDTH, write_html
 from raybricks.report.model import Report, StageResult, write_report
 
 
@@ -51,3 +51,26 @@ def test_report_html_writes_it_for_an_older_run(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--html"]) == 0
     assert (tmp_path / HTML_FILE).is_file()
     assert str(tmp_path / HTML_FILE) in capsys.readouterr().out
+
+
+def test_the_runs_phases_share_the_stages_time_axis(tmp_path):
+    """Spark's start, Ray's and the teardown are bars too, before and after the stages,
+    on the same seconds: a stage starting at 1.0 s lines up with the end of Ray's start."""
+    report = a_report()
+    report.add_phase("Spark start", 0.0, 0.4)
+    report.add_phase("Ray cluster start", 0.4, 1.0)
+    report.add_phase("teardown", 4.5, report.seconds)
+    page = write_html(report, tmp_path).read_text()
+    bars = re.findall(r'<rect class="([\w]+)" x="([\d.]+)" y="\d+" width="([\d.]+)"', page)
+    phases = [(float(x), float(width)) for kind, x, width in bars if kind == "phase"]
+    stage_starts = [float(x) for kind, x, _ in bars if kind != "phase"]
+    assert len(phases) == 3 and phases[0][0] == LABEL_WIDTH  # Spark's start at 0 s
+    ray_start_end = phases[1][0] + phases[1][1]
+    assert abs(ray_start_end - stage_starts[0]) < 1.0  # namespaces starts at 1.0 s
+    assert "Spark start" in page and "teardown" in page
+
+
+def test_the_worker_node_chart_is_no_taller_than_what_it_shows(tmp_path):
+    page = write_html(a_report(), tmp_path).read_text()
+    (height,) = re.findall(r'<svg [^>]*height="(\d+)"[^>]*aria-label="Ray worker nodes', page)
+    assert int(height) <= 60  # two nodes at the most

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from pyspark import SparkContext
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from raybricks.cluster.arguments import LOOPBACK
@@ -97,8 +97,10 @@ def get_or_create_spark(platform: Platform, cluster: ClusterSettings) -> Spark:
         return Spark(existing, started_here=False)
     if platform.spark_master is None:
         _executors_find_the_interpreter()
-        session = SparkSession.builder.appName("raybricks").getOrCreate()
-        _quiet_unless_asked(session)
+        builder = SparkSession.builder.appName("raybricks")
+        if _no_log_level_asked(SparkConf()):  # spark-submit's conf, as its JVM holds it
+            builder = builder.config("spark.log.level", "WARN")
+        session = builder.getOrCreate()
         logger.debug(
             "made a session from spark-submit's conf (master %s)", session.sparkContext.master
         )
@@ -156,15 +158,13 @@ def _worker_gpus(
         yield spark_gpu_conf(per_worker, script)
 
 
-def _quiet_unless_asked(session: SparkSession) -> None:
-    """Spark's INFO log (hundreds of lines a run) off, unless the user chose a level:
-    `spark.log.level`, or a log4j configuration of their own."""
-    conf = session.sparkContext.getConf()
+def _no_log_level_asked(conf: SparkConf) -> bool:
+    """Whether the user left Spark's log level alone (no `spark.log.level`, no log4j
+    configuration of their own): then Spark's INFO log (hundreds of lines a run) is off."""
     java_options = conf.get("spark.driver.extraJavaOptions") or ""
     conf_dir = os.environ.get("SPARK_CONF_DIR")
     own_log4j = "log4j" in java_options or bool(conf_dir and list(Path(conf_dir).glob("log4j2.*")))
-    if conf.get("spark.log.level") is None and not own_log4j:
-        session.sparkContext.setLogLevel("WARN")
+    return conf.get("spark.log.level") is None and not own_log4j
 
 
 def _executors_find_the_interpreter() -> None:

@@ -1,7 +1,8 @@
 """`report.html`: a run's report for people, self-contained (no network), rendered
 from `report.json`'s model with a Jinja2 template: status, cluster and versions, the
-stages on a time axis (parallel ones side by side), Ray worker nodes over time, each
-stage's evidence, errors with their traceback."""
+run's phases (Spark's start, Ray's, the teardown) and its stages on one time axis
+(parallel stages side by side), Ray worker nodes over time, each stage's evidence,
+errors with their traceback."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from raybricks.report.model import Report
 
 HTML_FILE = "report.html"
 COLORS = {"passed": "#1f8a4c", "failed": "#c62828", "cancelled": "#b26a00", "skipped": "#8a939c"}
+PHASE_COLOR = "#5b7083"
 LABEL_WIDTH, PLOT_WIDTH, ROW = 150, 640, 26
+NODE_ROW = 14  # the worker-node chart's height per node: no taller than what it shows
 
 _environment = Environment(
     loader=PackageLoader("raybricks.report", "templates"),
@@ -29,7 +32,11 @@ _environment.filters["pretty"] = lambda value: (
 
 def write_html(report: Report, run_dir: Path) -> Path:
     target = run_dir / HTML_FILE
-    span = max([report.seconds, *(_end(s) for s in report.stages)], default=0.0) or 1.0
+    ends = [
+        *(_end(s) for s in report.stages),
+        *(p.started_at_seconds + p.seconds for p in report.phases),
+    ]
+    span = max([report.seconds, *ends], default=0.0) or 1.0
     page = _environment.get_template("report.html.j2").render(
         report=report, timeline=_timeline(report, span), nodes=_nodes(report, span)
     )
@@ -45,32 +52,39 @@ def _x(seconds: float, span: float) -> float:
 
 
 def _timeline(report: Report, span: float) -> dict[str, Any]:
-    bars = []
-    for row, stage in enumerate(report.stages):
-        start = stage.started_at_seconds
-        bars.append(
-            {
-                "name": stage.name,
-                "status": stage.status,
-                "seconds": f"{stage.seconds:.1f}",
-                "x": _x(start or 0.0, span),
-                "width": max(2.0, round(PLOT_WIDTH * stage.seconds / span, 1))
-                if start is not None
-                else 0,
-                "y": 6 + row * ROW,
-                "color": COLORS.get(stage.status, "#8a939c"),
-            }
-        )
+    """A bar per phase of the run, then one per stage, on one axis of seconds."""
+    rows: list[dict[str, Any]] = [
+        _bar(p.name, "phase", p.started_at_seconds, p.seconds, PHASE_COLOR, span)
+        for p in report.phases
+    ]
+    rows += [
+        _bar(s.name, s.status, s.started_at_seconds, s.seconds, COLORS.get(s.status, ""), span)
+        for s in report.stages
+    ]
+    for row, bar in enumerate(rows):
+        bar["y"] = 6 + row * ROW
     step = _tick_step(span)
     ticks = [
         {"x": _x(t * step, span), "label": f"{t * step:g} s"} for t in range(int(span // step) + 1)
     ]
-    height = 6 + len(bars) * ROW + 24
     return {
-        "bars": bars,
+        "bars": rows,
         "axis": {"ticks": ticks},
         "width": LABEL_WIDTH + PLOT_WIDTH + 140,
-        "height": height,
+        "height": 6 + len(rows) * ROW + 24,
+    }
+
+
+def _bar(
+    name: str, status: str, start: float | None, seconds: float, color: str, span: float
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "status": status,
+        "seconds": f"{seconds:.1f}",
+        "x": _x(start or 0.0, span),
+        "width": max(2.0, round(PLOT_WIDTH * seconds / span, 1)) if start is not None else 0,
+        "color": color or COLORS["skipped"],
     }
 
 
@@ -79,10 +93,10 @@ def _nodes(report: Report, span: float) -> dict[str, Any]:
     if not samples:
         return {"points": ""}
     top = max(count for _, count in samples) or 1
-    height = 120
+    height = 20 + NODE_ROW * int(top)
 
     def y(count: float) -> float:
-        return round(10 + (height - 30) * (1 - count / top), 1)
+        return round(10 + (height - 20) * (1 - count / top), 1)
 
     points, previous = [], None
     for seconds, count in samples:

@@ -7,12 +7,17 @@ sees half of it.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import socket
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
+
+import psutil
 
 import raybricks
 from raybricks.errors import BadInput
@@ -41,6 +46,15 @@ class StageResult:
 
 
 @dataclass
+class Phase:
+    """A step of the run itself (Spark's start, Ray's, the teardown), on the stages' clock."""
+
+    name: str
+    started_at_seconds: float
+    seconds: float
+
+
+@dataclass
 class Report:
     run_id: str
     started_at: str
@@ -55,24 +69,43 @@ class Report:
     command: dict[str, Any] | None = None  # set by `raybricks exec`
     # [seconds from the run's start, live Ray worker nodes], at each stage's start and end
     worker_nodes: list[list[float]] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    driver: dict[str, Any] = field(default_factory=dict)  # host and pid of the run's driver
+    clock: float = field(default_factory=time.monotonic, repr=False, compare=False)  # its start
 
     @classmethod
     def begin(cls, run_id: str, settings: dict[str, Any]) -> Report:
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        return cls(run_id=run_id, started_at=started, versions=versions(), settings=settings)
+        driver = {"host": socket.gethostname(), "pid": os.getpid()}
+        return cls(run_id, started, versions=versions(), settings=settings, driver=driver)
+
+    def elapsed(self) -> float:
+        """Seconds since the run began, on the clock its stages and phases share."""
+        return round(time.monotonic() - self.clock, 2)
+
+    def add_phase(self, name: str, started_at_seconds: float, ended_at_seconds: float) -> None:
+        seconds = round(ended_at_seconds - started_at_seconds, 2)
+        self.phases.append(Phase(name, round(started_at_seconds, 2), max(0.0, seconds)))
 
     def finish(self, status: RunStatus, exit_code: int) -> None:
-        started = datetime.fromisoformat(self.started_at)
-        self.seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 2)
+        self.seconds = self.elapsed()
         self.status, self.exit_code = status, exit_code
 
+    def ended_unreported(self) -> bool:
+        """Whether a report that says `running` outlived its driver, on this machine: the
+        driver was killed, or lost, before it could write how the run ended."""
+        if self.status != "running" or self.driver.get("host") != socket.gethostname():
+            return False
+        return not psutil.pid_exists(int(self.driver.get("pid", 0)))
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if key != "clock"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
         stages = [StageResult(**stage) for stage in data.get("stages", [])]
-        return cls(**{**data, "stages": stages})
+        phases = [Phase(**phase) for phase in data.get("phases", [])]
+        return cls(**{**data, "stages": stages, "phases": phases})
 
 
 def versions() -> dict[str, str]:

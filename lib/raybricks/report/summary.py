@@ -4,6 +4,7 @@ outcome, its cluster, and per stage its status, seconds and what it proved."""
 from __future__ import annotations
 
 import io
+import shlex
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -14,16 +15,15 @@ from raybricks.report.model import Report
 STYLES = {"passed": "green", "failed": "bold red", "cancelled": "yellow", "skipped": "dim"}
 
 
-def summary(report: Report, with_cluster: bool = True) -> RenderableType:
+def summary(
+    report: Report, with_cluster: bool = True, driver_gone: bool | None = None
+) -> RenderableType:
     """The summary as rich renders it (a terminal in colour, a pipe in plain text);
-    `with_cluster=False` at the end of a run, whose console said it already."""
-    lines: list[RenderableType] = [
-        Text.assemble(
-            f"run {report.run_id}: ",
-            (report.status, STYLES.get(report.status, "")),
-            f" in {report.seconds:.1f} s (exit {report.exit_code})",
-        )
-    ]
+    `with_cluster=False` at the end of a run, whose console said it already. A report
+    that says `running` whose driver is gone (`driver_gone`; default: looked for on this
+    machine) says the run ended without a report of its end."""
+    gone = report.ended_unreported() if driver_gone is None else driver_gone
+    lines: list[RenderableType] = [_outcome(report, gone and report.status == "running")]
     if report.cluster and with_cluster:
         c = report.cluster
         lines.append(
@@ -36,11 +36,27 @@ def summary(report: Report, with_cluster: bool = True) -> RenderableType:
     if report.error:
         lines.append(Text(f"error: {report.error}", style=STYLES["failed"]))
     if report.command:
-        argv = " ".join(report.command["argv"])
+        argv = shlex.join(report.command["argv"])
         lines.append(Text(f"command: {argv} -> exit {report.command['exit_code']}"))
     if report.stages:
         lines.append(_stage_table(report))
     return Group(*lines)
+
+
+def _outcome(report: Report, ended_unreported: bool) -> Text:
+    if ended_unreported:
+        return Text.assemble(
+            f"run {report.run_id}: ",
+            ("ended without a report of its end", STYLES["failed"]),
+            f": the driver was killed or lost (its last report, {report.seconds:.1f} s in, "
+            "is below)",
+        )
+    ending = "" if report.status == "running" else f" (exit {report.exit_code})"
+    return Text.assemble(
+        f"run {report.run_id}: ",
+        (report.status, STYLES.get(report.status, "")),
+        f" in {report.seconds:.1f} s{ending}",
+    )
 
 
 def _resources(cluster: dict) -> str:

@@ -27,6 +27,7 @@ from raybricks.report.model import REPORT_FILE, Report
 logger = logging.getLogger(__name__)
 
 DBFS_READ_BYTES = 1024 * 1024  # the DBFS read API's maximum per call
+ENDED_STATES = {"TERMINATED", "SKIPPED", "INTERNAL_ERROR"}  # a job run's life-cycle states
 
 
 class WorkspaceError(Exception):
@@ -38,6 +39,7 @@ class JobRun:
     run_id: int
     url: str
     parameters: list[str]
+    ended: bool = False  # the job run has terminated (its report may still say running)
 
     @property
     def log_path(self) -> str:
@@ -81,7 +83,9 @@ def find_run(w: WorkspaceClient, run_id: int | None = None, job_name: str | None
         run = w.jobs.get_run(run_id, include_resolved_values=True)
     given = [task.python_wheel_task or task.spark_python_task for task in run.tasks or []]
     parameters = next((list(t.parameters or []) for t in given if t is not None), [])
-    return JobRun(run_id=run_id, url=run.run_page_url or "", parameters=parameters)
+    state = run.state.life_cycle_state if run.state else None
+    ended = getattr(state, "value", state) in ENDED_STATES
+    return JobRun(run_id, run.run_page_url or "", parameters, ended)
 
 
 def fetch_report(w: WorkspaceClient, run: JobRun) -> Report:

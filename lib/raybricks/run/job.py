@@ -56,6 +56,7 @@ def run_stages(
 
     def stage_ended() -> None:
         report.worker_nodes = runner.node_counts
+        report.seconds = report.elapsed()  # how far it got, if nothing is written after
         write_report(report, run_dir)
         on_progress()
 
@@ -67,6 +68,7 @@ def run_stages(
         settings.parallel_stages,
         settings.autoscaling,
         stage_ended,
+        clock=report.clock,
     )
     # The report lists every selected stage from the start (skipped until run).
     report.stages = runner.results
@@ -167,9 +169,14 @@ def _run(
     stream_worker_logs: bool = True,
 ) -> Report:
     write_report(report, run_dir)
+    marks: dict[str, float] = {}  # when the cluster was ready, and the work ended
 
     def started(cluster: ClusterInfo) -> None:
         report.cluster = cluster.as_dict()
+        marks["ready"] = ready = report.elapsed()
+        ray_began = ready - cluster.startup_seconds
+        report.add_phase("Spark start", ray_began - cluster.spark_startup_seconds, ray_began)
+        report.add_phase("Ray cluster start", ray_began, ready)
 
     try:
         with (
@@ -187,6 +194,8 @@ def _run(
                 _ended(report, exc)
                 write_report(report, run_dir)
                 raise
+            finally:
+                marks["work"] = report.elapsed()
     except (Cancelled, KeyboardInterrupt) as exc:
         _ended(report, exc)
         logger.warning("run %s; the cluster was shut down", report.error)
@@ -201,9 +210,20 @@ def _run(
     finally:
         if report.status == "running":  # something beyond Exception, e.g. SystemExit
             report.finish("failed", ExitCode.STAGE_FAILED)
+        _teardown_phases(report, marks)
         write_report(report, run_dir)
         _write_html(report, run_dir)
     return report
+
+
+def _teardown_phases(report: Report, marks: dict[str, float]) -> None:
+    """A command's phase (exec's: its stages have bars of their own) and the teardown,
+    from the work's end to the report's."""
+    if "ready" not in marks or "work" not in marks:
+        return
+    if report.command is not None:
+        report.add_phase("command", marks["ready"], marks["work"])
+    report.add_phase("teardown", marks["work"], report.seconds)
 
 
 def _handoff_root(settings: Settings, run_dir: Path) -> Path:

@@ -73,12 +73,14 @@ class Runner:
         parallel: int = 1,
         autoscaling: bool = False,
         on_stage_end: Callable[[], None] = lambda: None,
+        clock: float | None = None,
     ) -> None:
         """`stages`: the selected stages, (name, class) in order. `worker_nodes` gives the
         cluster's live worker nodes: any lost or joined while a stage runs are logged
         and recorded in its evidence: as a fault, unless the cluster `autoscaling`.
         `on_stage_end` is called as each stage's result is recorded (its errors are
-        logged: a stage's result stands)."""
+        logged: a stage's result stands). `clock`: the run's start (monotonic), from
+        which stages' start times count (default: now)."""
         self.stages = list(stages)
         self.params_for = params_for
         self.timeout_seconds = timeout_seconds
@@ -88,7 +90,7 @@ class Runner:
         self.on_stage_end = on_stage_end
         self.results = [StageResult(name) for name, _ in self.stages]
         self.head: Head | None = None
-        self.clock = time.monotonic()  # the run's start, for each stage's start time
+        self.clock = clock or time.monotonic()  # the run's start, for each stage's start
         self.node_counts: list[list[float]] = []  # [seconds since the start, live nodes]
 
     @property
