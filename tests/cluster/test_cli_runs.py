@@ -277,6 +277,7 @@ def test_exec_hands_each_cluster_to_its_command(tmp_path, env, sides):
         "assert ray.get_runtime_context().namespace == sys.argv[2]\n"
         "open(sys.argv[1], 'w').write(os.environ['RAY_AUTH_TOKEN'])\n"
         "alive = [n for n in ray.nodes() if n['Alive']]\n"
+        "print(40 + len(alive))\n"
         "sys.exit(40 + len(alive))\n"  # the head and one worker node: 42
     )
     roots = {side: tmp_path / side for side in sides}
@@ -289,11 +290,11 @@ def test_exec_hands_each_cluster_to_its_command(tmp_path, env, sides):
         options = ["--conf", conf, "--namespace", namespace, "--log-path", root / "runs"]
         command = [sys.executable, "-c", driver, root / "token", namespace]
         raybricks = [sys.executable, "-c", SIDES[side][0] + RAYBRICKS_MAIN]
-        with (root / "stderr.txt").open("w") as stderr:
+        with (root / "stderr.txt").open("w") as stderr, (root / "stdout.txt").open("w") as out:
             return subprocess.Popen(
                 [*raybricks, "exec", *options, "--", *command],
                 env=environment,
-                stdout=subprocess.DEVNULL,
+                stdout=out,
                 stderr=stderr,
             )
 
@@ -309,6 +310,13 @@ def test_exec_hands_each_cluster_to_its_command(tmp_path, env, sides):
     assert left_after(mark) == []
     tokens = [(root / "token").read_text() for root in roots.values()]
     assert len(set(tokens)) == len(sides) and all(len(token) == 64 for token in tokens)
+    for root in roots.values():  # a few lines of raybricks' own, and the command's own
+        console = [
+            *(root / "stderr.txt").read_text().splitlines(),
+            *(root / "stdout.txt").read_text().splitlines(),
+        ]
+        assert "42" in console and len(console) <= 12, "\n".join(console)
+        assert not [line for line in console if "Traceback" in line or "Next steps" in line]
     for root, token in zip(roots.values(), tokens, strict=True):
         run_dir = only_run_dir(root / "runs")
         assert wait_for(partial(ray_node_logs, run_dir), timeout=30)

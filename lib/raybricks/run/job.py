@@ -95,7 +95,9 @@ def run_stages(
             report.cluster["worker_nodes_seen"] = nodes_seen(runner.node_counts)
             with contextlib.suppress(OSError):  # empty once every stage's went
                 handoffs.rmdir()
+        began = report.elapsed()
         cluster.head.wait_for(partial(_save_timeline, run_dir))
+        report.add_phase("Ray's timeline saved", began, report.elapsed())
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
     # This driver takes no output from its workers (log_to_driver=False): no log monitors.
