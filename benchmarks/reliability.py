@@ -67,7 +67,7 @@ class Scenario:
 
 # What a run puts in the temp root: Ray's nodes (lock files, temp folders), the
 # dashboard's module forkserver (its socket's folder), Spark's JVMs.
-RUN_FILES = ("ray-*", "pymp-*", "spark-*", "blockmgr-*", "liblz4-java*")
+RUN_FILES = ("ray-*", "raybricks-*", "pymp-*", "spark-*", "blockmgr-*", "liblz4-java*")
 
 
 def run_files(root: Path) -> dict[Path, int]:

@@ -421,6 +421,8 @@ def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_runn
     report` says the run ended without a report of its end; nothing of it runs on."""
     environment, mark = env
     conf = SMALL_CLUSTER + "parallel_stages: 1\n"
+    temp = environment["TMPDIR"] = str(tmp_path / "tmp")  # what Python's tempfile makes
+    Path(temp).mkdir()
     with InTheBackground(tmp_path, environment, conf, "namespaces,detached_actors") as run:
         run.wait_until_logged("namespaces: passed", interval=0.05)
         run.proc.kill()
@@ -438,6 +440,8 @@ def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_runn
     assert left_after(mark) == []
     port = report["cluster"]["address"].rsplit(":", 1)[1]
     assert wait_for(lambda: not list(Path("/tmp").glob(f"ray-{port}-*")), timeout=30)
+    # Killed as the second stage starts a driver of its own: no temp file of it stays.
+    assert wait_for(lambda: not any(Path(temp).iterdir()), timeout=30), list(Path(temp).iterdir())
 
 
 # A fourth cluster start (about a minute of both cores): in `make test-slow`. In `make

@@ -17,9 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from raybricks.stages.base import StageFailed
@@ -32,31 +30,32 @@ def run_elsewhere(
 ) -> Any:
     """Call `function(**kwargs)` in a new driver process in `namespace`; its result."""
     target = f"{function.__module__}:{function.__qualname__}"
-    with tempfile.TemporaryDirectory(prefix="raybricks-driver-") as folder:
-        result_file = Path(folder) / "result.json"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                __name__,
-                str(os.getpid()),
-                target,
-                namespace,
-                json.dumps(kwargs),
-                str(result_file),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0 or not result_file.exists():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise StageFailed(f"driver {target} in namespace {namespace!r} failed: {last}")
-        return json.loads(result_file.read_text())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            __name__,
+            str(os.getpid()),
+            target,
+            namespace,
+            json.dumps(kwargs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StageFailed(f"driver {target} in namespace {namespace!r} failed: {last}")
+    return json.loads(done.stdout)
 
 
-def _main(parent: str, target: str, namespace: str, arguments: str, result_file: str) -> None:
+def _main(parent: str, target: str, namespace: str, arguments: str) -> None:
     _end_with(int(parent))
+    # The result is all this process writes to its stdout (no temp file: a killed run
+    # would leave it); whatever Ray or the function prints goes to stderr.
+    result_out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     import ray
 
     module, name = target.split(":")
@@ -66,7 +65,8 @@ def _main(parent: str, target: str, namespace: str, arguments: str, result_file:
         result = function(**json.loads(arguments))
     finally:
         ray.shutdown()
-    Path(result_file).write_text(json.dumps(result))
+    with result_out:
+        json.dump(result, result_out)
 
 
 def _end_with(parent: int) -> None:
