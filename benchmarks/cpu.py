@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
-from benchmarks.processes import left_after, marked_env
 
-from raybricks.report.model import versions
+from benchmarks.machine import described
+from benchmarks.processes import left_after, marked_env
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -114,13 +114,11 @@ def main() -> None:
     median = {kind: statistics.median(s.get(kind, 0.0) for s, _, _ in measured) for kind in kinds}
     total = statistics.median(sum(s.values()) for s, _, _ in measured)
     wall = statistics.median(w for _, _, w in measured)
-    v = versions()
     lines = [
         "# Where a run's CPU goes",
         "",
         f"Written by `python -m benchmarks.cpu --runs {runs}` on {time.strftime('%Y-%m-%d')}: "
-        f"{psutil.cpu_count()} cores; Python {v['python']}, Ray {v['ray']}, pyspark "
-        f"{v['pyspark']}. Each run is `raybricks run --target local --stages namespaces` "
+        f"{described()}. Each run is `raybricks run --target local --stages namespaces` "
         "(local-cluster[3,1,1024], two Ray worker nodes, fast start on; the lightest stage, "
         "so this is mostly the cluster's start and teardown). CPU seconds (user and system) "
         f"of every process the run started, sampled every {SAMPLE_SECONDS} s; medians of "

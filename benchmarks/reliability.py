@@ -26,6 +26,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+from benchmarks.machine import described
 from benchmarks.processes import (
     kill_node,
     left_after,
@@ -280,7 +281,7 @@ def main() -> int:
             round(args.node_loss_step * 10),
         ),
     ]
-    with tempfile.TemporaryDirectory(prefix="raybricks-reliability-") as folder:
+    with tempfile.TemporaryDirectory(prefix="reliability-") as folder:
         for scenario, scenario_runs, count in plan:
             temp_before, cache_before = run_files(TEMP_ROOT), cache_files()
             scenario_runs(scenario, Path(folder), count)
@@ -292,8 +293,8 @@ def main() -> int:
         f"Written by `python -m benchmarks.reliability --runs {args.runs} --pairs {args.pairs} "
         f"--cancels {args.cancels} --sweep-step {args.sweep_step:g} "
         f"--node-loss-step {args.node_loss_step:g}` on "
-        f"{time.strftime('%Y-%m-%d')}; each run is "
-        "`raybricks run --target local` (local-cluster[2,1,1024], two Ray worker nodes). "
+        f"{time.strftime('%Y-%m-%d')}: {described()}. Each run is "
+        "`raybricks run --target local` (local-cluster[3,1,1024], two Ray worker nodes). "
         "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: what "
         "runs put there (Ray's lock files and temp folders, the dashboard's forkserver "
         "socket folders, Spark's) after the scenario that was not before; "

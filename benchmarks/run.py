@@ -9,7 +9,6 @@ their logs and clean up after the driver exits), so no run pays for another's ex
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.machine import described
 from benchmarks.processes import left_after, marked_env
 from benchmarks.rounds import ROUNDS, paired_ratio
 from benchmarks.standalone import StandaloneCluster
-from raybricks.report.model import versions
 from raybricks.stages.registry import BUILT_IN
 
 HERE = Path(__file__).resolve().parent
@@ -301,14 +300,11 @@ def main():
         by_nodes = startup_by_nodes(folder, repeat)
         scoring, scoring_peak = batch_scoring(folder, repeat)
     direct = pool.pop("direct round-robin")
-    v = versions()
     lines = [
         "# Benchmark results",
         "",
         f"Written by `python -m benchmarks.run --repeat {repeat}` on {time.strftime('%Y-%m-%d')}: "
-        f"{platform.machine()}, {psutil.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {v['python']}, "
-        f"Ray {v['ray']}, pyspark {v['pyspark']}, raybricks {v['raybricks']}. Each figure is "
+        f"{described()}. Each figure is "
         f"the median of {repeat} runs, the two compared taking turns (call rates: of {ROUNDS} "
         "alternating rounds); each ratio is the median of the rounds' own ratios. On "
         "local-cluster[3,1,1024] with two Ray worker nodes (the third executor is Spark's "
