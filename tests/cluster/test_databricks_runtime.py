@@ -200,7 +200,7 @@ def test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_
     assert list(temp_root.iterdir()) == []
 
 
-# Six stages on two worker nodes through spark-submit: about 90 s of both cores, in
+# Every stage on two worker nodes through spark-submit: about 90 s of both cores, in
 # `make test-slow` and `make test-runtimes`; in `make test`, the cancelled job task below
 # goes the same Databricks way through the start.
 @pytest.mark.slow
@@ -223,8 +223,8 @@ def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tm
     run_dir = only_run_dir(volume)
     report = report_of(run_dir)
     assert [(s["name"], s["status"]) for s in report["stages"]] == [
-        (name, "passed") for name in BUILT_IN
-    ]
+        (name, "skipped" if name == "gpu_actors" else "passed") for name in BUILT_IN
+    ]  # a CPU cluster: gpu_actors skips itself, saying why
     went_the_databricks_way(run_dir, done.stdout + done.stderr)
     assert left_after(mark) == []
     assert list(temp_root.iterdir()) == []  # Ray's temp folders went under the temp root
