@@ -12,6 +12,7 @@ from pathlib import Path
 from benchmarks.processes import live_driver_log, wait_for
 
 from raybricks.cluster.spark import QUICK_START_JVM
+from raybricks.stages.registry import BUILT_IN
 from tests.helpers import ROOT
 
 BIN = Path(sys.executable).parent
@@ -59,6 +60,14 @@ def forkserver_folders() -> set[Path]:
 
 def report_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "report.json").read_text())
+
+
+def stage_statuses(report: dict) -> list[tuple[str, str]]:
+    return [(stage["name"], stage["status"]) for stage in report["stages"]]
+
+
+# A whole run on a cluster without GPUs: gpu_actors skips itself, saying why.
+EVERY_STAGE_ON_CPUS = [(name, "skipped" if name == "gpu_actors" else "passed") for name in BUILT_IN]
 
 
 class InTheBackground:

@@ -29,6 +29,7 @@ from tests.cluster.runs import (
     one_stage,
     only_run_dir,
     report_of,
+    stage_statuses,
 )
 from tests.helpers import CHROMIUM, ROOT, png_shades, render_in_chromium
 
@@ -71,9 +72,7 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
     assert report["cluster"]["auth_mode"] == "token"
     assert report["cluster"]["startup_seconds"] > 0
     assert report["cluster"]["fast_start"] == "on"
-    assert [(s["name"], s["status"]) for s in report["stages"]] == [
-        (name, "passed") for name in STAGES
-    ]
+    assert stage_statuses(report) == [(name, "passed") for name in STAGES]
     assert all(stage["evidence"] and stage["headline"] for stage in report["stages"])
     assert "stage 8/8 gpu_actors: passed" in (run_dir / "driver.log").read_text()
     assert (run_dir / "ray-timeline.json").stat().st_size > 0
@@ -407,7 +406,7 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
     assert report["status"] == "failed" and report["exit_code"] == 3
     assert report["error"].startswith(error)
     assert error in done.stderr
-    assert [(s["name"], s["status"]) for s in report["stages"]] == [(n, "skipped") for n in STAGES]
+    assert stage_statuses(report) == [(n, "skipped") for n in STAGES]
     # A local master's size is known before Spark starts: then it does not start.
     spark_started = "Spark up" in (only_run_dir(log_root) / "driver.log").read_text()
     assert spark_started == (not flags)
@@ -430,7 +429,7 @@ def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_runn
     run_dir = only_run_dir(run.log_root)
     report = report_of(run_dir)
     assert report["status"] == "running"  # its last report: the first stage's end
-    assert [(s["name"], s["status"]) for s in report["stages"]] == [
+    assert stage_statuses(report) == [
         ("namespaces", "passed"),
         ("detached_actors", "skipped"),
     ]

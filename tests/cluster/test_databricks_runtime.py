@@ -29,8 +29,15 @@ import psutil
 import pytest
 from benchmarks.processes import left_after, live_driver_log, marked_env, wait_for
 
-from raybricks.stages.registry import BUILT_IN
-from tests.cluster.runs import RUN_TIMEOUT, SPARK_SUBMIT, finished, only_run_dir, report_of
+from tests.cluster.runs import (
+    EVERY_STAGE_ON_CPUS,
+    RUN_TIMEOUT,
+    SPARK_SUBMIT,
+    finished,
+    only_run_dir,
+    report_of,
+    stage_statuses,
+)
 from tests.helpers import ROOT
 
 HERE = Path(__file__).parent / "emulated_databricks"
@@ -183,7 +190,7 @@ def test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_
     assert [c["opened"] for c in ended.values()] == [[], [], []], "appended or updated in place"
     assert not (volume / "refused").exists()
     failed = report_of(only_run_dir(volume / "failed"))
-    assert [(s["name"], s["status"]) for s in failed["stages"]] == [("options_override", "failed")]
+    assert stage_statuses(failed) == [("options_override", "failed")]
     cancelled_dir = only_run_dir(volume / "cancelled")
     assert cancelled_dir.name.endswith("-job123")
     cancelled = report_of(cancelled_dir)
@@ -222,9 +229,7 @@ def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tm
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = only_run_dir(volume)
     report = report_of(run_dir)
-    assert [(s["name"], s["status"]) for s in report["stages"]] == [
-        (name, "skipped" if name == "gpu_actors" else "passed") for name in BUILT_IN
-    ]  # a CPU cluster: gpu_actors skips itself, saying why
+    assert stage_statuses(report) == EVERY_STAGE_ON_CPUS
     went_the_databricks_way(run_dir, done.stdout + done.stderr)
     assert left_after(mark) == []
     assert list(temp_root.iterdir()) == []  # Ray's temp folders went under the temp root

@@ -12,16 +12,14 @@ from benchmarks.processes import left_after
 
 from raybricks.stages.registry import BUILT_IN as STAGES
 from tests.cluster.conftest import FullRun, whole_run
-from tests.cluster.runs import RUN_TIMEOUT, report_of
+from tests.cluster.runs import RUN_TIMEOUT, report_of, stage_statuses
 from tests.helpers import ROOT
 
 
 def every_stage_passed_gpu_actors_with_its_evidence(run: FullRun, fast_start: str) -> None:
     assert run.done.returncode == 0, run.done.stderr[-3000:]
     report = report_of(run.run_dir)
-    assert [(s["name"], s["status"]) for s in report["stages"]] == [
-        (name, "passed") for name in STAGES
-    ]
+    assert stage_statuses(report) == [(name, "passed") for name in STAGES]
     cluster = report["cluster"]
     assert (cluster["gpus_per_worker_node"], cluster["total_gpus"]) == (1, 2.0)
     assert cluster["fast_start"] == fast_start

@@ -17,15 +17,16 @@ from pathlib import Path
 import pytest
 from benchmarks.processes import left_after, marked_env, of_ray_cluster, wait_for
 
-from raybricks.stages.registry import BUILT_IN
 from tests.cluster.runs import (
     BIN,
+    EVERY_STAGE_ON_CPUS,
     SPARK_SUBMIT,
     InTheBackground,
     finished,
     forkserver_folders,
     only_run_dir,
     report_of,
+    stage_statuses,
 )
 from tests.helpers import ROOT
 
@@ -58,9 +59,7 @@ def test_every_stage_passes_on_a_standalone_cluster(standalone_spark, env, tmp_p
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir, report = report_in(log_root)
-    assert [(s["name"], s["status"]) for s in report["stages"]] == [
-        (name, "passed") for name in BUILT_IN
-    ]
+    assert stage_statuses(report) == EVERY_STAGE_ON_CPUS
     assert report["cluster"]["spark_master"] == standalone_spark.url
     # Each worker node ran in an executor of a Spark worker, and left its logs.
     assert executor_outputs(standalone_spark).count("Ray runtime started") >= 2
@@ -129,9 +128,7 @@ def test_spark_submit_on_a_standalone_cluster_runs_every_stage(standalone_spark,
     )  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     run_dir, report = report_in(log_root)
-    assert [(s["name"], s["status"]) for s in report["stages"]] == [
-        (name, "passed") for name in BUILT_IN
-    ]
+    assert stage_statuses(report) == EVERY_STAGE_ON_CPUS
     assert report["cluster"]["spark_master"] == standalone_spark.url
     assert len(list(run_dir.glob("ray-*-node-*-logs/*/raylet.out"))) == 2
     assert left_after(mark) == []
