@@ -329,9 +329,13 @@ def test_a_cancelled_job_task_ends_with_143_after_shutting_down(
         assert started, stderr.read_text()[-3000:]
         time.sleep(1.0)
         driver_process = python_driver(task.pid)
+        before = len(live_driver_log(driver_process.pid))  # a fallback start shut one down
         driver_process.send_signal(signal.SIGTERM)  # as a cancel reaches it
         # ... and once more while the teardown it started runs: that one waits for it
-        assert wait_for(lambda: logged(task.pid, "shutting the Ray cluster down"), 120, 0.05)
+        tearing_down = "shutting the Ray cluster down"
+        assert wait_for(
+            lambda: tearing_down in live_driver_log(driver_process.pid)[before:], 120, 0.05
+        )
         with contextlib.suppress(psutil.NoSuchProcess):
             driver_process.send_signal(signal.SIGTERM)
         assert task.wait(timeout=120) == 143, stderr.read_text()[-3000:]
@@ -346,7 +350,7 @@ def test_a_cancelled_job_task_ends_with_143_after_shutting_down(
     assert (stage["status"], stage["error"]) == stage_ends
     assert report["cluster"]["address"], "the report names the cluster that had started"
     log = (run_dir / "driver.log").read_text()
-    assert first_logged in log
+    assert first_logged in log, log[-4000:]
     assert "SIGTERM while shutting down: finishing that first" in log
     assert wait_for(lambda: list(run_dir.glob("ray-*-logs/*/raylet*.out")), 30)  # logs collected
     went_the_databricks_way(run_dir, stderr.read_text())

@@ -62,6 +62,20 @@ class Interrupted(Stage[StageParams]):
             ctx.record(cleaned_up=True)
 
 
+class CancelledTwice(Stage[StageParams]):
+    summary = "a second SIGTERM arrives while the runner stops it after the first"
+
+    def run(self, ctx: StageContext, params: StageParams) -> None:
+        ran.append(NAMES[type(self)])
+        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            ctx.wait(5)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the main thread handles it while it waits for this stage
+            ctx.record(cleaned_up=True)
+
+
 class CannotRunHere(Stage[StageParams]):
     summary = "finds it cannot run on this cluster"
 
@@ -96,6 +110,7 @@ TOYS: dict[str, type[Stage]] = {
     "expect_fails": ExpectFails,
     "raises": Raises,
     "interrupted": Interrupted,
+    "cancelled_twice": CancelledTwice,
     "hangs": Hangs,
     "meets": Meets,
     "cannot_run_here": CannotRunHere,
@@ -178,6 +193,17 @@ def test_a_signal_during_a_stage_cancels_the_run_and_leaves_the_rest_skipped(sig
     ]
     assert runner.results[1].error == "interrupted (SIGTERM)"
     assert runner.results[1].evidence == {"cleaned_up": True}  # stopped, and its cleanup ran
+
+
+def test_a_second_signal_while_stages_stop_still_records_how_each_ended(sigterm_cancels, caplog):
+    runner = Runner(selected(["cancelled_twice"]), lambda name: StageParams())
+    with caplog.at_level("INFO"), pytest.raises(Cancelled):
+        runner.run(context)
+    (result,) = runner.results
+    assert (result.status, result.error) == ("cancelled", "interrupted (SIGTERM)")
+    assert result.evidence == {"cleaned_up": True}
+    assert "stage 1/1 cancelled_twice: cancelled" in caplog.text
+    assert "SIGTERM while stopping the stages: finishing that first" in caplog.text
 
 
 def test_a_stage_past_its_timeout_fails_and_the_next_one_runs():

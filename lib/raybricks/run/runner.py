@@ -27,6 +27,7 @@ from typing import Any
 
 from ray import exceptions as ray_errors
 
+from raybricks.cluster import signals
 from raybricks.cluster.head import CHECK_SECONDS, Head
 from raybricks.errors import ClusterLost
 from raybricks.report.model import StageResult, StageStatus
@@ -124,9 +125,12 @@ class Runner:
                     stage.result.status, stage.result.error = ended_as, f"interrupted ({exc})"
             # Calls into a cluster without its head hang: their stages get no long grace.
             headless = isinstance(exc, ClusterLost)
-            _stop(running, HEADLESS_GRACE_SECONDS if headless else STOP_GRACE_SECONDS)
-            for stage in running:
-                self._end(stage)
+            # A second cancel (a platform's repeated SIGTERM) waits: the stopping is bounded
+            # by the grace, and cut short it would leave the stages' ends unrecorded.
+            with signals.deferred("stopping the stages"):
+                _stop(running, HEADLESS_GRACE_SECONDS if headless else STOP_GRACE_SECONDS)
+                for stage in running:
+                    self._end(stage)
             raise
         return self.results
 
