@@ -272,7 +272,8 @@ def test_exec_hands_each_cluster_to_its_command(tmp_path, env, sides):
         "import os, sys, ray\n"
         # RAY_ADDRESS and the token come from exec; plain ray.init() reads no namespace
         # from the environment, so exec's RAY_NAMESPACE is passed on explicitly.
-        "ray.init(namespace=os.environ['RAY_NAMESPACE'])\n"
+        # At WARNING Ray's connect says nothing: the command's own output is the 42.
+        "ray.init(namespace=os.environ['RAY_NAMESPACE'], logging_level='WARNING')\n"
         "assert ray.get_runtime_context().namespace == sys.argv[2]\n"
         "open(sys.argv[1], 'w').write(os.environ['RAY_AUTH_TOKEN'])\n"
         "alive = [n for n in ray.nodes() if n['Alive']]\n"
@@ -287,7 +288,8 @@ def test_exec_hands_each_cluster_to_its_command(tmp_path, env, sides):
         root.mkdir()
         namespace = f"ns-{side}"
         options = ["--conf", conf, "--namespace", namespace, "--log-path", root / "runs"]
-        command = [sys.executable, "-c", driver, root / "token", namespace]
+        (root / "driver.py").write_text(driver)
+        command = [sys.executable, root / "driver.py", root / "token", namespace]
         raybricks = [sys.executable, "-c", SIDES[side][0] + RAYBRICKS_MAIN]
         with (root / "stderr.txt").open("w") as stderr, (root / "stdout.txt").open("w") as out:
             return subprocess.Popen(

@@ -132,7 +132,7 @@ def command_on(
             "RAY_NAMESPACE": cluster.namespace,
         }
         report.command = {"argv": argv, "exit_code": None}
-        logger.info("running %s against %s", argv, cluster.address)
+        logger.info("running the command against %s", cluster.address)  # the first line named it
         try:
             with _child(argv, env, output) as child:
                 cluster.head.wait_for(child.wait)
