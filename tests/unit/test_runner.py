@@ -52,6 +52,7 @@ class Raises(Stage[StageParams]):
 
 class Interrupted(Stage[StageParams]):
     summary = "SIGTERM arrives while it works"
+    cancelled_again_while_stopping = False
 
     def run(self, ctx: StageContext, params: StageParams) -> None:
         ran.append(NAMES[type(self)])
@@ -59,21 +60,15 @@ class Interrupted(Stage[StageParams]):
         try:
             ctx.wait(5)  # still working when the main thread handles the signal
         finally:
+            if self.cancelled_again_while_stopping:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # the main thread handles it while it waits for this stage
             ctx.record(cleaned_up=True)
 
 
-class CancelledTwice(Stage[StageParams]):
+class CancelledTwice(Interrupted):
     summary = "a second SIGTERM arrives while the runner stops it after the first"
-
-    def run(self, ctx: StageContext, params: StageParams) -> None:
-        ran.append(NAMES[type(self)])
-        os.kill(os.getpid(), signal.SIGTERM)
-        try:
-            ctx.wait(5)
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.2)  # the main thread handles it while it waits for this stage
-            ctx.record(cleaned_up=True)
+    cancelled_again_while_stopping = True
 
 
 class CannotRunHere(Stage[StageParams]):
