@@ -181,17 +181,18 @@ class ClusterSettings(_Strict):
     @field_validator("num_gpus_worker_node", "spark_worker_gpus")
     @classmethod
     def _gpus_where_spark_gives_them(cls, gpus: int | None, info: ValidationInfo) -> int | None:
-        master = info.data.get("spark_master")  # validated before these
-        if not gpus or not master:
+        given = info.data.get("spark_master")  # validated before these
+        if not gpus or not given:
             return gpus
-        if spark_master(master).local_mode:
+        master = spark_master(given)
+        if master.local_mode:
             raise ValueError(
-                f"GPUs asked of Spark master {master}: Ray on Spark cannot give GPUs to "
+                f"GPUs asked of Spark master {given}: Ray on Spark cannot give GPUs to "
                 "worker nodes in local mode; use local-cluster[W,C,MB]"
             )
-        if info.field_name == "spark_worker_gpus" and spark_master(master).workers is None:
+        if info.field_name == "spark_worker_gpus" and master.workers is None:
             raise ValueError(
-                f"only a local-cluster master's workers get GPUs from raybricks, not {master}'s "
+                f"only a local-cluster master's workers get GPUs from raybricks, not {given}'s "
                 "(their own configuration gives them); set it to 0"
             )
         return gpus

@@ -169,6 +169,7 @@ def ray_on_spark(
                 raise ClusterStartError(
                     f"the Ray cluster could not start: {root_cause(exc)}"
                 ) from exc
+            resources = ray.cluster_resources()
             info = ClusterInfo(
                 platform=platform.name,
                 spark_master=spark.master.url,
@@ -180,8 +181,8 @@ def ray_on_spark(
                 min_worker_nodes=minimum_workers(arguments),
                 num_cpus_worker_node=arguments.get("num_cpus_worker_node"),
                 gpus_per_worker_node=arguments.get("num_gpus_worker_node") or 0,
-                total_cpus=ray.cluster_resources().get("CPU", 0.0),
-                total_gpus=ray.cluster_resources().get("GPU", 0.0),
+                total_cpus=resources.get("CPU", 0.0),
+                total_gpus=resources.get("GPU", 0.0),
                 namespace=namespace,
                 auth_mode=auth_environment().get("RAY_AUTH_MODE", "disabled"),
                 fast_start=started.fast,

@@ -55,7 +55,6 @@ def run_stages(
     report = _begun(settings, run_dir)
 
     def stage_ended() -> None:
-        report.worker_nodes = runner.node_counts
         report.seconds = report.elapsed()  # how far it got, if nothing is written after
         write_report(report, run_dir)
         on_progress()
@@ -70,8 +69,9 @@ def run_stages(
         stage_ended,
         clock=report.clock,
     )
-    # The report lists every selected stage from the start (skipped until run).
-    report.stages = runner.results
+    # The report lists every selected stage from the start (skipped until run), and the
+    # worker nodes as the runner counts them.
+    report.stages, report.worker_nodes = runner.results, runner.node_counts
 
     handoffs = _handoff_root(settings, run_dir)
 
@@ -91,7 +91,6 @@ def run_stages(
         try:
             runner.run(context, cluster.head)
         finally:
-            report.worker_nodes = runner.node_counts
             report.cluster["worker_nodes_seen"] = nodes_seen(runner.node_counts)
             with contextlib.suppress(OSError):  # empty once every stage's went
                 handoffs.rmdir()
