@@ -7,6 +7,7 @@ doubles as the slow test (tests/cluster/test_reliability.py).
 
     .venv/bin/python -m benchmarks.reliability [--runs 10] [--pairs 2] [--cancels 5]
                                                [--sweep-step 1.0] [--node-loss-step 2.0]
+                                               [--kill-step 2.0]
 (a step of 0 leaves that sweep out)
 """
 
@@ -43,6 +44,7 @@ RUN_TIMEOUT = 300
 
 
 TEMP_ROOT = Path("/tmp")
+NOT_WHOLE = "report not whole"  # report.json that does not parse: never a pass
 
 
 @dataclass
@@ -105,7 +107,10 @@ def report_of(log_root: Path, before: set[Path]) -> dict:
     (new,) = set(log_root.iterdir()) - before
     if not (new / "report.json").exists():  # a failure of the run, not of this script
         return {"run_id": new.name, "status": "no report", "exit_code": None}
-    return json.loads((new / "report.json").read_text())
+    try:
+        return json.loads((new / "report.json").read_text())
+    except json.JSONDecodeError:
+        return {"run_id": new.name, "status": NOT_WHOLE, "exit_code": None}
 
 
 @dataclass
@@ -138,12 +143,14 @@ def finish(
     what: str = "",
     cancelled_at: float | None = None,
     or_else: tuple[int, str] | None = None,
+    any_status: bool = False,
 ) -> None:
     """Wait for the run; it passes with this exit code and report status, and nothing
     of it still running a minute later. A run whose report says it had ended by
     `cancelled_at` (time.time()) keeps the status it ended with, and may end with its
     own exit code (a cancel during Python's exit is ignored). `or_else` is another
-    (exit code, status) that passes."""
+    (exit code, status) that passes; `any_status`: whatever the report says (a report
+    that is not whole fails all the same: it does not parse)."""
     exit_code = run.proc.wait(timeout=RUN_TIMEOUT)
     scenario.seconds.append(time.monotonic() - run.clock)
     try:
@@ -151,6 +158,8 @@ def finish(
     except ValueError:  # no run folder: cancelled before it was made
         report = {"run_id": "(no run folder)", "status": status if exit_code == code else "none"}
     codes = {code}
+    if any_status and report["status"] != NOT_WHOLE:
+        status = report["status"]
     if cancelled_at is not None and ended_by(report, cancelled_at):
         status = report["status"]
         codes.add(report["exit_code"])
@@ -235,6 +244,29 @@ def node_lost_swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
         scenario.notes.append(f"{at:.1f} s: {killed} killed, exit {run.proc.returncode}")
 
 
+def killed_swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
+    """The driver killed outright (SIGKILL: an out-of-memory kill, a lost driver) at one
+    moment after another of a whole run. Nothing of the run is left, and its report, if
+    it had written one, is whole: as of its last stage's end (or its end)."""
+    for at, run in moments_of_a_run(root / "killed", step_tenths):
+        run.proc.kill()
+        scenario.notes.append(f"{at:.1f} s: {last_report(run)}")
+        finish(scenario, run, -signal.SIGKILL, "any", f"SIGKILL at {at:.1f} s", any_status=True)
+
+
+def last_report(run: Started) -> str:
+    """What a killed run's folder says: its report's status and stages ended, or none."""
+    run.proc.wait(timeout=RUN_TIMEOUT)
+    try:
+        report = report_of(run.log_root, run.before)
+    except ValueError:
+        return "no run folder"
+    if report["status"] == "no report":
+        return "no report yet"
+    ended = sum(stage["status"] != "skipped" for stage in report["stages"])
+    return f"report {report['status']}, {ended} stage(s) ended"
+
+
 def kill_a_worker_node(mark: str) -> int:
     """Kill one worker node of the marked run, if one has a raylet yet; how many
     processes were killed."""
@@ -261,6 +293,9 @@ def main() -> int:
     parser.add_argument(
         "--node-loss-step", type=float, default=2.0, help="seconds between swept node kills"
     )
+    parser.add_argument(
+        "--kill-step", type=float, default=2.0, help="seconds between swept driver kills"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "RELIABILITY.md")
     args = parser.parse_args()
     plan: list[tuple[Scenario, Callable[[Scenario, Path, int], None], int]] = [
@@ -280,6 +315,14 @@ def main() -> int:
             node_lost_swept,
             round(args.node_loss_step * 10),
         ),
+        (
+            Scenario(
+                f"the driver killed (SIGKILL), swept over a whole run, every {args.kill_step:g} s "
+                "-> its last report whole"
+            ),
+            killed_swept,
+            round(args.kill_step * 10),
+        ),
     ]
     with tempfile.TemporaryDirectory(prefix="reliability-") as folder:
         for scenario, scenario_runs, count in plan:
@@ -292,7 +335,7 @@ def main() -> int:
         "",
         f"Written by `python -m benchmarks.reliability --runs {args.runs} --pairs {args.pairs} "
         f"--cancels {args.cancels} --sweep-step {args.sweep_step:g} "
-        f"--node-loss-step {args.node_loss_step:g}` on "
+        f"--node-loss-step {args.node_loss_step:g} --kill-step {args.kill_step:g}` on "
         f"{time.strftime('%Y-%m-%d')}: {described()}. Each run is "
         "`raybricks run --target local` (local-cluster[3,1,1024], two Ray worker nodes). "
         "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: what "
