@@ -221,6 +221,20 @@ class DataSettings(_Strict):
         "(dbfs:/x is read as /dbfs/x, file:/x as /x)",
     )
     keep_handoff: bool = Field(False, description="keep each stage's handoff, to debug it")
+    route: Literal["auto", "arrow", "parquet", "databricks"] = Field(
+        "auto",
+        description="how tables go between Spark and Ray: auto takes databricks where the "
+        "runtime has it, arrow up to the bounds below, parquet beyond",
+    )
+    to_ray_arrow_max_mb: float = Field(
+        128.0, ge=0, description="the largest table (MB) to Ray through the driver's memory"
+    )
+    to_spark_arrow_max_mb: float = Field(
+        4.0,
+        ge=0,
+        description="the largest table (MB) back to Spark through the driver's memory "
+        "(Spark ships such a table inside its tasks: past a few MB, files are faster)",
+    )
 
     @field_validator("handoff_root")
     @classmethod

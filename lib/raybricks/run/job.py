@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 TIMELINE_FILE = "ray-timeline.json"
 HANDOFF_FOLDER = "handoff"
+MB = 1024 * 1024
 COMMAND_NOT_RUNNABLE = 127  # as a shell says it
 
 # The work done on a running cluster: fills in the report, returns the run's exit code.
@@ -86,6 +87,9 @@ def run_stages(
                 handoff=folder,
                 handoff_uri=spark_uri(folder, platform.on_databricks),
                 keep_handoff=settings.data.keep_handoff,
+                handoff_route=settings.data.route,
+                to_ray_arrow_max_bytes=int(settings.data.to_ray_arrow_max_mb * MB),
+                to_spark_arrow_max_bytes=int(settings.data.to_spark_arrow_max_mb * MB),
             )
 
         try:

@@ -73,6 +73,10 @@ class StageContext:
     handoff: Path | None = None  # made when first used; removed as the stage ends
     handoff_uri: str | None = None
     keep_handoff: bool = False
+    handoff_route: str = "auto"  # raybricks.data's route: auto, arrow, parquet, databricks
+    # The largest table the arrow route takes, each way (data.*_arrow_max_mb).
+    to_ray_arrow_max_bytes: int = 128 * 1024 * 1024
+    to_spark_arrow_max_bytes: int = 4 * 1024 * 1024
     evidence: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 

@@ -1,32 +1,23 @@
 """Batch inference: a Spark table scored by long-lived Ray actors, back as a Spark table.
 
 The everyday reason to start Ray inside Spark. A model (here a small numeric one, with
-`load_seconds` standing for a real model's load) is expensive to load, so it should be
-loaded once per actor, not once per Spark partition as a `mapInPandas` UDF would:
+`load_seconds` standing for a real model's load) is expensive to load, so it is loaded
+once per actor, not once per Spark task as a `mapInPandas` UDF would, and the actors
+load it while Spark is still computing the table:
 
-    ds = to_ray(table)                                      # Spark writes Parquet
-    scored = ds.map_batches(
-        Scorer,                                             # a class: one per actor
-        compute=ray.data.ActorPoolStrategy(min_size=2, max_size=2),
-        num_cpus=0.5,                                       # leave reads and writes room
-        scheduling_strategy=PlacementGroupSchedulingStrategy(packed),
-        batch_size=10_000,
-    )
-    result = to_spark(scored)                               # Spark reads Parquet
+    scorers = [Scorer.remote(...) for _ in range(actors)]   # each starts loading now
+    blocks = to_ray(table, rows_per_block=batch_size)       # Spark computes meanwhile
+    scored = [scorers[i % actors].score.remote(block) for i, block in enumerate(...)]
+    result = to_spark(scored)                               # Arrow tables in Ray's store
 
 The stage proves, from the table Spark reads back: every input id is there exactly once,
 every score is what Spark computes from the same formula, and each actor's process
-loaded the model once (counted by pid). It records the seconds of each leg and rows/s.
+loaded the model once (counted by pid). It records how many scorers had their model
+loaded when the data arrived, the seconds of each leg, rows/s, and each handoff's route.
 
-Traps: an actor pool that holds every CPU leaves Ray Data's read and write tasks none,
-and the pipeline stalls; so does one that leaves CPUs spread over nodes in pieces too
-small for a task (Ray Data lists files in a one-CPU task): here the pool's resources are
-reserved packed, in a placement group; `concurrency=` is
-deprecated (Ray 2.51) for `compute=`; Ray Data holds a few times a dataset's size in
-memory as it streams: size `batch_size` for it; what a handoff wrote goes when the stage
-ends, so use the result within the stage.
-A scorer whose process dies is replaced, and its batch retried (Ray Data restarts pool
-actors and retries their calls): the table stays exactly-once.
+A scorer whose process dies is restarted (a new process, its own load) and the call it
+had in flight sent again (`max_restarts`, `max_task_retries`): the table stays
+exactly-once. What a handoff wrote goes when the stage ends: use the result within it.
 """
 
 from __future__ import annotations
@@ -35,17 +26,14 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import ray
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from ray.util.placement_group import placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from raybricks.data import to_ray, to_spark
 from raybricks.stages.base import Stage, StageContext, expect
@@ -55,7 +43,7 @@ from raybricks.stages.params import BatchInferenceParams
 WEIGHTS = (0.8, -1.3, 0.45)
 BIAS = 0.2
 TOLERANCE = 1e-12  # numpy's and the JVM's exp may differ in the last bit
-PLACEMENT_TIMEOUT_SECONDS = 60.0
+SCORED = "id bigint, score double, actor_pid bigint, load_id bigint, call_id bigint"
 SCORERS = "scorers"  # in the handoff folder: a file per model load, and the crash marker
 CRASHED = "crashed"
 
@@ -94,28 +82,34 @@ class Model:
 
 
 class Scorer:
-    """One per actor: loads the model once, then scores batches. Each load leaves a
+    """One per actor: loads the model once, then scores blocks. Each load leaves a
     file `<pid>-<load id>` in `records` (a folder every node sees), and each row it
     returns names the process and the load that scored it, and its call."""
 
     def __init__(self, load_seconds: float, records: str, crash_after: int | None):
         self.model = Model(load_seconds)
-        self.load_id = uuid.uuid4().hex
+        self.load_id = _random_id()
         self.records, self.crash_after = Path(records), crash_after
         (self.records / f"{os.getpid()}-{self.load_id}").touch()
         self.calls = 0
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def ready(self) -> bool:
+        return True
+
+    def score(self, block: pa.Table) -> pa.Table:
         self.calls += 1
         self._crash_once_if_asked()
-        rows = len(batch["id"])
-        return {
-            "id": batch["id"],
-            "score": self.model.score(batch["x0"], batch["x1"], batch["x2"]),
-            "actor_pid": np.full(rows, os.getpid()),
-            "load_id": np.full(rows, self.load_id),
-            "call_id": np.full(rows, uuid.uuid4().hex),
-        }
+        column = {name: block.column(name).to_numpy() for name in ("x0", "x1", "x2")}
+        rows = block.num_rows
+        return pa.table(
+            {
+                "id": block.column("id"),
+                "score": self.model.score(column["x0"], column["x1"], column["x2"]),
+                "actor_pid": np.full(rows, os.getpid()),
+                "load_id": np.full(rows, self.load_id),
+                "call_id": np.full(rows, _random_id()),
+            }
+        )
 
     def _crash_once_if_asked(self) -> None:
         """The first scorer past `crash_after` calls dies mid-call, as a process does."""
@@ -136,42 +130,55 @@ class BatchInference(Stage[BatchInferenceParams]):
     @staticmethod
     def headline(evidence: dict[str, Any]) -> str:
         legs = evidence["seconds"]
+        routes = "/".join(handoff["route"] for handoff in evidence["handoffs"])
         return (
             f"{evidence['rows']:,} rows scored exactly once by {evidence['actors']} actor "
-            f"process(es), one model load each, {evidence['calls']} calls; "
-            f"{evidence['rows_per_second']:,.0f} rows/s (Spark to Ray {legs['spark_to_ray']} s, "
-            f"actors {legs['actors']} s, Ray to Spark {legs['ray_to_spark']} s)"
+            f"process(es), one model load each ({evidence['warm_actors']} loaded before "
+            f"the data came), {evidence['calls']} calls; {evidence['rows_per_second']:,.0f} "
+            f"rows/s through {routes} (Spark to Ray {legs['spark_to_ray']} s, actors "
+            f"{legs['actors']} s, Ray to Spark {legs['ray_to_spark']} s)"
         )
 
     def run(self, ctx: StageContext, params: BatchInferenceParams) -> None:
         self._check_room(params)
-        ray.data.DataContext.get_current().enable_progress_bars = False  # driver.log stays readable
+        scorers = self._start_scorers(ctx, params)  # they load while Spark computes
+        loaded = [scorer.ready.remote() for scorer in scorers]
+        try:
+            self._score(ctx, params, scorers, loaded)
+        finally:
+            for scorer in scorers:
+                ray.kill(scorer)
+
+    def _start_scorers(self, ctx: StageContext, params: BatchInferenceParams) -> list[Any]:
+        actor: Any = ray.remote(self.scorer).options(
+            num_cpus=params.num_cpus,
+            num_gpus=params.num_gpus or None,
+            max_restarts=-1,
+            max_task_retries=-1,
+        )
+        arguments = self._scorer_arguments(ctx, params)
+        return [actor.remote(**arguments) for _ in range(params.actors)]
+
+    def _score(
+        self, ctx: StageContext, params: BatchInferenceParams, scorers: list[Any], loaded: list[Any]
+    ) -> None:
         table = features(ctx.spark, params.rows, params.partitions)
         seconds: dict[str, float] = {}
         clock = time.monotonic()
-        ds = to_ray(table, num_cpus=params.io_num_cpus)
+        blocks = to_ray(table, rows_per_block=params.batch_size, num_cpus=params.io_num_cpus)
         seconds["spark_to_ray"] = _since(clock)
+        warm, _ = ray.wait(loaded, num_returns=len(loaded), timeout=0)
         ctx.wait(0)  # a cancel stops the stage between its legs
-        with packed_pool(params) as placement:
-            clock = time.monotonic()
-            scored = ds.map_batches(
-                self.scorer,
-                fn_constructor_kwargs=self._scorer_arguments(ctx, params),
-                compute=ray.data.ActorPoolStrategy(
-                    min_size=params.min_actors, max_size=params.max_actors
-                ),
-                num_cpus=params.num_cpus,
-                num_gpus=params.num_gpus or None,
-                scheduling_strategy=placement,
-                batch_size=params.batch_size,
-                batch_format="numpy",
-            )
-            result = to_spark(scored, ray_remote_args={"num_cpus": params.io_num_cpus})
-            seconds["actors"] = _since(clock)  # Ray Data read, scored and wrote as it streamed
-        ctx.wait(0)
         clock = time.monotonic()
+        refs = blocks.to_arrow_refs()
+        scored = [scorers[i % len(scorers)].score.remote(ref) for i, ref in enumerate(refs)]
+        _wait_for_all(ctx, scored)
+        seconds["actors"] = _since(clock)
+        clock = time.monotonic()
+        result = to_spark(scored, schema=SCORED)
         rows_out = result.count()  # the table out, as Spark has it
         seconds["ray_to_spark"] = _since(clock)
+        ctx.record(warm_actors=len(warm))
         result = result.cache()  # the proof reads it several times
         try:
             self._prove(ctx, params, table, result, rows_out, seconds)
@@ -242,41 +249,34 @@ class BatchInference(Stage[BatchInferenceParams]):
 
     @staticmethod
     def _check_room(params: BatchInferenceParams) -> None:
-        """Packed, the pool must leave a whole CPU for Ray Data's own tasks (its file
-        listing takes one)."""
+        """The scorers hold their CPUs all along: a Parquet handoff's Ray tasks need
+        room beside them."""
         cpus = ray.cluster_resources().get("CPU", 0.0)
-        pool = params.max_actors * params.num_cpus
+        pool = params.actors * params.num_cpus
         expect(
-            cpus - pool >= 1,
-            f"max_actors x num_cpus = {pool:g} of the cluster's {cpus:g} CPUs leaves Ray "
-            "Data's reads and writes less than a CPU: the pipeline would stall; lower "
-            "max_actors or num_cpus",
+            cpus - pool >= params.io_num_cpus,
+            f"actors x num_cpus = {pool:g} of the cluster's {cpus:g} CPUs leaves a "
+            f"handoff's tasks (io_num_cpus = {params.io_num_cpus:g}) no room: lower actors "
+            "or num_cpus",
         )
-
-
-@contextmanager
-def packed_pool(params: BatchInferenceParams) -> Iterator[PlacementGroupSchedulingStrategy]:
-    """The scorers' resources reserved together, on as few nodes as they fit: spread one
-    to a node, they would leave each a piece of CPU too small for Ray Data's one-CPU
-    tasks, and the pipeline would stall. A replaced scorer takes its dead one's place."""
-    bundle = {"CPU": params.num_cpus, **({"GPU": params.num_gpus} if params.num_gpus else {})}
-    group = placement_group([bundle] * params.max_actors, strategy="PACK")
-    try:
-        ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_SECONDS)
-        expect(
-            bool(ready),
-            f"the scorer pool ({params.max_actors} x {bundle}) found no room in "
-            f"{PLACEMENT_TIMEOUT_SECONDS:g} s; lower max_actors, num_cpus or num_gpus",
-        )
-        yield PlacementGroupSchedulingStrategy(group)
-    finally:
-        remove_placement_group(group)
 
 
 def _records(ctx: StageContext) -> Path:
     """Where the scorers record their loads and their crash: the handoff folder, which
     every node sees (and which goes with the stage)."""
     return Path(ctx.handoff or ctx.run_dir) / SCORERS
+
+
+def _wait_for_all(ctx: StageContext, refs: list[Any]) -> None:
+    """Until every call has returned, a cancel stopping the stage between waits."""
+    pending = refs
+    while pending:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5, fetch_local=False)
+        ctx.wait(0)
+
+
+def _random_id() -> int:
+    return uuid.uuid4().int >> 65  # 63 bits: a Spark bigint
 
 
 def _since(clock: float) -> float:

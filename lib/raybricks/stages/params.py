@@ -6,7 +6,7 @@ bad input refused, before Ray or Spark is imported.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from raybricks.stages.base import StageParams
 
@@ -66,27 +66,19 @@ class TreeOfActorsParams(StageParams):
 class BatchInferenceParams(StageParams):
     rows: int = Field(200_000, ge=1, description="rows of the Spark table scored")
     partitions: int = Field(8, ge=1, description="the table's Spark partitions")
-    min_actors: int = Field(2, ge=1, description="scorer actors, at least")
-    max_actors: int = Field(2, ge=1, description="scorer actors, at most")
+    actors: int = Field(2, ge=1, description="scorer actors, each loading the model once")
     num_cpus: float = Field(0.5, gt=0, description="CPUs each scorer actor holds")
     io_num_cpus: float = Field(
-        0.25, gt=0, description="CPUs each of Ray Data's read and write tasks holds"
+        0.25, gt=0, description="CPUs each Ray task reading or writing a Parquet handoff holds"
     )
     num_gpus: float = Field(0.0, ge=0, description="GPUs each scorer holds")
-    batch_size: int = Field(10_000, ge=1, description="rows per scoring call")
+    batch_size: int = Field(
+        25_000, ge=1, description="rows per scoring call (a block of the Arrow route)"
+    )
     load_seconds: float = Field(0.5, ge=0, description="the model's load, once per actor")
     crash_after_batches: int | None = Field(
-        None, ge=1, description="a scorer's process dies once, after this many batches"
+        None, ge=1, description="a scorer's process dies once, after this many calls"
     )
-
-    @model_validator(mode="after")
-    def _pool_bounds(self) -> BatchInferenceParams:
-        if self.min_actors > self.max_actors:
-            raise ValueError(
-                f"min_actors ({self.min_actors}) is above max_actors ({self.max_actors}); "
-                "lower min_actors or raise max_actors"
-            )
-        return self
 
 
 class GpuActorsParams(StageParams):

@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 from pyspark import SparkConf, SparkContext
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 
 def registered_executors(context: SparkContext) -> int | None:
@@ -96,3 +96,14 @@ def activate_in_this_thread(session: SparkSession) -> None:
     jvm: Any = session.sparkContext._jvm
     with contextlib.suppress(AttributeError):  # handles moved: Ray then finds none
         jvm.SparkSession.setActiveSession(session._jsparkSession)
+
+
+def estimated_bytes(frame: DataFrame) -> int | None:
+    """Spark's estimate of `frame`'s size, the one it decides broadcast joins by (from
+    the optimized plan's statistics; no job runs). None where Spark has no estimate: a
+    plan it cannot size says Long.MaxValue, and a Spark Connect frame has no plan here."""
+    try:
+        size = int(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())
+    except Exception:  # the handles moved, or a Spark Connect DataFrame
+        return None
+    return size if 0 <= size < 2**63 - 1 else None
