@@ -38,20 +38,25 @@ def started(command, **kwargs):
     return proc, mark
 
 
-def measured(command, **kwargs):
-    """Wall seconds, the peak RSS (MiB) of the process itself, and its exit code;
-    returns once the processes it started have ended too."""
+def measured(command, with_machine=False, **kwargs):
+    """Wall seconds, the peak RSS (MiB) of the process itself, and its exit code (and,
+    `with_machine`, the peak of the machine's used memory above what it used before, in
+    MiB); returns once the processes it started have ended too."""
+    before = psutil.virtual_memory().used
     clock = time.perf_counter()
     proc, mark = started(command, **kwargs)
-    watched, peak = psutil.Process(proc.pid), 0
+    watched, peak, machine = psutil.Process(proc.pid), 0, 0
     while proc.poll() is None:
         try:
             peak = max(peak, watched.memory_info().rss)
         except psutil.NoSuchProcess:
             break
+        machine = max(machine, psutil.virtual_memory().used - before)
         time.sleep(0.1)
     seconds, code = time.perf_counter() - clock, proc.wait()
     left_after(mark)
+    if with_machine:
+        return seconds, peak / 2**20, code, machine / 2**20
     return seconds, peak / 2**20, code
 
 
@@ -207,59 +212,86 @@ def job_vs_seed(folder, repeat):
 
 LESSON = list(BUILT_IN)[:6]  # the lesson's six stages: what the seed's script runs too
 SCORING = {"rows": 1_000_000, "partitions": 16}
-LOADS = (1.0, 0.0)  # a model's load in seconds, for the batch scoring rows
+LOADS = (0.0, 1.0, 5.0)  # a model's load in seconds, for the batch scoring rows
+WAYS = ("actors", "mapInPandas", "predict_batch_udf")
+# Goals against each baseline, by model load.
+SCORING_GOALS = {("mapInPandas", 1.0): "<= 0.5x", ("predict_batch_udf", 5.0): "<= 1.25x"}
 
 
 def batch_scoring(folder, repeat):
     """Seconds from table in to table out of batch_inference's scoring on Ray actors (the
-    model loaded once per actor) and with Spark's mapInPandas (once per task), taking
-    turns, at each model load; and the driver's peak RSS over a run of the stage."""
-    times = {(load, way): [] for load in LOADS for way in ("actors", "mapInPandas")}
-    peaks = []
+    model loaded once per actor), with Spark's mapInPandas (once per task) and with its
+    predict_batch_udf (once per Python worker), taking turns, at each model load; and
+    the peaks of the driver's RSS and the machine's memory of each."""
+    runs = {(load, way): [] for load in LOADS for way in WAYS}
     for round_ in range(repeat):
         for load in LOADS:
-            ways = ("actors", "mapInPandas") if round_ % 2 == 0 else ("mapInPandas", "actors")
-            for way in ways:
-                if way == "mapInPandas":
-                    times[load, way].append(map_in_pandas(folder, load))
-                    continue
-                seconds, peak = scored_on_actors(folder, load)
-                times[load, way].append(seconds)
-                peaks.append(peak)
-    return times, max(peaks)
+            for way in WAYS if round_ % 2 == 0 else reversed(WAYS):
+                measure = scored_on_actors if way == "actors" else scored_in_spark
+                runs[load, way].append(measure(folder, load, way))
+    return runs
 
 
-def scored_on_actors(folder, load):
+def scored_on_actors(folder, load, _way):
     conf = Path(folder) / f"scoring-{load:g}.yml"
     params = {**SCORING, "load_seconds": load}
     conf.write_text(f"stage_params:\n  batch_inference: {json.dumps(params)}\n")
     logs = Path(tempfile.mkdtemp(dir=folder))
     args = [BIN / "raybricks", "run", "--conf", conf, "--stages", "batch_inference"]
-    _, peak, code = measured([*args, "--log-path", logs], cwd=ROOT)
+    _, peak, code, machine = measured([*args, "--log-path", logs], True, cwd=ROOT)
     assert code == 0, f"batch_inference failed:\n{summary_of(logs)}"
     (report,) = (json.loads(path.read_text()) for path in logs.glob("*/report.json"))
-    return sum(report["stages"][0]["evidence"]["seconds"].values()), peak
+    seconds = sum(report["stages"][0]["evidence"]["seconds"].values())
+    return {"seconds": seconds, "driver": peak, "machine": machine}
 
 
-def map_in_pandas(folder, load):
-    out = Path(folder) / "map-in-pandas.json"
-    args = [sys.executable, "-m", "benchmarks.map_in_pandas", *map(str, SCORING.values())]
-    assert measured([*args, str(load), out], cwd=ROOT)[2] == 0, "the mapInPandas job failed"
-    return json.loads(out.read_text())["seconds"]
+def scored_in_spark(folder, load, way):
+    out = Path(folder) / "spark-scoring.json"
+    args = [sys.executable, "-m", "benchmarks.spark_scoring", way, *map(str, SCORING.values())]
+    _, _, code, machine = measured([*args, str(load), out], True, cwd=ROOT)
+    assert code == 0, f"the {way} job failed"
+    result = json.loads(out.read_text())
+    return {"seconds": result["seconds"], "driver": result["driver_peak_mib"], "machine": machine}
 
 
-def scoring_rows(times):
-    goals = {1.0: "<= 0.5x", 0.0: "<= 2x"}
+def scoring_rows(runs):
+    """A row per baseline and model load: the actors' seconds against the baseline's."""
     return [
         row(
-            f"batch scoring, table in to table out (s): Ray actors vs mapInPandas, "
+            f"batch scoring, table in to table out (s): Ray actors vs {way}, "
             f"{f'{load:g} s load' if load else 'no load'}",
-            times[load, "actors"],
-            times[load, "mapInPandas"],
-            goals[load],
+            [run["seconds"] for run in runs[load, "actors"]],
+            [run["seconds"] for run in runs[load, way]],
+            SCORING_GOALS.get((way, load), ""),
         )
         for load in LOADS
+        for way in WAYS[1:]
     ]
+
+
+def scoring_memory(runs):
+    """The peaks of each way, the highest of its runs."""
+    return [
+        "| way | model load (s) | driver peak RSS (MiB) | machine's peak above idle (MiB) |",
+        "|---|---|---|---|",
+        *(
+            f"| {way} | {load:g} | {max(r['driver'] for r in runs[load, way]):,.0f} "
+            f"| {max(r['machine'] for r in runs[load, way]):,.0f} |"
+            for load in LOADS
+            for way in WAYS
+        ),
+    ]
+
+
+ROUND_TRIPS = 5
+
+
+def round_trip(folder):
+    """Seconds of each round trip of a 1,000-row table (the first cold), and its routes."""
+    out = Path(folder) / "round-trip.json"
+    args = [sys.executable, "-m", "benchmarks.round_trip", str(ROUND_TRIPS), out]
+    assert measured(args, cwd=ROOT)[2] == 0, "the round trip failed"
+    return json.loads(out.read_text())
 
 
 def pool_rates(folder):
@@ -287,24 +319,100 @@ def samples(label, values):
     return f"- {label}: {', '.join(f'{v:.1f}' for v in values)}"
 
 
+SECTIONS = ("cluster", "scoring")
+SCORING_HEADING = "## Spark data through Ray actors"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
-    repeat = parser.parse_args().repeat
+    parser.add_argument(
+        "--only", choices=SECTIONS, help="measure this section; keep the others as they are"
+    )
+    args = parser.parse_args()
+    kept = _sections((HERE / "RESULTS.md").read_text()) if args.only else {}
     with tempfile.TemporaryDirectory(prefix="raybricks-bench-") as folder:
-        starts = cluster_start(folder, repeat)
-        pair_codes, pair_starts = two_clusters_at_once(folder)
-        wall, peak, spent = job_vs_seed(folder, repeat)
-        pool = pool_rates(folder)
-        counter = counter_rates(folder)
-        by_nodes = startup_by_nodes(folder, repeat)
-        scoring, scoring_peak = batch_scoring(folder, repeat)
-    direct = pool.pop("direct round-robin")
+        made = {
+            name: measure(folder, args.repeat)
+            for name, measure in (("cluster", cluster_section), ("scoring", scoring_section))
+            if args.only in (None, name)
+        }
     lines = [
+        *made.get("cluster", kept.get("cluster", [])),
+        "",
+        *made.get("scoring", kept.get("scoring", [])),
+    ]
+    (HERE / "RESULTS.md").write_text("\n".join(lines).strip() + "\n")
+    print("\n".join(lines))
+
+
+def _sections(text):
+    """RESULTS.md's sections as written: the cluster's (from the top), the scoring's."""
+    top, _, scoring = text.partition(SCORING_HEADING)
+    return {
+        "cluster": top.strip().splitlines(),
+        "scoring": [SCORING_HEADING, *scoring.strip().splitlines()],
+    }
+
+
+def written_by(repeat, section):
+    return (
+        f"Written by `python -m benchmarks.run --repeat {repeat}` (section {section}) on "
+        f"{time.strftime('%Y-%m-%d')}: {described()}."
+    )
+
+
+def scoring_section(folder, repeat):
+    scoring = batch_scoring(folder, repeat)
+    trips = round_trip(folder)
+    return [
+        SCORING_HEADING,
+        "",
+        f"{written_by(repeat, 'scoring')} Each figure is the median of {repeat} runs, the "
+        "three ways taking turns; each ratio is the median of the rounds' own ratios. "
+        f"{SCORING['rows']:,} rows in {SCORING['partitions']} partitions; Ray actors is the "
+        "sum of the batch_inference stage's legs (the table to Ray by its route while two "
+        "scorer actors load the model, scored a block a call, back to Spark by its route "
+        "and counted there); mapInPandas and predict_batch_udf are the same table scored "
+        "in Spark without Ray (on local-cluster[3,1,1024], every executor Spark's) and "
+        "written as Parquet, the model loaded in each task and in each Python worker.",
+        "",
+        "| comparison | raybricks | baseline | ratio | goal |",
+        "|---|---|---|---|---|",
+        *scoring_rows(scoring),
+        f"| a 1,000-row table to Ray and back (s), the first of a run | "
+        f"{trips['seconds'][0]:.2f} |  |  | <= 2 s |",
+        "",
+        "Every run, in seconds:",
+        *(
+            samples(f"batch scoring on {way}, {load:g} s load", [r["seconds"] for r in values])
+            for (load, way), values in scoring.items()
+        ),
+        samples(
+            f"a 1,000-row round trip through {'/'.join(trips['routes'])}, {ROUND_TRIPS} in a row",
+            trips["seconds"],
+        ),
+        "",
+        "The peaks of each way (the driver: the process that runs the job; the machine: "
+        "its used memory above what it used before the run, every process of the run "
+        "included):",
+        "",
+        *scoring_memory(scoring),
+    ]
+
+
+def cluster_section(folder, repeat):
+    starts = cluster_start(folder, repeat)
+    pair_codes, pair_starts = two_clusters_at_once(folder)
+    wall, peak, spent = job_vs_seed(folder, repeat)
+    pool = pool_rates(folder)
+    counter = counter_rates(folder)
+    by_nodes = startup_by_nodes(folder, repeat)
+    direct = pool.pop("direct round-robin")
+    return [
         "# Benchmark results",
         "",
-        f"Written by `python -m benchmarks.run --repeat {repeat}` on {time.strftime('%Y-%m-%d')}: "
-        f"{described()}. Each figure is "
+        f"{written_by(repeat, 'cluster')} Each figure is "
         f"the median of {repeat} runs, the two compared taking turns (call rates: of {ROUNDS} "
         "alternating rounds); each ratio is the median of the rounds' own ratios. On "
         "local-cluster[3,1,1024] with two Ray worker nodes (the third executor is Spark's "
@@ -343,25 +451,15 @@ def main():
             )
             for where in ("from a driver", "from a task")
         ),
-        *scoring_rows(scoring),
         "",
         "Every run, in seconds:",
         samples("cluster ready with fast start", starts[True]),
         samples("cluster ready, Ray's own start", starts[False]),
         samples("whole local job", wall["job"]),
         samples("the seed's demos as a script", wall["seed"]),
-        *(
-            samples(f"batch scoring on {way}, {load:g} s load", values)
-            for (load, way), values in scoring.items()
-        ),
         "",
         f"Two fast-started clusters at once: exit codes {pair_codes}, ready in {pair_starts} s.",
-        f"Peak RSS of the driver process over a whole local job: {peak:.0f} MiB; over a run "
-        f"of batch_inference alone ({SCORING['rows']:,} rows, {SCORING['partitions']} "
-        f"partitions): {scoring_peak:.0f} MiB. Batch scoring: Ray actors is the sum of the "
-        "stage's legs (Spark writes Parquet; Ray Data reads it, scores on a pool of two "
-        "actors and writes; Spark reads it back); mapInPandas is the same table scored in "
-        "Spark and written as Parquet, the model loaded in each of its tasks.",
+        f"Peak RSS of the driver process over a whole local job: {peak:.0f} MiB.",
         "",
         "Where a whole local job's seconds go (median of its runs):",
         "",
@@ -384,8 +482,6 @@ def main():
             for (n, fast), values in by_nodes.items()
         ),
     ]
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

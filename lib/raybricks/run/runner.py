@@ -208,13 +208,14 @@ class Runner:
         if result.status == "failed" and lost:
             result.error = f"{result.error} (worker node(s) lost meanwhile: {', '.join(lost)})"
         logger.info(
-            "stage %d/%d %s: %s in %.1f s%s",
+            "stage %d/%d %s: %s in %.1f s%s%s",
             stage.number,
             len(self.results),
             result.name,
             result.status,
             result.seconds,
             f" ({result.error or result.reason})" if result.error or result.reason else "",
+            _handed_over(result.evidence),
             extra={"stage": result.name, "event": "ended"},
         )
 
@@ -272,6 +273,20 @@ def _headline(pattern: Stage, evidence: dict[str, Any]) -> str:
     except Exception:
         logger.debug("stage %s built no headline", type(pattern).__name__, exc_info=True)
         return ""
+
+
+def _handed_over(evidence: dict[str, Any]) -> str:
+    """What the stage handed between Spark and Ray (`raybricks.data`), each handoff's
+    rows, MB, route and seconds; nothing for a stage that handed nothing."""
+    try:
+        legs = [
+            f"{'to Ray' if h['direction'] == 'to_ray' else 'to Spark'} {h['rows']:,} rows, "
+            f"{(h['bytes'] or 0) / 2**20:,.1f} MB by {h['route']} in {h['seconds']:.1f} s"
+            for h in evidence.get("handoffs", [])
+        ]
+    except (KeyError, TypeError):  # evidence is the stage's to shape
+        return ""
+    return f"; handed over {'; '.join(legs)}" if legs else ""
 
 
 def _stop(stages: list[_Running], grace: float = STOP_GRACE_SECONDS) -> None:
