@@ -64,6 +64,11 @@ def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
     from raybricks.run.job import reported, run_stages  # imports Ray and Spark: a run starts
 
     platform = _checked_platform(settings)
+    if platform.spark_master is not None:  # raybricks starts Spark: its size is known
+        from raybricks.cluster.arguments import check_spark_keeps_a_slot
+
+        running_spark = [name for name in settings.stages if catalog[name].runs_spark_jobs]
+        check_spark_keeps_a_slot(platform.spark_master, settings.cluster, running_spark)
     what = f"stages {','.join(settings.stages)}"
     with (
         _run_folder(settings, platform, what) as folder,

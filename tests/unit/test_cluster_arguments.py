@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from raybricks.cluster.arguments import check_room, setup_arguments
-from raybricks.errors import ClusterStartError
+from raybricks.cluster.arguments import check_room, check_spark_keeps_a_slot, setup_arguments
+from raybricks.errors import BadInput, ClusterStartError
 from raybricks.platform.master import spark_master
 from raybricks.settings import ClusterSettings
 
@@ -133,3 +133,33 @@ def test_a_temp_root_is_passed_to_ray_only_when_set():
     )
     given = setup_arguments(ClusterSettings(temp_root="/tmp/x"), spark_master("local[1]"), LOGS)
     assert given["ray_temp_root_dir"] == "/tmp/x"
+
+
+@pytest.mark.parametrize(
+    ("master", "nodes", "cpus", "spare"),
+    [
+        ("local-cluster[3,1,1024]", 2, 1, 1),
+        ("local-cluster[2,1,1024]", 2, 1, 0),
+        ("local-cluster[2,2,1024]", 2, 1, 2),  # nodes pack onto an executor's cores
+        ("local-cluster[2,3,1024]", 2, 2, 2),  # a 2-CPU node per 3-core executor
+        ("local-cluster[2,1,1024]", 1, None, 1),  # a node takes its executor's cores
+        ("local[3]", 2, None, 1),
+        ("spark://h:7077", 2, 1, None),  # a real cluster's size is not in its URL
+    ],
+)
+def test_spark_task_slots_left_beside_ray_worker_nodes(master, nodes, cpus, spare):
+    assert spark_master(master).spare_task_slots(nodes, cpus) == spare
+
+
+def test_ray_holding_every_slot_is_refused_only_for_stages_that_run_spark_jobs():
+    full = spark_master("local-cluster[2,1,1024]")
+    cluster = ClusterSettings(max_worker_nodes=2, num_cpus_worker_node=1)
+    check_spark_keeps_a_slot(full, cluster, [])  # the lesson's six run no Spark job
+    check_spark_keeps_a_slot(spark_master("spark://h:7077"), cluster, ["batch_inference"])
+    with pytest.raises(BadInput) as refused:
+        check_spark_keeps_a_slot(full, cluster, ["batch_inference"])
+    assert str(refused.value) == (
+        "cluster.max_worker_nodes: 2 Ray worker nodes hold every task slot of Spark master "
+        "local-cluster[2,1,1024], and batch_inference runs Spark jobs beside them; lower "
+        "cluster.max_worker_nodes to 1, or give the master a worker or cores more"
+    )

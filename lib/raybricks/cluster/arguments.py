@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from raybricks.errors import ClusterStartError
+from raybricks.errors import BadInput, ClusterStartError
 from raybricks.platform.master import SparkMaster
 from raybricks.settings import ClusterSettings
 
@@ -78,3 +78,21 @@ def check_room(master: SparkMaster, arguments: dict[str, Any]) -> None:
             "cluster.min_worker_nodes (or max_worker_nodes), or give the master more "
             "workers or cores"
         )
+
+
+def check_spark_keeps_a_slot(
+    master: SparkMaster, cluster: ClusterSettings, stages_running_spark: list[str]
+) -> None:
+    """BadInput where Ray's worker nodes would hold every task slot of a Spark whose
+    size is known, and a selected stage runs Spark jobs beside them (they would never
+    start)."""
+    nodes, cpus = cluster.max_worker_nodes, cluster.num_cpus_worker_node
+    spare = master.spare_task_slots(nodes, cpus)
+    if not stages_running_spark or spare is None or spare > 0:
+        return
+    raise BadInput(
+        f"cluster.max_worker_nodes: {nodes} Ray worker nodes hold every task slot of Spark "
+        f"master {master.url}, and {', '.join(stages_running_spark)} runs Spark jobs beside "
+        f"them; lower cluster.max_worker_nodes to {nodes - 1}, or give the master a worker "
+        "or cores more"
+    )

@@ -42,6 +42,16 @@ class SparkMaster:
             )
         return self.local_threads  # local mode: one CPU per task, whatever is set
 
+    def spare_task_slots(self, worker_nodes: int, cpus_per_node: int | None) -> int | None:
+        """Spark's task slots (a core each) left once `worker_nodes` Ray worker nodes
+        hold theirs, or None where the URL does not fix Spark's size."""
+        if self.workers is not None and self.cores_per_worker is not None:
+            held = worker_nodes * (cpus_per_node or self.cores_per_worker)
+            return max(0, self.workers * self.cores_per_worker - held)
+        if self.local_threads is not None:
+            return max(0, self.local_threads - worker_nodes)
+        return None
+
 
 def check_known(url: str) -> str:
     """`url`, or ValueError naming the masters Ray on Spark runs on, or saying why this

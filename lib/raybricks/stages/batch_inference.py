@@ -35,8 +35,9 @@ import ray
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from raybricks.cluster.compat.spark_jvm import spare_task_slots
 from raybricks.data import to_ray, to_spark
-from raybricks.stages.base import Stage, StageContext, expect
+from raybricks.stages.base import Stage, StageContext, StageSkipped, expect
 from raybricks.stages.params import BatchInferenceParams
 
 # The model: a logistic score of three features.
@@ -140,6 +141,7 @@ class BatchInference(Stage[BatchInferenceParams]):
         )
 
     def run(self, ctx: StageContext, params: BatchInferenceParams) -> None:
+        _skip_without_a_spark_slot(ctx)
         self._check_room(params)
         scorers = self._start_scorers(ctx, params)  # they load while Spark computes
         loaded = [scorer.ready.remote() for scorer in scorers]
@@ -265,6 +267,17 @@ def _records(ctx: StageContext) -> Path:
     """Where the scorers record their loads and their crash: the handoff folder, which
     every node sees (and which goes with the stage)."""
     return Path(ctx.handoff or ctx.run_dir) / SCORERS
+
+
+def _skip_without_a_spark_slot(ctx: StageContext) -> None:
+    """Spark's jobs of the handoff would never start: skipped at once, saying why."""
+    spare = spare_task_slots(ctx.spark.sparkContext)
+    if spare is not None and spare <= 0:
+        raise StageSkipped(
+            f"Ray's worker nodes hold every Spark task slot ({ctx.spark.sparkContext.master}): "
+            "the table's Spark jobs could not run; leave Spark a core (fewer worker nodes, "
+            "or more executors or cores)"
+        )
 
 
 def _wait_for_all(ctx: StageContext, refs: list[Any]) -> None:

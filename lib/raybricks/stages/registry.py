@@ -41,6 +41,7 @@ class StageEntry:
     target: str  # "module:Class"
     params: type[StageParams]
     origin: str = BUILT_IN_ORIGIN  # or the plugin's distribution
+    runs_spark_jobs: bool = False  # beside Ray's worker nodes: needs a Spark task slot left
 
     def load(self) -> type[Stage]:
         module, _, attribute = self.target.partition(":")
@@ -77,6 +78,7 @@ BUILT_IN: Catalog = {
             "batch_inference",
             "raybricks.stages.batch_inference:BatchInference",
             BatchInferenceParams,
+            runs_spark_jobs=True,
         ),
         StageEntry("gpu_actors", "raybricks.stages.gpu_actors:GpuActors", GpuActorsParams),
     )

@@ -107,3 +107,17 @@ def estimated_bytes(frame: DataFrame) -> int | None:
     except Exception:  # the handles moved, or a Spark Connect DataFrame
         return None
     return size if 0 <= size < 2**63 - 1 else None
+
+
+def spare_task_slots(context: SparkContext) -> int | None:
+    """Spark's task slots no task holds now (Ray's worker nodes each hold theirs), or
+    None where Spark may grow (dynamic allocation) or its handles moved."""
+    if context.getConf().get("spark.dynamicAllocation.enabled", "false").lower() == "true":
+        return None
+    try:
+        running = sum(
+            e.numRunningTasks() for e in context._jsc.sc().statusTracker().getExecutorInfos()
+        )
+    except AttributeError:
+        return None
+    return context.defaultParallelism - running
