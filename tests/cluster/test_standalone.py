@@ -269,3 +269,25 @@ def test_the_spark_master_lost_mid_run_leaves_the_run_going_and_nothing_behind(
     (log,) = (tmp_path / "runs").glob("*/driver.log")
     assert "Disconnected from Spark cluster" in log.read_text()  # Spark saw its master go
     assert nothing_of_the_run_left(report, mark)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_a_stage_running_spark_jobs_skips_itself_at_once_when_ray_holds_every_slot(
+    standalone_spark, env, tmp_path
+):
+    """A spark:// master's size is not in its URL, so nothing refuses the run up front:
+    with Ray's worker nodes on all three workers' cores, batch_inference finds Spark no
+    slot for its table's jobs and says so, instead of failing 30 s later."""
+    environment, _ = env
+    log_root = tmp_path / "runs"
+    done = finished(
+        [BIN / "raybricks", "run", "--spark-master", standalone_spark.url,
+         "--max-worker-nodes", "3", "--num-cpus-worker-node", "1",
+         "--stages", "batch_inference", "--log-path", str(log_root)],
+        environment, ROOT, RUN_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (stage,) = report_in(log_root)[1]["stages"]
+    assert stage["status"] == "skipped" and stage["seconds"] < 5
+    assert stage["reason"].startswith("Ray's worker nodes hold every Spark task slot")

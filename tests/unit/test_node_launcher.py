@@ -211,3 +211,63 @@ def test_a_stopped_node_has_its_monitor_killed_first_and_nothing_below_it_outliv
     assert left_after_a_stop(tmp_path, python, env, temp_dir, ready) == []
     assert not termed.exists(), "the monitor was TERMed, not killed first"
     assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()
+
+
+# As a worker node runs: a session folder with logs, a raylet naming it.
+RUNNING_RAY_START = """
+import os, subprocess, sys, time
+temp_dir = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--temp-dir=")][-1]
+session = os.path.join(temp_dir, "session_latest")
+os.makedirs(os.path.join(session, "logs"))
+open(os.path.join(session, "logs", "raylet.out"), "w").write("raylet's log")
+raylet = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(120)", f"--session-dir={session}"]
+)
+with open(os.environ["PIDS"], "w") as out:
+    out.write(f"{os.getpid()} {raylet.pid}")
+time.sleep(120)
+"""
+
+
+def janitors_of(temp_dir: Path) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if node_launcher.JANITOR in arguments and str(temp_dir) in arguments:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_a_launcher_killed_outright_leaves_its_janitor_to_clean_up_and_go(tmp_path):
+    """The launcher and `ray start` KILLed together (as a driver killed outright takes
+    its executors' Python workers and their process groups): the janitor ends the
+    raylet left running, collects the node's logs, removes its folder and lock, and
+    ends itself."""
+    python, env = launcher_beside(tmp_path, RUNNING_RAY_START)
+    temp_dir, logs, pids = tmp_path / "ray-9127-abcd-node-1", tmp_path / "logs", tmp_path / "pids"
+    launcher = subprocess.Popen(
+        [python, "-m", node_launcher.__name__, "--block", f"--temp-dir={temp_dir}"],
+        env={**env, "PIDS": str(pids), node_launcher.COLLECT_LOG_TO_PATH: str(logs)},
+    )
+    assert wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30, 0.05)
+    ray_start, raylet = map(int, pids.read_text().split())
+    assert len(janitors_of(temp_dir)) == 1  # one, waiting while the node runs
+    for pid in (launcher.pid, ray_start):
+        os.kill(pid, signal.SIGKILL)
+    launcher.wait(timeout=30)
+    assert wait_for(lambda: not temp_dir.exists(), 30, 0.05), "the folder was left"
+    assert wait_for(lambda: ended(raylet) and not janitors_of(temp_dir), 30, 0.05)
+    assert not Path(f"{temp_dir}.lock").exists()
+    (copied,) = logs.glob(f"{temp_dir.name}-logs/*/raylet.out")
+    assert copied.read_text() == "raylet's log"
+
+
+def test_a_node_that_ends_as_it_should_leaves_its_janitor_nothing_to_do(tmp_path):
+    python, env = launcher_beside(tmp_path, DRAINING_RAY_START)
+    temp_dir = tmp_path / "ray-9128-abcd-node-1"
+    assert left_after_a_stop(tmp_path, python, env, temp_dir) == []
+    assert wait_for(lambda: not janitors_of(temp_dir), 30, 0.05)
+    assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()

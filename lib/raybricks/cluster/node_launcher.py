@@ -15,7 +15,11 @@ as its child, which imports Ray again. Here, as there:
   connect (`SOCKET_CONNECT_POLL`), and a stopped node for its drain's end (`DRAIN_POLL`);
 - as it ends, the last holder of the lock copies the node's logs to
   `$RAY_ON_SPARK_COLLECT_LOG_TO_PATH/<temp folder name>-logs/<host>` and removes the
-  temp folder; this one also removes the lock file, which Ray's leaves behind.
+  temp folder; this one also removes the lock file, which Ray's leaves behind;
+- a janitor, a process of its own session (out of reach of a kill of the Spark task's
+  process group), waits for the lock and does the same if this launcher was killed
+  before it could (a driver killed outright takes its executors' Python workers with
+  it), ending what still runs in the folder first; it exits as soon as the node is gone.
 A node without its own temp folder (Ray's global mode) is left to Ray's script.
 
 Spark runs it as `python -m raybricks.cluster.node_launcher`: it imports nothing of
@@ -96,6 +100,7 @@ class NodeLauncher:
         lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
+            _start_janitor(self.temp_dir)  # once the lock is held: it waits for its release
             code = self._run_ray_start(ray_cli)
             self._clean_up(lock_fd)
         finally:
@@ -165,17 +170,79 @@ class NodeLauncher:
         self.lock_path.unlink(missing_ok=True)
 
     def _collect_logs(self) -> None:
-        destination = os.environ.get(COLLECT_LOG_TO_PATH)
-        if not destination:
-            return
-        session = self.temp_dir / "session_latest"
-        if not session.exists():
-            return  # the node ended before Ray made its session folder: no logs
-        target = Path(destination) / f"{self.temp_dir.name}-logs" / socket.gethostname()
+        _collect_logs(self.temp_dir)
+
+
+def _collect_logs(temp_dir: Path) -> None:
+    destination = os.environ.get(COLLECT_LOG_TO_PATH)
+    if not destination:
+        return
+    session = temp_dir / "session_latest"
+    if not session.exists():
+        return  # the node ended before Ray made its session folder: no logs
+    target = Path(destination) / f"{temp_dir.name}-logs" / socket.gethostname()
+    try:
+        shutil.copytree(session.resolve(strict=True) / "logs", target, dirs_exist_ok=True)
+    except OSError as exc:
+        logger.warning("collecting the Ray node's logs to %s failed: %r", target, exc)
+
+
+JANITOR = "--janitor"
+MODULE = "raybricks.cluster.node_launcher"  # as Spark runs it, `__name__` is __main__
+
+
+def _start_janitor(temp_dir: Path) -> None:
+    """The janitor of `temp_dir`, in a session of its own; its output goes nowhere."""
+    subprocess.Popen(
+        [sys.executable, "-m", MODULE, JANITOR, str(temp_dir)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def janitor(temp_dir: Path) -> None:
+    """Once no launcher holds `temp_dir`'s lock (its launcher ended, however it did): the
+    temp folder's processes ended, its logs collected and the folder and its lock
+    removed, unless its launcher already did (then the lock file is gone)."""
+    lock_path = Path(f"{temp_dir}.lock")
+    try:
+        lock_fd = os.open(lock_path, os.O_RDWR)  # never made here: none is left behind
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # blocks while the node runs
+        if not lock_path.exists() or not temp_dir.exists():
+            return  # the launcher cleaned up
+        for pid in _processes_using(temp_dir):
+            _kill(pid)
+        _collect_logs(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+    finally:
+        os.close(lock_fd)
+
+
+def _processes_using(temp_dir: Path) -> list[int]:
+    """The processes whose command line names `temp_dir` (a node's raylet, agents and
+    workers name their session folder in it)."""
+    name, found = str(temp_dir), []
+
+    def names(argument: str) -> bool:
+        return argument == name or argument.endswith(f"={name}") or f"{name}/" in argument
+
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            shutil.copytree(session.resolve(strict=True) / "logs", target)
-        except OSError as exc:
-            logger.warning("collecting the Ray node's logs to %s failed: %r", target, exc)
+            arguments = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # ended meanwhile
+        if (
+            any(name in argument for argument in arguments)
+            and int(cmdline.parent.name) != os.getpid()
+        ):
+            found.append(int(cmdline.parent.name))
+    return found
 
 
 def _ray_start_environment() -> dict[str, str]:
@@ -241,6 +308,9 @@ def _ray_cli() -> str:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if sys.argv[1:2] == [JANITOR]:
+        janitor(Path(sys.argv[2]))
+        sys.exit(0)
     node_arguments = sys.argv[1:]
     node_temp_dir = temp_dir_of(node_arguments)
     if node_temp_dir is None:
