@@ -12,6 +12,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[local,dev]'
+	$(BIN)/python -m raybricks.cluster.warm   # Spark's JVM class archives, once
 	touch $@
 
 run: setup          # the main job on this machine: local Spark, real Ray on Spark
@@ -44,7 +45,7 @@ test-runtimes:      # the emulated Databricks job on each runtime's Python and S
 	    echo "== Python 3.12 with $$(grep '^pyspark==' constraints-py312-$$spark.txt)"; \
 	    [ -f $$venv/.installed ] || { $(PY312) -m venv $$venv && \
 	        $$venv/bin/pip install --quiet -c constraints-py312-$$spark.txt -e '.[local,dev]' && \
-	        touch $$venv/.installed; } || exit 1; \
+	        $$venv/bin/python -m raybricks.cluster.warm && touch $$venv/.installed; } || exit 1; \
 	    $$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS) || exit 1; \
 	done
 

@@ -76,3 +76,21 @@ def test_the_first_start_trains_the_class_archives_and_the_next_maps_them(tmp_pa
     mapped = start_and_stop_spark(environment, tmp_path / "next-run")
     assert mapped == ["driver False True 3", "executor False True 3"]
     assert left_after(mark) == []
+
+
+@pytest.mark.slow  # trains the archives from an empty cache
+@pytest.mark.timeout(400)
+def test_set_up_makes_the_class_archives_that_the_first_run_then_maps(tmp_path):
+    """`make setup`'s step: the first start after it maps the archives, trains none."""
+    environment, mark = marked_env(XDG_CACHE_HOME=str(tmp_path))
+    warm = [sys.executable, "-m", "raybricks.cluster.warm"]
+    made = subprocess.run(warm, env=environment, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert made.stderr.splitlines()[-1].startswith("Spark's JVM class archives: made in ")
+    assert start_and_stop_spark(environment, tmp_path / "first-run") == [
+        "driver False True 3",
+        "executor False True 3",
+    ]
+    again = subprocess.run(warm, env=environment, capture_output=True, text=True, timeout=60)
+    assert again.stderr.strip() == "Spark's JVM class archives: already made"
+    assert left_after(mark) == []

@@ -147,7 +147,16 @@ def ray_on_spark(
             except Exception as exc:
                 raise ClusterStartError(f"Spark could not start: {exc}") from exc
         spark_seconds = round(time.monotonic() - spark_clock, 2)
-        logger.info("Spark up: %s", spark.master.url)
+        training = spark.archives is not None and spark.archives.training
+        logger.info(
+            "Spark up: %s in %.1f s%s",
+            spark.master.url,
+            spark_seconds,
+            "; its JVMs write their class archives as it stops (once per Spark install, "
+            "some seconds more at the end; `make setup` does it up front)"
+            if training
+            else "",
+        )
         started.restore_path = put_interpreter_on_path(spark.session)
         configure_auth(cluster.auth, platform.start_hook)
         arguments = setup_arguments(cluster, spark.master, log_dir, stream_worker_logs)

@@ -34,7 +34,7 @@ from raybricks.cluster.compat.spark_jvm import (
     stop_session,
 )
 from raybricks.cluster.gpus import discovery_script, spark_gpu_conf
-from raybricks.cluster.jvm_archive import KINDS, ClassArchives, class_archives
+from raybricks.cluster.jvm_archive import KINDS, ClassArchives, class_archives, trained
 from raybricks.platform import Platform
 from raybricks.platform.master import SparkMaster, spark_master
 from raybricks.settings import ClusterSettings
@@ -85,6 +85,20 @@ class Spark:
         end_driver_jvm()
         psutil.wait_procs([p for processes in jvms.values() for p in processes], JVM_EXIT_SECONDS)
         self.archives.keep(commands)
+
+
+def train_class_archives(cluster: ClusterSettings, temp_root: Path) -> bool:
+    """Start the local Spark that `cluster` asks for, run a job on every executor and
+    stop it, so that its JVMs write their class archives: what a first run would do at
+    its end. Whether every kind of JVM has its archive now."""
+    master = spark_master(cluster.spark_master)
+    spark = _start_local(master, cluster, temp_root)
+    try:
+        slots = spark.session.sparkContext.defaultParallelism
+        spark.session.sparkContext.parallelize(range(slots), slots).count()
+    finally:
+        spark.stop()
+    return trained(QUICK_START_JVM)
 
 
 def get_or_create_spark(platform: Platform, cluster: ClusterSettings) -> Spark:
