@@ -100,6 +100,21 @@ class Meets(Stage[StageParams]):
         self.barrier.wait()
 
 
+class HandsOver(Stage[StageParams]):
+    """Records two handoffs as `raybricks.data` does."""
+
+    summary = "hands a table to Ray and back"
+
+    def run(self, ctx: StageContext, params: StageParams) -> None:
+        leg = {"rows": 1_000_000, "bytes": 32 * 2**20, "why": "", "seconds": 1.234}
+        ctx.record(
+            handoffs=[
+                {**leg, "direction": "to_ray", "route": "arrow"},
+                {**leg, "direction": "to_spark", "route": "parquet", "bytes": None},
+            ]
+        )
+
+
 TOYS: dict[str, type[Stage]] = {
     "passes": Passes,
     "expect_fails": ExpectFails,
@@ -109,6 +124,7 @@ TOYS: dict[str, type[Stage]] = {
     "hangs": Hangs,
     "meets": Meets,
     "cannot_run_here": CannotRunHere,
+    "hands_over": HandsOver,
 }
 NAMES = {stage: name for name, stage in TOYS.items()}
 
@@ -140,6 +156,18 @@ def test_a_stage_that_cannot_run_here_is_skipped_saying_why_and_the_run_passes(c
     assert runner.passed
     assert "stage 1/2 cannot_run_here: skipped in" in caplog.text
     assert "(no GPU here)" in caplog.text
+
+
+def test_a_stage_that_handed_data_over_names_each_handoff_on_its_line(caplog):
+    with caplog.at_level("INFO"):
+        run(["hands_over", "passes"])
+    (ended,) = [r.getMessage() for r in caplog.records if "hands_over: passed" in r.getMessage()]
+    assert ended.endswith(
+        "; handed over to Ray 1,000,000 rows, 32.0 MB by arrow in 1.2 s; "
+        "to Spark 1,000,000 rows by parquet in 1.2 s"
+    )
+    (other,) = [r.getMessage() for r in caplog.records if "passes: passed" in r.getMessage()]
+    assert "handed over" not in other
 
 
 def test_stages_run_in_the_given_order_and_a_failure_does_not_stop_the_rest(caplog):

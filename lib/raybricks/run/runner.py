@@ -279,14 +279,19 @@ def _handed_over(evidence: dict[str, Any]) -> str:
     """What the stage handed between Spark and Ray (`raybricks.data`), each handoff's
     rows, MB, route and seconds; nothing for a stage that handed nothing."""
     try:
-        legs = [
-            f"{'to Ray' if h['direction'] == 'to_ray' else 'to Spark'} {h['rows']:,} rows, "
-            f"{(h['bytes'] or 0) / 2**20:,.1f} MB by {h['route']} in {h['seconds']:.1f} s"
-            for h in evidence.get("handoffs", [])
-        ]
+        legs = [_handoff(h) for h in evidence.get("handoffs", [])]
     except (KeyError, TypeError):  # evidence is the stage's to shape
         return ""
     return f"; handed over {'; '.join(legs)}" if legs else ""
+
+
+def _handoff(handoff: dict[str, Any]) -> str:
+    size = handoff["bytes"]
+    return (
+        f"{'to Ray' if handoff['direction'] == 'to_ray' else 'to Spark'} {handoff['rows']:,} "
+        f"rows{'' if size is None else f', {size / 2**20:,.1f} MB'} by {handoff['route']} "
+        f"in {handoff['seconds']:.1f} s"
+    )
 
 
 def _stop(stages: list[_Running], grace: float = STOP_GRACE_SECONDS) -> None:
