@@ -68,21 +68,24 @@ class Scenario:
         )
 
 
-# What a run puts in the temp root: Ray's nodes (lock files, temp folders), the
-# dashboard's module forkserver (its socket's folder), Spark's JVMs.
-RUN_FILES = ("ray-*", "raybricks-*", "pymp-*", "spark-*", "blockmgr-*", "liblz4-java*")
+# Every entry of the temp root counts (Ray's nodes' lock files and temp folders, the
+# dashboard's module forkserver's socket folder, Spark's JVMs', anything else), but the
+# sweep's own folder and pytest's.
+NOT_A_RUNS = ("reliability-*", "pytest-of-*")
 
 
 def run_files(root: Path) -> dict[Path, int]:
-    """What runs put in a temp root: every file, socket and folder, with its size."""
+    """Everything in a temp root (every file, socket and folder, with its size) but
+    `NOT_A_RUNS`."""
     found = {}
-    for pattern in RUN_FILES:
-        for entry in root.glob(pattern):
-            for path in [entry, *(entry.rglob("*") if entry.is_dir() else ())]:
-                try:
-                    found[path] = path.stat().st_size if path.is_file() else 0
-                except OSError:
-                    continue
+    for entry in root.iterdir():
+        if any(entry.match(pattern) for pattern in NOT_A_RUNS):
+            continue
+        for path in [entry, *(entry.rglob("*") if entry.is_dir() else ())]:
+            try:
+                found[path] = path.stat().st_size if path.is_file() else 0
+            except OSError:
+                continue
     return found
 
 
@@ -209,13 +212,15 @@ def cancelled(scenario: Scenario, root: Path, runs: int) -> None:
         finish(scenario, run, 143, "cancelled")
 
 
-def moments_of_a_run(root: Path, step_tenths: int) -> Iterator[tuple[float, Started]]:
-    """A run of the lightest stage, started again and again and handed over `at` seconds
-    in, every `step` seconds from 0.5 s on; ends at the first moment a run had already
-    ended by (a step of 0: none)."""
+def moments_of_a_run(
+    root: Path, step_tenths: int, stages: str = "namespaces"
+) -> Iterator[tuple[float, Started]]:
+    """A run of `stages` (by default the lightest), started again and again and handed
+    over `at` seconds in, every `step` seconds from 0.5 s on; ends at the first moment a
+    run had already ended by (a step of 0: none)."""
     at = 0.5
     while step_tenths:
-        run = start(root, "--stages", "namespaces")
+        run = start(root, "--stages", stages)
         time.sleep(at)
         if run.proc.poll() is not None:
             run.proc.wait()
@@ -246,12 +251,16 @@ def node_lost_swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
 
 def killed_swept(scenario: Scenario, root: Path, step_tenths: int) -> None:
     """The driver killed outright (SIGKILL: an out-of-memory kill, a lost driver) at one
-    moment after another of a whole run. Nothing of the run is left, and its report, if
-    it had written one, is whole: as of its last stage's end (or its end)."""
-    for at, run in moments_of_a_run(root / "killed", step_tenths):
+    moment after another of a whole run of three stages, its worker nodes settled in the
+    later ones. Nothing of the run is left, and its report, if it had written one, is
+    whole: as of its last stage's end (or its end)."""
+    for at, run in moments_of_a_run(root / "killed", step_tenths, KILLED_STAGES):
         run.proc.kill()
         scenario.notes.append(f"{at:.1f} s: {last_report(run)}")
         finish(scenario, run, -signal.SIGKILL, "any", f"SIGKILL at {at:.1f} s", any_status=True)
+
+
+KILLED_STAGES = "namespaces,options_override,actor_pool"
 
 
 def last_report(run: Started) -> str:
@@ -338,9 +347,9 @@ def main() -> int:
         f"--node-loss-step {args.node_loss_step:g} --kill-step {args.kill_step:g}` on "
         f"{time.strftime('%Y-%m-%d')}: {described()}. Each run is "
         "`raybricks run --target local` (local-cluster[3,1,1024], two Ray worker nodes). "
-        "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: what "
-        "runs put there (Ray's lock files and temp folders, the dashboard's forkserver "
-        "socket folders, Spark's) after the scenario that was not before; "
+        "Left behind: processes of a run still alive 60 s after it ended; new in /tmp: "
+        "every entry there after the scenario that was not before (but the sweep's own "
+        "folder and pytest's); "
         "new in the cache: class-archive files (a first run trains them once).",
         "",
         "| scenario | runs | passed | left behind | new in /tmp | new in the cache "
