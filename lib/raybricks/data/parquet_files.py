@@ -67,24 +67,49 @@ def _uncompressed(footer: pq.FileMetaData) -> int:
 
 
 DRIVER_WRITES_BYTES = 1024**3
+FILE_BYTES = 64 * 1024 * 1024  # the driver's files: about this size (a Spark task's worth)
 
 
 def write_parts(
     blocks: Sequence[Any], size: int, folder: Path, schema: pa.Schema, num_cpus: float
 ) -> tuple[str, list[tuple[str, int]]]:
-    """Each non-empty block (an ObjectRef of an Arrow table, `size` bytes in all) as
-    `part-<n>.parquet` in `folder`, each file written whole: who wrote them, and the
-    names and rows of the files."""
+    """The blocks (ObjectRefs of Arrow tables, `size` bytes in all) as Parquet files in
+    `folder`, each written whole: who wrote them, and each file's name and rows. The
+    driver writes consecutive blocks into files of about FILE_BYTES, a block at a time;
+    Ray tasks write a file per block."""
     folder.mkdir(parents=True)
-    jobs = [(block, str(folder / f"part-{i:05d}.parquet")) for i, block in enumerate(blocks)]
-    if size <= DRIVER_WRITES_BYTES:
-        writer = "the driver"
-        written = [_write_part(ray.get(block), path, schema) for block, path in jobs]
-    else:
-        writer = "Ray tasks"
+    if size > DRIVER_WRITES_BYTES:
         write = ray.remote(_write_part).options(num_cpus=num_cpus)
-        written = ray.get([write.remote(block, path, schema) for block, path in jobs])
-    return writer, [part for part in written if part is not None]
+        paths = [str(folder / f"part-{i:05d}.parquet") for i in range(len(blocks))]
+        written = ray.get(
+            [write.remote(b, path, schema) for b, path in zip(blocks, paths, strict=True)]
+        )
+        return "Ray tasks", [part for part in written if part is not None]
+    return "the driver", _written_by_the_driver(blocks, folder, schema)
+
+
+def _written_by_the_driver(
+    blocks: Sequence[Any], folder: Path, schema: pa.Schema
+) -> list[tuple[str, int]]:
+    parts: list[tuple[str, int]] = []
+    writer: pq.ParquetWriter | None = None
+    for block in blocks:
+        table = conform(ray.get(block), schema)
+        if not table.num_rows:
+            continue
+        if writer is None:
+            name = f"part-{len(parts):05d}.parquet"
+            writer, written, rows = pq.ParquetWriter(folder / name, schema), 0, 0
+        writer.write_table(table)
+        written, rows = written + table.nbytes, rows + table.num_rows
+        if written >= FILE_BYTES:
+            writer.close()
+            parts.append((name, rows))
+            writer = None
+    if writer is not None:
+        writer.close()
+        parts.append((name, rows))
+    return parts
 
 
 def _write_part(block: pa.Table, path: str, schema: pa.Schema) -> tuple[str, int] | None:

@@ -8,7 +8,7 @@ load it while Spark is still computing the table:
     scorers = [Scorer.remote(...) for _ in range(actors)]   # each starts loading now
     blocks = to_ray(table, rows_per_block=batch_size)       # Spark computes meanwhile
     scored = [scorers[i % actors].score.remote(block) for i, block in enumerate(...)]
-    result = to_spark(scored)                               # Arrow tables in Ray's store
+    result = to_spark(scored, schema="id bigint, score double")   # from Ray's store
 
 The stage proves, from the table Spark reads back: every input id is there exactly once,
 every score is what Spark computes from the same formula, and each actor's process
@@ -44,7 +44,7 @@ from raybricks.stages.params import BatchInferenceParams
 WEIGHTS = (0.8, -1.3, 0.45)
 BIAS = 0.2
 TOLERANCE = 1e-12  # numpy's and the JVM's exp may differ in the last bit
-SCORED = "id bigint, score double, actor_pid bigint, load_id bigint, call_id bigint"
+SCORED = "id bigint, score double"
 SCORERS = "scorers"  # in the handoff folder: a file per model load, and the crash marker
 CRASHED = "crashed"
 
@@ -84,8 +84,9 @@ class Model:
 
 class Scorer:
     """One per actor: loads the model once, then scores blocks. Each load leaves a
-    file `<pid>-<load id>` in `records` (a folder every node sees), and each row it
-    returns names the process and the load that scored it, and its call."""
+    file `<pid>-<load id>` in `records` (a folder every node sees), and each call
+    returns, beside its scored block, which process and load scored it (the table stays
+    what a user's would be: ids and scores)."""
 
     def __init__(self, load_seconds: float, records: str, crash_after: int | None):
         self.model = Model(load_seconds)
@@ -97,20 +98,15 @@ class Scorer:
     def ready(self) -> bool:
         return True
 
-    def score(self, block: pa.Table) -> pa.Table:
+    @ray.method(num_returns=2)
+    def score(self, block: pa.Table) -> tuple[pa.Table, dict[str, int]]:
         self.calls += 1
         self._crash_once_if_asked()
         column = {name: block.column(name).to_numpy() for name in ("x0", "x1", "x2")}
-        rows = block.num_rows
-        return pa.table(
-            {
-                "id": block.column("id"),
-                "score": self.model.score(column["x0"], column["x1"], column["x2"]),
-                "actor_pid": np.full(rows, os.getpid()),
-                "load_id": np.full(rows, self.load_id),
-                "call_id": np.full(rows, _random_id()),
-            }
-        )
+        scores = self.model.score(column["x0"], column["x1"], column["x2"])
+        scored = pa.table({"id": block.column("id"), "score": scores})
+        call = {"pid": os.getpid(), "load_id": self.load_id, "rows": block.num_rows}
+        return scored, call
 
     def _crash_once_if_asked(self) -> None:
         """The first scorer past `crash_after` calls dies mid-call, as a process does."""
@@ -173,7 +169,8 @@ class BatchInference(Stage[BatchInferenceParams]):
         ctx.wait(0)  # a cancel stops the stage between its legs
         clock = time.monotonic()
         refs = blocks.to_arrow_refs()
-        scored = [scorers[i % len(scorers)].score.remote(ref) for i, ref in enumerate(refs)]
+        calls = [scorers[i % len(scorers)].score.remote(ref) for i, ref in enumerate(refs)]
+        scored = [block for block, _ in calls]
         _wait_for_all(ctx, scored)
         seconds["actors"] = _since(clock)
         clock = time.monotonic()
@@ -183,7 +180,9 @@ class BatchInference(Stage[BatchInferenceParams]):
         ctx.record(warm_actors=len(warm))
         result = result.cache()  # the proof reads it several times
         try:
-            self._prove(ctx, params, table, result, rows_out, seconds)
+            self._prove(
+                ctx, params, table, result, rows_out, seconds, ray.get([c for _, c in calls])
+            )
         finally:
             result.unpersist()
 
@@ -205,16 +204,18 @@ class BatchInference(Stage[BatchInferenceParams]):
         result: DataFrame,
         rows_out: int,
         seconds: dict[str, float],
+        calls: list[dict[str, int]],
     ) -> None:
         repeated = result.groupBy("id").count().where("count > 1").count()
         missing = table.join(result, "id", "left_anti").count()
         unknown = result.join(table, "id", "left_anti").count()
         checked = result.join(table.withColumn("expected", expected_score()), "id")
         wrong = checked.where(F.abs(F.col("score") - F.col("expected")) > TOLERANCE).count()
-        scoring = result.groupBy("actor_pid").agg(F.countDistinct("load_id").alias("loads"))
-        loads_seen = {str(row["actor_pid"]): row["loads"] for row in scoring.collect()}
+        loads_seen = {
+            str(pid): len({c["load_id"] for c in calls if c["pid"] == pid})
+            for pid in {c["pid"] for c in calls}
+        }
         loads_by_pid = Counter(path.name.split("-")[0] for path in _records(ctx).glob("*-*"))
-        calls = result.select("call_id").distinct().count()
         total = sum(seconds.values())
         ctx.record(
             rows=params.rows,
@@ -226,7 +227,7 @@ class BatchInference(Stage[BatchInferenceParams]):
             loads_by_pid=dict(loads_by_pid),
             actors=len(loads_by_pid),
             scoring_pids=sorted(loads_seen),
-            calls=calls,
+            calls=len(calls),
             scorer_crashed=(_records(ctx) / CRASHED).exists(),
             seconds={leg: round(value, 2) for leg, value in seconds.items()},
             rows_per_second=round(params.rows / total) if total else 0,
@@ -244,9 +245,9 @@ class BatchInference(Stage[BatchInferenceParams]):
             f"loads by pid {dict(loads_by_pid)}, scored by {sorted(loads_seen)}",
         )
         expect(
-            calls > len(loads_by_pid),
-            f"{calls} scoring calls for {len(loads_by_pid)} model loads: not one load per batch "
-            "is shown only with more batches than actors; lower batch_size",
+            len(calls) > len(loads_by_pid),
+            f"{len(calls)} scoring calls for {len(loads_by_pid)} model loads: not one load per "
+            "batch is shown only with more batches than actors; lower batch_size",
         )
 
     @staticmethod
