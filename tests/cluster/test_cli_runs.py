@@ -415,6 +415,20 @@ def test_a_cluster_that_cannot_start_exits_3_and_reports_every_stage_skipped(
     assert left_after(mark) == []
 
 
+def test_ray_holding_every_spark_slot_is_refused_before_anything_starts(tmp_path, env):
+    """Two one-core executors and two one-CPU Ray worker nodes leave batch_inference's
+    Spark jobs no slot: refused in one line, exit 2, no run folder, no Spark."""
+    environment, mark = env
+    log_root = tmp_path / "runs"
+    flags = ["--spark-master", "local-cluster[2,1,1024]", "--log-path", str(log_root)]
+    done = finished([BIN / "raybricks", "run", *flags], environment)
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("raybricks:")]
+    assert "hold every task slot of Spark master local-cluster[2,1,1024]" in line
+    assert "Traceback" not in done.stderr and not log_root.exists()
+    assert left_after(mark) == []
+
+
 @pytest.mark.timeout(RUN_TIMEOUT)
 def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_running(tmp_path, env):
     """SIGKILL, as an out-of-memory kill or a lost driver ends it, once the first stage

@@ -33,7 +33,6 @@ BAD_FLAGS = [
     ["run", "--spark-master", "k8s://x"],
     ["run", "--spark-master", "local-cluster[0,1,1024]"],
     ["run", "--spark-master", "local[0]"],
-    ["run", "--spark-master", "local-cluster[2,1,1024]"],  # Ray's nodes hold every slot
     ["run", "--conf", "/nonexistent/conf.yml"],
     ["run", "--bogus"],
     ["exec", "--max-worker-nodes", "0", "--", "true"],

@@ -156,6 +156,10 @@ def test_ray_holding_every_slot_is_refused_only_for_stages_that_run_spark_jobs()
     cluster = ClusterSettings(max_worker_nodes=2, num_cpus_worker_node=1)
     check_spark_keeps_a_slot(full, cluster, [])  # the lesson's six run no Spark job
     check_spark_keeps_a_slot(spark_master("spark://h:7077"), cluster, ["batch_inference"])
+    # A minimum that can never fit is the cluster start's refusal (exit 3), not this one.
+    one = spark_master("local-cluster[1,1,1024]")
+    minimum = ClusterSettings(max_worker_nodes=2, min_worker_nodes=2, num_cpus_worker_node=1)
+    check_spark_keeps_a_slot(one, minimum, ["batch_inference"])
     with pytest.raises(BadInput) as refused:
         check_spark_keeps_a_slot(full, cluster, ["batch_inference"])
     assert str(refused.value) == (

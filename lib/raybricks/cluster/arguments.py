@@ -85,10 +85,13 @@ def check_spark_keeps_a_slot(
 ) -> None:
     """BadInput where Ray's worker nodes would hold every task slot of a Spark whose
     size is known, and a selected stage runs Spark jobs beside them (they would never
-    start)."""
+    start). A minimum that cannot fit at all is check_room's to answer."""
     nodes, cpus = cluster.max_worker_nodes, cluster.num_cpus_worker_node
     spare = master.spare_task_slots(nodes, cpus)
     if not stages_running_spark or spare is None or spare > 0:
+        return
+    slots = master.task_slots(cpus)
+    if slots is not None and slots < (cluster.min_worker_nodes or nodes):
         return
     raise BadInput(
         f"cluster.max_worker_nodes: {nodes} Ray worker nodes hold every task slot of Spark "
