@@ -241,8 +241,15 @@ def scored_on_actors(folder, load, _way):
     _, peak, code, machine = measured([*args, "--log-path", logs], True, cwd=ROOT)
     assert code == 0, f"batch_inference failed:\n{summary_of(logs)}"
     (report,) = (json.loads(path.read_text()) for path in logs.glob("*/report.json"))
-    seconds = sum(report["stages"][0]["evidence"]["seconds"].values())
-    return {"seconds": seconds, "driver": peak, "machine": machine}
+    evidence = report["stages"][0]["evidence"]
+    routes = "/".join(handoff["route"] for handoff in evidence["handoffs"])
+    legs = {**evidence["seconds"], "routes": routes}
+    return {
+        "seconds": sum(evidence["seconds"].values()),
+        "legs": legs,
+        "driver": peak,
+        "machine": machine,
+    }
 
 
 def scored_in_spark(folder, load, way):
@@ -266,6 +273,26 @@ def scoring_rows(runs):
         )
         for load in LOADS
         for way in WAYS[1:]
+    ]
+
+
+LEGS = {"spark_to_ray": "to Ray", "actors": "scored on the actors", "ray_to_spark": "to Spark"}
+
+
+def scoring_legs(runs):
+    """Where the actors' seconds go: each leg's median over the runs, per model load."""
+    return [
+        f"| model load (s) | {' | '.join(LEGS.values())} (s) | routes |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {load:g} | "
+            + " | ".join(
+                f"{statistics.median(r['legs'][leg] for r in runs[load, 'actors']):.1f}"
+                for leg in LEGS
+            )
+            + f" | {runs[load, 'actors'][0]['legs']['routes']} |"
+            for load in LOADS
+        ),
     ]
 
 
@@ -392,6 +419,12 @@ def scoring_section(folder, repeat):
             f"a 1,000-row round trip through {'/'.join(trips['routes'])}, {ROUND_TRIPS} in a row",
             trips["seconds"],
         ),
+        "",
+        "Where the actors' seconds go (each leg's median; the model loads run beside the "
+        "leg to Ray, what is left of them waits in the actors' leg; to Spark ends with "
+        "Spark's count of what came back):",
+        "",
+        *scoring_legs(scoring),
         "",
         "The peaks of each way (the driver: the process that runs the job; the machine: "
         "its used memory above what it used before the run, every process of the run "
