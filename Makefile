@@ -27,14 +27,17 @@ test-unit: setup    # only the tests that need no cluster (seconds)
 test-slow: setup    # reruns, side by side, cancels and sweeps, faults, the standalone tier (over an hour)
 	$(BIN)/pytest -m slow
 
-# The Databricks ML runtimes' Python (3.12) with their Sparks: 3.5 (16.4 LTS) and 4.0
-# (17.x), each in a virtualenv of its own pinned by constraints-py312-<spark>.txt.
+# The Databricks ML runtimes' Python (3.12) with their Sparks: 3.5 (16.4 LTS), 4.0
+# (17.3 LTS), 4.1 (18 LTS) and 4.2 (19), each in a virtualenv of its own pinned by
+# constraints-py312-<spark>.txt (docs/databricks.md has the table and its sources).
 PY312 ?= $(firstword $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null) \
                      $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12))
-RUNTIMES := spark35 spark40
+RUNTIMES := spark35 spark40 spark41 spark42
 # The emulated Databricks job in both task shapes, named exactly (of every tier: -m ""),
 # so that a rename fails loudly; tests/unit/test_make_targets.py checks they are collected.
+# Before them, the PySpark names raybricks uses, checked on that Spark.
 RUNTIME_TESTS := \
+    tests/unit/test_spark_apis.py \
     tests/cluster/test_databricks_runtime.py::test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard \
     tests/cluster/test_databricks_runtime.py::test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_nothing
 
