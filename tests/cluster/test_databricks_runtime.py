@@ -377,7 +377,7 @@ def test_a_runtime_without_ml_is_refused_in_one_line_and_nothing_starts(driver, 
     errors = [line for line in output if line.startswith("raybricks:")]
     assert errors == [
         "raybricks: Databricks runtime 16.4.x-scala2.12 is not an ML runtime: Ray on Spark "
-        "needs one; choose an ML runtime such as 16.4.x-cpu-ml-scala2.12 (bundle variable "
+        "needs one; choose an ML runtime such as 18.x-cpu-ml-scala2.13 (bundle variable "
         "spark_version)"
     ]
     assert not volume.exists()  # no run folder

@@ -33,6 +33,19 @@ def test_a_dedicated_ml_cluster_passes_without_warnings():
 
 
 @pytest.mark.parametrize(
+    ("key", "runtime"), [("18.x-cpu-ml-scala2.13", "18"), ("17.3.x-cpu-ml-scala2.13", "17.3")]
+)
+def test_todays_runtime_keys_pass(key, runtime):
+    verdict = check(facts(spark_version=key, runtime_version=runtime), ClusterSettings())
+    assert verdict.refusals == []
+
+
+def test_a_runtime_named_by_its_major_alone_is_still_dated():
+    (refusal,) = check(facts(spark_version="11.x-cpu-ml-scala2.12"), ClusterSettings()).refusals
+    assert refusal.startswith("Databricks runtime 11 is older than Ray on Spark supports")
+
+
+@pytest.mark.parametrize(
     ("given", "words"),
     [
         ({"spark_version": "16.4.x-scala2.12"}, ["16.4.x-scala2.12 is not an ML runtime"]),

@@ -28,7 +28,7 @@ REFUSED_ACCESS_MODES = {
     "LEGACY_TABLE_ACL": "table ACL (legacy shared)",
     "LEGACY_PASSTHROUGH": "credential passthrough (legacy)",
 }
-_VERSION = re.compile(r"(\d+)\.(\d+)")
+_VERSION = re.compile(r"(\d+)(?:\.(\d+))?")  # 16.4.x-..., 18.x-..., 18
 
 
 @dataclass
@@ -73,11 +73,11 @@ def _refuse_what_cannot_work(
     if key and "-ml-" not in key:
         refusals.append(
             f"Databricks runtime {key} is not an ML runtime: Ray on Spark needs one; "
-            "choose an ML runtime such as 16.4.x-cpu-ml-scala2.12 (bundle variable "
+            "choose an ML runtime such as 18.x-cpu-ml-scala2.13 (bundle variable "
             "spark_version)"
         )
     version = _VERSION.match(key) or _VERSION.match(facts.runtime_version or "")
-    if version and (int(version[1]), int(version[2])) < OLDEST_RUNTIME:
+    if version and (int(version[1]), int(version[2] or 0)) < OLDEST_RUNTIME:
         oldest = ".".join(map(str, OLDEST_RUNTIME))
         refusals.append(
             f"Databricks runtime {version[0]} is older than Ray on Spark supports "
