@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test test-unit test-slow test-runtimes spark-up spark-down lint fmt lock clean
+.PHONY: setup run test test-unit test-slow test-runtimes test-ray-versions spark-up spark-down lint fmt lock clean
 
 setup: $(VENV)/.installed
 
@@ -52,6 +52,20 @@ test-runtimes:      # the emulated Databricks job on each runtime's Python and S
 	    $$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS) || exit 1; \
 	done
 
+# The tested Ray range's ends (pyproject.toml's ray requirement): its lower end in a
+# virtualenv of its own pinned by constraints-ray<version>.txt, its upper end (the pin
+# of constraints.txt) in the project's own; the same tests as test-runtimes.
+RAY_LOWER := 2.52
+test-ray-versions: setup  # the emulated Databricks job on the oldest and newest Ray tested
+	@venv=.venv-ray$(RAY_LOWER); \
+	echo "== $$(grep '^ray==' constraints-ray$(RAY_LOWER).txt)"; \
+	[ -f $$venv/.installed ] || { $(PYTHON) -m venv $$venv && \
+	    $$venv/bin/pip install --quiet -c constraints-ray$(RAY_LOWER).txt -e '.[local,dev]' && \
+	    $$venv/bin/python -m raybricks.cluster.warm && touch $$venv/.installed; } || exit 1; \
+	$$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS)
+	@echo "== $$(grep '^ray==' constraints.txt)"
+	$(BIN)/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS)
+
 spark-up: setup     # a Spark standalone master and two workers on loopback; prints the URL
 	$(BIN)/python -m benchmarks.standalone up
 
@@ -73,4 +87,4 @@ lock: setup         # re-pin constraints.txt to what the virtualenv holds now
 	mv constraints.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .venv-py312-* dist build runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-py312-* .venv-ray* dist build runs .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from raybricks import __version__
 from raybricks.cluster import signals
+from raybricks.cluster.ray_version import check_ray_in_range
 from raybricks.console import LOG_FORMAT, RunConsole
 from raybricks.errors import BadInput, Cancelled, ExitCode
 from raybricks.paths import new_run_id
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None, conf_dir: Path | None = None) -> int:
 def _run(args: argparse.Namespace, conf_dir: Path | None) -> int:
     catalog = stage_catalog()
     settings = _settings(args, conf_dir, catalog)  # bad input is answered before Ray loads
+    check_ray_in_range()
     selected = {name: catalog[name].load() for name in settings.stages}
     from raybricks.run.job import reported, run_stages  # imports Ray and Spark: a run starts
 
@@ -84,6 +86,7 @@ def _exec(args: argparse.Namespace, conf_dir: Path | None) -> int:
     if not command:
         raise BadInput("exec needs a command: raybricks exec [run flags] -- CMD ARGS...")
     settings = _settings(args, conf_dir)
+    check_ray_in_range()
     from raybricks.run.job import reported, run_command  # imports Ray and Spark: a run starts
 
     platform = _checked_platform(settings)

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import ray
 from benchmarks.processes import left_after, marked_env, running_marked, wait_for
 
 from raybricks.stages.registry import BUILT_IN as STAGES
@@ -113,7 +114,7 @@ def test_a_passing_run_prints_a_few_lines_of_its_own(full_run):
     # run folder
     assert len(console) <= 5 + 2 * len(STAGES) + 2 + len(STAGES) + 1, "\n".join(console)
     assert not [line for line in console if "Traceback" in line or " ERROR " in line]
-    assert any("Ray cluster ready at" in line for line in console)
+    assert any(f"Ray {ray.__version__} cluster ready at" in line for line in console)
     for name in STAGES:  # the summary, with what each stage proved
         assert any(line.startswith(name) and "passed" in line for line in console), name
     log = (full_run.run_dir / "driver.log").read_text()

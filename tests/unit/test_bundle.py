@@ -14,6 +14,7 @@ import pytest
 import yaml
 from databricks.bundles.jobs import Job
 
+from raybricks.cluster.ray_version import PINNED
 from raybricks.cli import _parser
 from raybricks.databricks.preflight import check
 from raybricks.platform.facts import ClusterFacts
@@ -197,8 +198,10 @@ def test_the_task_runs_the_wheels_command_and_installs_the_wheel_and_ray():
         assert task["python_wheel_task"]["entry_point"] == "raybricks"
         libraries = task["libraries"]
         assert {"whl": "../dist/*.whl"} in libraries  # relative to resources/
-        assert {"pypi": {"package": f"ray[default,data]=={pinned('ray')}"}} in libraries
+        assert {"pypi": {"package": "${var.ray_requirement}"}} in libraries
     assert BUNDLE["artifacts"]["raybricks_wheel"]["type"] == "whl"
+    default = BUNDLE["variables"]["ray_requirement"]["default"]
+    assert default == PINNED == f"ray[default,data]=={pinned('ray')}"
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,9 @@ def collected(arguments: list[str]) -> list[str]:
     return [line for line in done.stdout.splitlines() if "::" in line]
 
 
-@pytest.mark.parametrize("target", ["test", "test-unit", "test-slow", "test-runtimes"])
+@pytest.mark.parametrize(
+    "target", ["test", "test-unit", "test-slow", "test-runtimes", "test-ray-versions"]
+)
 def test_every_target_that_runs_pytest_selects_tests(target, monkeypatch):
     monkeypatch.setenv("PY312", sys.executable)  # test-runtimes runs only where 3.12 is
     runs = pytest_arguments(target)

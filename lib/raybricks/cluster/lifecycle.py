@@ -202,7 +202,8 @@ def ray_on_spark(
             )
             on_started(info)
         logger.info(
-            "Ray cluster ready at %s in %.1f s (fast start %s): %d worker nodes, %g CPUs%s%s",
+            "Ray %s cluster ready at %s in %.1f s (fast start %s): %d worker nodes, %g CPUs%s%s",
+            ray.__version__,
             info.address,
             info.startup_seconds,
             info.fast_start,
