@@ -14,8 +14,8 @@ import pytest
 import yaml
 from databricks.bundles.jobs import Job
 
-from raybricks.cluster.ray_version import PINNED
 from raybricks.cli import _parser
+from raybricks.cluster.ray_version import PINNED
 from raybricks.databricks.preflight import check
 from raybricks.platform.facts import ClusterFacts
 from raybricks.settings import TARGETS, load_settings
