@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,7 @@ def ray_on_spark(
             on_started(info)
         logger.info(
             "Ray %s cluster ready at %s in %.1f s (fast start %s): %d worker nodes, %g CPUs%s%s",
-            ray.__version__,
+            metadata.version("ray"),
             info.address,
             info.startup_seconds,
             info.fast_start,
