@@ -27,6 +27,7 @@ from raybricks.report.model import DRIVER_LOG, Report, read_report
 from raybricks.report.summary import summary
 from raybricks.run.folder import RunFolder
 from raybricks.settings import FLAG_SETTINGS, TARGETS, Settings, load_settings
+from raybricks.stages.progress import is_live_only
 from raybricks.stages.registry import Catalog, stage_catalog
 
 if TYPE_CHECKING:
@@ -193,6 +194,7 @@ def _run_folder(settings: Settings, platform: Platform, what: str) -> Iterator[R
         handler = logging.StreamHandler(log)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.setLevel(logging.DEBUG)
+        handler.addFilter(lambda record: not is_live_only(record))  # a terminal's alone
         logging.getLogger().addHandler(handler)
         logging.getLogger("raybricks").setLevel(logging.DEBUG)
         c = settings.cluster

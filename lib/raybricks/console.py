@@ -1,8 +1,9 @@
 """What a person sees of a run, set up by the entrypoints (the library only logs).
 
 The console shows raybricks' own lines: the settings, Spark up, the Ray cluster ready,
-each stage as it starts and ends, and the summary. On a terminal, a live line says
-which stages are running; in a pipe or a Databricks job's output, plain lines.
+each stage as it starts and ends (and, every 30 s, how far a long one is), and the
+summary. On a terminal, a live line says which stages are running and how far each
+is; in a pipe or a Databricks job's output, plain lines.
 Everything else a run's processes print (Ray's banners and warnings, Spark's JVMs,
 the stages' deliberate crashes) goes to `driver.log`; `--verbose` shows it all here
 too. Ray's advice that matters to the user is said once, in our words.
@@ -20,6 +21,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.status import Status
+
+from raybricks.stages import progress
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -47,23 +50,30 @@ class _WithoutTraceback(logging.Formatter):
 
 
 class _RunningStages(logging.Handler):
-    """Keeps a terminal's live line on the stages running, from the runner's records."""
+    """Keeps a terminal's live line on the stages running and how far each is, from the
+    runner's records and the stages' progress records."""
 
     def __init__(self, status: Status) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.status = status
-        self.running: list[str] = []
+        self.running: dict[str, str] = {}  # stage -> how far it is ("" until it says)
 
     def emit(self, record: logging.LogRecord) -> None:
         stage, event = getattr(record, "stage", None), getattr(record, "event", None)
         if stage is None:
             return
         if event == "started":
-            self.running.append(stage)
-        elif stage in self.running:
-            self.running.remove(stage)
+            self.running[stage] = ""
+        elif event == progress.EVENT and stage in self.running:
+            done, total = record.__dict__["done"], record.__dict__["total"]
+            share = f"{100 * done // total}%, " if total else ""
+            self.running[stage] = f" {share}{done:,}/{total:,} {record.__dict__['unit']}"
+        else:
+            self.running.pop(stage, None)
         if self.running:
-            self.status.update(f"running: {', '.join(self.running)}")
+            self.status.update(
+                "running: " + ", ".join(f"{s}{far}" for s, far in self.running.items())
+            )
             self.status.start()
         else:
             self.status.stop()
@@ -133,6 +143,8 @@ class RunConsole:
         if self.err.is_terminal:
             handler = RichHandler(console=self.err, show_path=False, markup=False)
             handler.setFormatter(_WithoutTraceback("%(message)s"))
+            # The live line says how far a stage is: no progress lines besides it.
+            handler.addFilter(lambda r: getattr(r, "event", None) != progress.EVENT)
         else:
             handler = _ToConsole(self.err)
             handler.setFormatter(_WithoutTraceback(PLAIN_FORMAT, "%H:%M:%S"))

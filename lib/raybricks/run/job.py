@@ -90,6 +90,7 @@ def run_stages(
                 handoff_route=settings.data.route,
                 to_ray_arrow_max_bytes=int(settings.data.to_ray_arrow_max_mb * MB),
                 to_spark_arrow_max_bytes=int(settings.data.to_spark_arrow_max_mb * MB),
+                stage=stage,
             )
 
         try:

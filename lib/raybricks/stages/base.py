@@ -23,6 +23,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from raybricks.stages.progress import Progress
+
 
 class StageFailed(Exception):
     """The pattern did not behave as the lesson says it does."""
@@ -79,9 +81,19 @@ class StageContext:
     to_spark_arrow_max_bytes: int = 4 * 1024 * 1024
     evidence: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    stage: str = ""  # its name, for its progress lines
+    _progress: Progress = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._progress = Progress(self.stage)  # its clock starts with the stage
 
     def record(self, **values: Any) -> None:
         self.evidence.update(values)
+
+    def progress(self, done: int, total: int, unit: str) -> None:
+        """How far the stage is (`done` of `total` `unit`s), for the console: a line at
+        most every 30 s, a live line on a terminal. Call it as often as work is done."""
+        self._progress.report(done, total, unit)
 
     def wait(self, seconds: float) -> None:
         """Sleep, unless the run asks the stage to stop: then raise `StageStopped`."""

@@ -171,7 +171,7 @@ class BatchInference(Stage[BatchInferenceParams]):
         refs = blocks.to_arrow_refs()
         calls = [scorers[i % len(scorers)].score.remote(ref) for i, ref in enumerate(refs)]
         scored = [block for block, _ in calls]
-        _wait_for_all(ctx, scored)
+        _wait_for_all(ctx, scored, params.rows)
         seconds["actors"] = _since(clock)
         clock = time.monotonic()
         result = to_spark(scored, schema=SCORED)
@@ -281,11 +281,14 @@ def _skip_without_a_spark_slot(ctx: StageContext) -> None:
         )
 
 
-def _wait_for_all(ctx: StageContext, refs: list[Any]) -> None:
-    """Until every call has returned, a cancel stopping the stage between waits."""
+def _wait_for_all(ctx: StageContext, refs: list[Any], rows: int) -> None:
+    """Until every call has returned, a cancel stopping the stage between waits; the
+    rows scored so far go to the console (by the share of blocks returned: blocks are
+    of about equal size)."""
     pending = refs
     while pending:
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5, fetch_local=False)
+        ctx.progress(rows * (len(refs) - len(pending)) // len(refs), rows, "rows")
         ctx.wait(0)
 
 
