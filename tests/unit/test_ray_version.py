@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import pytest
 import ray
 from packaging.specifiers import SpecifierSet
@@ -15,6 +17,14 @@ from tests.helpers import ROOT
 def test_the_range_is_the_package_s_own_and_holds_the_pinned_ray():
     assert tested_range() == SpecifierSet(">=2.52,<2.61")
     assert check_ray_in_range() == ray.__version__
+
+
+def test_raybricks_run_from_its_source_uninstalled_checks_nothing(monkeypatch):
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr("raybricks.cluster.ray_version.metadata.requires", not_installed)
+    assert tested_range() is None and check_ray_in_range("2.37.0") == "2.37.0"
 
 
 @pytest.mark.parametrize("version", ["2.52.0", "2.55.1", "2.60.0"])

@@ -14,9 +14,14 @@ from raybricks.errors import BadInput
 PINNED = "ray[default,data]==2.60.0"  # the bundle's default, as constraints.txt pins it
 
 
-def tested_range() -> SpecifierSet:
-    """The `ray` versions raybricks' own package metadata asks for."""
-    for line in metadata.requires("raybricks") or []:
+def tested_range() -> SpecifierSet | None:
+    """The `ray` versions raybricks' own package metadata asks for; None where raybricks
+    runs from its source folder uninstalled (no metadata: nothing to check against)."""
+    try:
+        requires = metadata.requires("raybricks") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for line in requires:
         requirement = Requirement(line)
         if requirement.name == "ray" and requirement.marker is None:
             return requirement.specifier
@@ -27,7 +32,7 @@ def check_ray_in_range(version: str | None = None) -> str:
     """This Ray's version, or BadInput where it is outside the tested range."""
     found = version or metadata.version("ray")
     tested = tested_range()
-    if not tested.contains(found, prereleases=True):
+    if tested is not None and not tested.contains(found, prereleases=True):
         raise BadInput(
             f"Ray {found} is outside the Ray versions raybricks is tested on ({tested}); "
             f"install one in range, e.g. {PINNED} (the bundle variable ray_requirement)"
