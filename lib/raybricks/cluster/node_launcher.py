@@ -52,6 +52,9 @@ LAUNCHERS = (RAYS_LAUNCHER, __name__)  # a node's launcher, in its command line
 # As Ray's: for `ray start` to end the node's processes, then they are killed.
 STOP_GRACE_SECONDS = 1.5
 PARENT_CHECK_SECONDS = 0.5
+# How long a removal of a node's temp folder goes on ending what still uses it.
+SETTLE_SECONDS = 5.0
+SETTLE_POLL_SECONDS = 0.2
 TERMINATED = 143
 
 # Ray's processes connect to their node's Unix sockets (a raylet to its object store as
@@ -166,7 +169,7 @@ class NodeLauncher:
         except BlockingIOError:
             return  # another node still uses the folder
         self._collect_logs()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        _remove(self.temp_dir)
         self.lock_path.unlink(missing_ok=True)
 
     def _collect_logs(self) -> None:
@@ -218,10 +221,25 @@ def janitor(temp_dir: Path) -> None:
         for pid in _processes_using(temp_dir):
             _kill(pid)
         _collect_logs(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        _remove(temp_dir)
         lock_path.unlink(missing_ok=True)
     finally:
         os.close(lock_fd)
+
+
+def _remove(temp_dir: Path) -> None:
+    """`temp_dir` removed, and removed again while a process naming it is still there:
+    one the node started just as it was stopped (a raylet `ray start` had begun) makes
+    its session folders anew after a first removal. Ends within `SETTLE_SECONDS`."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        for pid in _processes_using(temp_dir):
+            _kill(pid)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        time.sleep(SETTLE_POLL_SECONDS)
+        settled = not temp_dir.exists() and not _processes_using(temp_dir)
+        if settled or time.monotonic() > deadline:
+            return
 
 
 def _processes_using(temp_dir: Path) -> list[int]:

@@ -24,12 +24,11 @@ class Progress:
 
     stage: str
     clock: Callable[[], float] = time.monotonic
-    started: float = field(init=False)
-    last_line: float = field(init=False)
+    last_line: float = field(init=False)  # the stage's start, until a line is said
     last_live: float = float("-inf")
 
     def __post_init__(self) -> None:
-        self.started = self.last_line = self.clock()
+        self.last_line = self.clock()
 
     def report(self, done: int, total: int, unit: str) -> None:
         now = self.clock()
