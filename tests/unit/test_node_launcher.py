@@ -271,3 +271,33 @@ def test_a_node_that_ends_as_it_should_leaves_its_janitor_nothing_to_do(tmp_path
     assert left_after_a_stop(tmp_path, python, env, temp_dir) == []
     assert wait_for(lambda: not janitors_of(temp_dir), 30, 0.05)
     assert not temp_dir.exists() and not Path(f"{temp_dir}.lock").exists()
+
+
+def test_a_launcher_killed_between_its_folder_and_its_lock_leaves_the_janitor_the_lock(
+    tmp_path,
+):
+    """Killed once its temp folder was removed but before its lock file was: the
+    janitor removes the lock, so nothing of the node is left."""
+    temp_dir = tmp_path / "ray-1-abc-node-1"
+    lock = Path(f"{temp_dir}.lock")
+    lock.touch()
+    node_launcher.janitor(temp_dir)
+    assert not lock.exists() and not temp_dir.exists()
+
+
+def test_the_folder_s_users_are_found_but_never_its_janitor(tmp_path):
+    temp_dir = tmp_path / "ray-1-abc-node-1"
+    temp_dir.mkdir()
+    Path(f"{temp_dir}.lock").touch()
+    user = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(temp_dir)])
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", node_launcher.JANITOR, str(temp_dir)]
+    )
+    try:
+        using = node_launcher._processes_using(temp_dir)
+        assert user.pid in using and waiting.pid not in using
+    finally:
+        user.kill()
+        waiting.kill()
+        user.wait()
+        waiting.wait()

@@ -216,12 +216,13 @@ def janitor(temp_dir: Path) -> None:
         return
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # blocks while the node runs
-        if not lock_path.exists() or not temp_dir.exists():
+        if not lock_path.exists():
             return  # the launcher cleaned up
-        for pid in _processes_using(temp_dir):
-            _kill(pid)
-        _collect_logs(temp_dir)
-        _remove(temp_dir)
+        if temp_dir.exists():  # else the launcher was killed between folder and lock
+            for pid in _processes_using(temp_dir):
+                _kill(pid)
+            _collect_logs(temp_dir)
+            _remove(temp_dir)
         lock_path.unlink(missing_ok=True)
     finally:
         os.close(lock_fd)
@@ -258,6 +259,7 @@ def _processes_using(temp_dir: Path) -> list[int]:
         if (
             any(name in argument for argument in arguments)
             and int(cmdline.parent.name) != os.getpid()
+            and JANITOR not in arguments  # it cleans up after a launcher killed meanwhile
         ):
             found.append(int(cmdline.parent.name))
     return found
