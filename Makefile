@@ -52,17 +52,20 @@ test-runtimes:      # the emulated Databricks job on each runtime's Python and S
 	    $$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS) || exit 1; \
 	done
 
-# The tested Ray range's ends (pyproject.toml's ray requirement): its lower end in a
-# virtualenv of its own pinned by constraints-ray<version>.txt, its upper end (the pin
+# The tested Ray range (pyproject.toml's ray requirement): each older Ray where Ray on
+# Spark's own code differs (2.52 to 2.55 are alike, as are 2.56 to 2.59) in a virtualenv
+# of its own pinned by constraints-ray<version>.txt, then the range's upper end (the pin
 # of constraints.txt) in the project's own; the same tests as test-runtimes.
-RAY_LOWER := 2.52
-test-ray-versions: setup  # the emulated Databricks job on the oldest and newest Ray tested
-	@venv=.venv-ray$(RAY_LOWER); \
-	echo "== $$(grep '^ray==' constraints-ray$(RAY_LOWER).txt)"; \
-	[ -f $$venv/.installed ] || { $(PYTHON) -m venv $$venv && \
-	    $$venv/bin/pip install --quiet -c constraints-ray$(RAY_LOWER).txt -e '.[local,dev]' && \
-	    $$venv/bin/python -m raybricks.cluster.warm && touch $$venv/.installed; } || exit 1; \
-	$$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS)
+OLDER_RAYS := 2.52 2.56
+test-ray-versions: setup  # the emulated Databricks job on each Ray on Spark of the tested range
+	@for version in $(OLDER_RAYS); do \
+	    venv=.venv-ray$$version; \
+	    echo "== $$(grep '^ray==' constraints-ray$$version.txt)"; \
+	    [ -f $$venv/.installed ] || { $(PYTHON) -m venv $$venv && \
+	        $$venv/bin/pip install --quiet -c constraints-ray$$version.txt -e '.[local,dev]' && \
+	        $$venv/bin/python -m raybricks.cluster.warm && touch $$venv/.installed; } || exit 1; \
+	    $$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS) || exit 1; \
+	done
 	@echo "== $$(grep '^ray==' constraints.txt)"
 	$(BIN)/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS)
 
