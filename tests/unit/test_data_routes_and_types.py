@@ -6,12 +6,14 @@ import datetime as dt
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import types as T
 from ray.data.extensions import ArrowTensorArray
 
 from raybricks.data import routes
+from raybricks.data.parquet_files import ParquetFiles, packed
 from raybricks.data.schema import CannotHandOver, arrow_schema, conform, spark_schema
 
 MB = 1024 * 1024
@@ -131,3 +133,31 @@ def test_the_databricks_route_needs_the_runtime_s_ray_and_spark_s_chunks():
 
 def test_the_arrow_route_is_there_on_this_spark():
     assert routes.arrow_unavailable() is None
+
+
+@pytest.mark.parametrize(
+    ("sizes", "groups"),
+    [
+        ([], []),
+        ([10, 10, 10], [[0, 1, 2]]),
+        ([60, 50, 30, 0], [[0], [1, 2, 3]]),
+        ([200, 1, 200], [[0], [1], [2]]),
+        ([0, 0], [[0, 1]]),
+    ],
+)
+def test_small_files_share_a_read_task_up_to_the_bound(sizes, groups):
+    assert packed(sizes, bound=100) == groups
+
+
+def test_each_file_of_a_packed_read_task_is_a_block_of_its_own(tmp_path):
+    schema = pa.schema([("id", pa.int64()), ("at", pa.timestamp("us", tz="UTC"))])
+    when = dt.datetime(2026, 12, 7, tzinfo=dt.timezone.utc)
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"part-{i}.parquet")
+        pq.write_table(pa.table({"id": [i, i + 10], "at": [when, None]}, schema=schema), files[-1])
+    (task,) = ParquetFiles(files, schema).get_read_tasks(parallelism=8)
+    assert task.metadata.num_rows == 6 and len(task.metadata.input_files) == 3
+    blocks = list(task())
+    assert [block.column("id").to_pylist() for block in blocks] == [[0, 10], [1, 11], [2, 12]]
+    assert all(block.schema == schema for block in blocks)

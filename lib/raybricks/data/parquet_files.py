@@ -1,8 +1,10 @@
 """The Parquet route's Ray side: the files Spark wrote, read by Ray tasks as they are
 named (nothing listed, no task to fetch metadata: the driver reads each file's footer),
-and Ray's blocks written as one file each, for Spark to read: by the driver, a block at
-a time, up to DRIVER_WRITES_BYTES (here a Ray task's first start alone costs more than
-the driver's write of 40 MB), by Ray tasks where they are many more."""
+consecutive small files packed into one task up to Ray's target block size (a task per
+tiny file would start a Ray worker process each); and Ray's blocks written as one file
+each, for Spark to read: by the driver, a block at a time, up to DRIVER_WRITES_BYTES
+(here a Ray task's first start alone costs more than the driver's write of 40 MB), by
+Ray tasks where they are many more."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from raybricks.data.schema import conform
 
 
 class ParquetFiles(Datasource):
-    """These Parquet files, a read task each, every block cast to `schema`."""
+    """These Parquet files, a block each, every block cast to `schema`; a read task
+    reads consecutive files up to the target block size, and at least one file."""
 
     def __init__(self, files: Sequence[Path], schema: pa.Schema) -> None:
         super().__init__()
@@ -37,26 +40,46 @@ class ParquetFiles(Datasource):
         per_task_row_limit: int | None = None,
         data_context: DataContext | None = None,
     ) -> list[ReadTask]:
+        target = (data_context or DataContext.get_current()).target_max_block_size
+        sizes = [_uncompressed(footer) for footer in self.footers]
         return [
             ReadTask(
-                _reader(str(path), self.schema),
+                _reader([str(self.files[i]) for i in group], self.schema),
                 BlockMetadata(
-                    num_rows=footer.num_rows,
-                    size_bytes=_uncompressed(footer),
-                    input_files=(str(path),),
+                    num_rows=sum(self.footers[i].num_rows for i in group),
+                    size_bytes=sum(sizes[i] for i in group),
+                    input_files=tuple(str(self.files[i]) for i in group),
                     exec_stats=None,
                 ),
                 schema=self.schema,
                 per_task_row_limit=per_task_row_limit,
             )
-            for path, footer in zip(self.files, self.footers, strict=True)
+            for group in packed(sizes, target or DEFAULT_TASK_BYTES)
         ]
 
 
-def _reader(path: str, schema: pa.Schema) -> Any:
+DEFAULT_TASK_BYTES = 128 * 1024 * 1024  # Ray's own default target block size
+
+
+def packed(sizes: Sequence[int], bound: int) -> list[list[int]]:
+    """The indexes of `sizes` in consecutive groups of at most `bound` in all (a group
+    of one where a single size is above it)."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if not groups or total + size > bound:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += size
+    return groups
+
+
+def _reader(paths: list[str], schema: pa.Schema) -> Any:
     def read() -> Iterable[pa.Table]:
-        # Spark writes TIMESTAMP as INT96, which Arrow would read as nanoseconds.
-        yield conform(pq.read_table(path, coerce_int96_timestamp_unit="us"), schema)
+        for path in paths:
+            # Spark writes TIMESTAMP as INT96, which Arrow would read as nanoseconds.
+            yield conform(pq.read_table(path, coerce_int96_timestamp_unit="us"), schema)
 
     return read
 
