@@ -3,9 +3,11 @@ tiers, breaks its target loudly here, in `make test`, not on the day someone run
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,37 +38,47 @@ def pytest_arguments(target: str) -> list[list[str]]:
     return found
 
 
-def collected(arguments: list[str]) -> list[str]:
-    """The test ids pytest collects, and keeps, for `arguments`."""
+TARGETS = ["test", "test-unit", "test-slow", "test-runtimes", "test-ray-versions"]
+
+
+def collected_each(argument_lists: list[list[str]], folder: Path) -> list[list[str]]:
+    """The test ids pytest collects, and keeps, for each argument list (one process)."""
+    arguments, out = folder / "arguments.json", folder / "collected.json"
+    arguments.write_text(json.dumps([["-n", "0", *each] for each in argument_lists]))
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", *arguments],
+        [sys.executable, "-m", "tests.collection", str(out), str(arguments)],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=120,
+        timeout=300,
     )
-    return [line for line in done.stdout.splitlines() if "::" in line]
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize(
-    "target", ["test", "test-unit", "test-slow", "test-runtimes", "test-ray-versions"]
-)
-def test_every_target_that_runs_pytest_selects_tests(target, monkeypatch):
-    monkeypatch.setenv("PY312", sys.executable)  # test-runtimes runs only where 3.12 is
-    runs = pytest_arguments(target)
-    assert runs, f"make {target} runs no pytest"
-    for arguments in runs:
-        assert collected(["-p", "no:cacheprovider", "-n", "0", *arguments]), (
-            f"make {target} selects no test: pytest {shlex.join(arguments)}"
-        )
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[list[str], list[str]]]]:
+    """For each make target, each pytest it runs: its arguments and the tests they keep."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PY312", sys.executable)  # test-runtimes runs only where 3.12 is
+        arguments = {target: pytest_arguments(target) for target in TARGETS}
+    flat = [each for target in TARGETS for each in arguments[target]]
+    kept = iter(collected_each(flat, tmp_path_factory.mktemp("collected")))
+    return {target: [(each, next(kept)) for each in arguments[target]] for target in TARGETS}
 
 
-def test_test_runtimes_runs_each_test_it_names():
-    (arguments,) = set(map(tuple, pytest_arguments("test-runtimes")))
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_target_that_runs_pytest_selects_tests(target, runs):
+    assert runs[target], f"make {target} runs no pytest"
+    for arguments, kept in runs[target]:
+        assert kept, f"make {target} selects no test: pytest {shlex.join(arguments)}"
+
+
+def test_test_runtimes_runs_each_test_it_names(runs):
+    ((arguments, kept),) = runs["test-runtimes"]
     named = [word for word in arguments if "::" in word]
     files = [word for word in arguments if word.endswith(".py")]
     assert len(named) == 2 and files == ["tests/unit/test_spark_apis.py"]
-    kept = collected(["-p", "no:cacheprovider", "-n", "0", *arguments])
     assert set(named) <= set(kept)
     assert all(test in named or test.startswith(files[0]) for test in kept)
     assert len(kept) > len(named)  # the Spark names' file selected tests too
