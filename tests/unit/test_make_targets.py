@@ -13,6 +13,9 @@ import pytest
 
 from tests.helpers import ROOT
 
+# One worker collects for them all (the fixture is per module, and per xdist worker).
+pytestmark = pytest.mark.xdist_group("make-targets")
+
 SHELL_OPERATORS = {"||", "&&", "|", ">", "2>&1"}
 
 
