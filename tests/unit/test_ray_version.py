@@ -9,13 +9,14 @@ import ray
 from packaging.specifiers import SpecifierSet
 
 from raybricks.cli import main
-from raybricks.cluster.ray_version import check_ray_in_range, tested_range
+from raybricks.cluster import ray_version
+from raybricks.cluster.ray_version import check_ray_in_range
 from raybricks.errors import BadInput
 from tests.helpers import ROOT
 
 
 def test_the_range_is_the_package_s_own_and_holds_the_pinned_ray():
-    assert tested_range() == SpecifierSet(">=2.52,<2.61")
+    assert ray_version.tested_range() == SpecifierSet(">=2.52,<2.61")
     assert check_ray_in_range() == ray.__version__
 
 
@@ -24,7 +25,7 @@ def test_raybricks_run_from_its_source_uninstalled_checks_nothing(monkeypatch):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr("raybricks.cluster.ray_version.metadata.requires", not_installed)
-    assert tested_range() is None and check_ray_in_range("2.37.0") == "2.37.0"
+    assert ray_version.tested_range() is None and check_ray_in_range("2.37.0") == "2.37.0"
 
 
 @pytest.mark.parametrize("version", ["2.52.0", "2.55.1", "2.60.0"])
