@@ -43,19 +43,24 @@ class ParquetFiles(Datasource):
         target = (data_context or DataContext.get_current()).target_max_block_size
         sizes = [_uncompressed(footer) for footer in self.footers]
         return [
-            ReadTask(
-                _reader([str(self.files[i]) for i in group], self.schema),
-                BlockMetadata(
-                    num_rows=sum(self.footers[i].num_rows for i in group),
-                    size_bytes=sum(sizes[i] for i in group),
-                    input_files=tuple(str(self.files[i]) for i in group),
-                    exec_stats=None,
-                ),
-                schema=self.schema,
-                per_task_row_limit=per_task_row_limit,
-            )
+            self._read_task(group, sizes, per_task_row_limit)
             for group in packed(sizes, target or DEFAULT_TASK_BYTES)
         ]
+
+    def _read_task(self, group: list[int], sizes: list[int], row_limit: int | None) -> ReadTask:
+        paths = tuple(str(self.files[i]) for i in group)
+        metadata = BlockMetadata(
+            num_rows=sum(self.footers[i].num_rows for i in group),
+            size_bytes=sum(sizes[i] for i in group),
+            input_files=paths,
+            exec_stats=None,
+        )
+        return ReadTask(
+            _reader(paths, self.schema),
+            metadata,
+            schema=self.schema,
+            per_task_row_limit=row_limit,
+        )
 
 
 DEFAULT_TASK_BYTES = 128 * 1024 * 1024  # Ray's own default target block size
@@ -75,7 +80,7 @@ def packed(sizes: Sequence[int], bound: int) -> list[list[int]]:
     return groups
 
 
-def _reader(paths: list[str], schema: pa.Schema) -> Any:
+def _reader(paths: Sequence[str], schema: pa.Schema) -> Any:
     def read() -> Iterable[pa.Table]:
         for path in paths:
             # Spark writes TIMESTAMP as INT96, which Arrow would read as nanoseconds.
