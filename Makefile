@@ -41,15 +41,21 @@ RUNTIME_TESTS := \
     tests/cluster/test_databricks_runtime.py::test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard \
     tests/cluster/test_databricks_runtime.py::test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_nothing
 
+# In a shell loop that has set $venv: make that virtualenv once, with Python $(1) and
+# the pins of constraints file $(2), then run the runtime tests in it.
+define runtime_tests_in_venv
+[ -f $$venv/.installed ] || { $(1) -m venv $$venv && \
+    $$venv/bin/pip install --quiet -c $(2) -e '.[local,dev]' && \
+    $$venv/bin/python -m raybricks.cluster.warm && touch $$venv/.installed; } || exit 1; \
+$$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS) || exit 1
+endef
+
 test-runtimes:      # the emulated Databricks job on each runtime's Python and Spark
 	@if [ -z "$(PY312)" ]; then echo "test-runtimes: SKIPPED, no python3.12 here"; exit 0; fi
 	@for spark in $(RUNTIMES); do \
 	    venv=.venv-py312-$$spark; \
 	    echo "== Python 3.12 with $$(grep '^pyspark==' constraints-py312-$$spark.txt)"; \
-	    [ -f $$venv/.installed ] || { $(PY312) -m venv $$venv && \
-	        $$venv/bin/pip install --quiet -c constraints-py312-$$spark.txt -e '.[local,dev]' && \
-	        $$venv/bin/python -m raybricks.cluster.warm && touch $$venv/.installed; } || exit 1; \
-	    $$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS) || exit 1; \
+	    $(call runtime_tests_in_venv,$(PY312),constraints-py312-$$spark.txt); \
 	done
 
 # The tested Ray range (pyproject.toml's ray requirement): each older Ray where Ray on
@@ -61,10 +67,7 @@ test-ray-versions: setup  # the emulated Databricks job on each Ray on Spark of 
 	@for version in $(OLDER_RAYS); do \
 	    venv=.venv-ray$$version; \
 	    echo "== $$(grep '^ray==' constraints-ray$$version.txt)"; \
-	    [ -f $$venv/.installed ] || { $(PYTHON) -m venv $$venv && \
-	        $$venv/bin/pip install --quiet -c constraints-ray$$version.txt -e '.[local,dev]' && \
-	        $$venv/bin/python -m raybricks.cluster.warm && touch $$venv/.installed; } || exit 1; \
-	    $$venv/bin/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS) || exit 1; \
+	    $(call runtime_tests_in_venv,$(PYTHON),constraints-ray$$version.txt); \
 	done
 	@echo "== $$(grep '^ray==' constraints.txt)"
 	$(BIN)/pytest -n 0 -p no:cacheprovider -m "" $(RUNTIME_TESTS)
