@@ -254,6 +254,24 @@ class DataSettings(_Strict):
         return str(Path(path))
 
 
+class MetricsSettings(_Strict):
+    """What the run keeps of the cluster's own metrics (`raybricks.metrics`)."""
+
+    sample_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="how often each Ray node's metrics are sampled into the report; 0: never "
+        "(nodes then export them at Ray's own pace)",
+    )
+
+    @field_validator("sample_seconds")
+    @classmethod
+    def _zero_or_a_second(cls, seconds: float) -> float:
+        if 0 < seconds < 1:
+            raise ValueError("Ray's nodes export metrics at most once a second: use 0 or >= 1")
+        return seconds
+
+
 class Settings(_Strict):
     target: str
     namespace: str = "raybricks"
@@ -274,6 +292,7 @@ class Settings(_Strict):
     )
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     data: DataSettings = Field(default_factory=DataSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     stage_params: Any = None  # typed per stage catalog: see `settings_model`
     known_stages: ClassVar[tuple[str, ...]] = tuple(BUILT_IN)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import ray
 from benchmarks.processes import left_after, marked_env, running_marked, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 from raybricks.stages.registry import BUILT_IN as STAGES
 from tests.cluster.runs import (
@@ -105,6 +106,38 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
+def test_the_report_keeps_what_each_node_reported_over_the_run(full_run):
+    """The head and both worker nodes sampled from the cluster's ready to the work's end,
+    their series in report.json, their charts in report.html, their last scrapes in
+    metrics.prom (one Prometheus text, each sample naming its node)."""
+    report = report_of(full_run.run_dir)
+    metrics = report["metrics"]
+    nodes = {node["name"]: node for node in metrics["nodes"]}
+    assert sorted(nodes) == ["head", "worker-1", "worker-2"]
+    ready = next(p for p in report["phases"] if p["name"] == "Ray cluster start")
+    stages_end = max(s["started_at_seconds"] + s["seconds"] for s in report["stages"])
+    for name, node in nodes.items():
+        assert len(node["t"]) >= 3 and node["memory_total"][-1] > 0, name
+        assert node["t"][0] >= ready["started_at_seconds"] + ready["seconds"] - 0.5
+        assert node["t"][-1] >= stages_end - 0.5, "sampled until the work ended"
+    for name in ("worker-1", "worker-2"):  # one CPU and one (fake) GPU each, both used
+        node = nodes[name]
+        assert (node["cpu_total"][-1], node["gpu_total"][-1]) == (1.0, 1.0)
+        assert max(node["cpu_used"]) > 0 and max(node["object_store_capacity"]) > 0
+    cluster = metrics["cluster"]
+    assert max(cluster["actors_alive"]) > 0 and max(cluster["tasks_running"]) > 0
+    assert metrics["unanswered"] == {}
+    page = (full_run.run_dir / "report.html").read_text()
+    for title in ("CPUs in use", "GPUs in use", "object store used", "actors alive"):
+        assert f'aria-label="{title}' in page, title
+    scraped = (full_run.run_dir / "metrics.prom").read_text()
+    families = list(text_string_to_metric_families(scraped))
+    assert len({f.name for f in families}) == len(families)
+    said_by = {s.labels.get("raybricks_node") for f in families for s in f.samples}
+    assert said_by == {"head", "worker-1", "worker-2"}
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
 def test_a_passing_run_prints_a_few_lines_of_its_own(full_run):
     """Ray's and Spark's own output (banners, warnings, deliberate crashes) went to
     driver.log: the console holds raybricks' lines and the summary."""
@@ -133,6 +166,7 @@ def test_report_html_renders_in_chromium(full_run):
     for stage in report["stages"]:
         assert f'id="stage-{stage["name"]}"' in dom
     assert 'class="status passed"' in dom
+    assert "What the nodes reported" in dom and "CPUs in use" in dom
     assert png_shades(png) > 16, "the screenshot is one flat colour"
 
 
@@ -529,15 +563,19 @@ def test_a_cancel_as_ray_init_connects_is_a_cancel(tmp_path, env, connect, after
 @pytest.mark.parametrize("after", [0.0, 0.1, 0.2, 0.4])
 def test_a_head_lost_during_the_teardown_leaves_the_run_as_it_ended(tmp_path, env, after):
     """The GCS killed as the teardown disconnects (it takes about 0.3 s): the run's
-    stages had passed, so did the run; it ends at once and leaves nothing."""
+    stages had passed, so did the run; it ends at once and leaves nothing. (Its metrics
+    are not sampled: such a run keeps none, and passes.)"""
     environment, mark = env
-    with InTheBackground(tmp_path, environment, SMALL_CLUSTER, "namespaces") as run:
+    unsampled = SMALL_CLUSTER + "metrics:\n  sample_seconds: 0\n"
+    with InTheBackground(tmp_path, environment, unsampled, "namespaces") as run:
         run.wait_until_logged("shutting the Ray cluster down", interval=0.005)
         time.sleep(after)
         for gcs in running_marked(mark, "gcs_server"):
             gcs.kill()
         # seconds: before, a disconnect from a lost head could hang (seen: 25 s, 60 s)
         assert run.proc.wait(timeout=20) == 0, run.stderr.read_text()[-3000:]
-    report = report_of(only_run_dir(run.log_root))
+    run_dir = only_run_dir(run.log_root)
+    report = report_of(run_dir)
     assert (report["status"], report["exit_code"]) == ("passed", 0)
+    assert report["metrics"] == {} and not (run_dir / "metrics.prom").exists()
     assert left_after(mark) == []

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 import weakref
 
 import psutil
+import pytest
 import ray
+from prometheus_client.parser import text_string_to_metric_families
 from pyspark import SparkContext
 from ray.util.spark import cluster_init
 
 from raybricks.cluster import node_launcher
 from raybricks.cluster.compat import fast_start
 from raybricks.cluster.spark import PYTHON_DAEMON, jvm_processes
+from raybricks.metrics.prometheus import fetch
+from raybricks.metrics.sampler import ray_nodes
 from tests.cluster.conftest import NAMESPACE, STRAY_TOKEN
 
 
@@ -138,3 +145,31 @@ def test_a_driver_with_the_token_joins_and_one_without_is_refused(ray_cluster):
     refused = driver(without)
     assert refused.returncode != 0
     assert "auth" in refused.stderr.lower()
+
+
+# What a Ray dashboard serves at these paths: jobs (submitting one runs a command), logs.
+DASHBOARD_PATHS = ("/", "/api/jobs/", "/api/v0/logs/file?filename=raylet.out", "/logs", "/nodes")
+
+
+def test_each_nodes_metrics_endpoint_serves_metrics_only(ray_cluster):
+    """Whatever is asked of it, a node's metrics port answers with Prometheus text (every
+    line a sample or a comment: no log content, no secret) or refuses; it runs nothing."""
+    endpoints = ray_nodes()
+    assert len(endpoints) == 3
+    token = os.environ["RAY_AUTH_TOKEN"]
+    for endpoint in endpoints:
+        base = endpoint.url.removesuffix("/metrics")
+        for path in DASHBOARD_PATHS:
+            text = fetch(base + path, timeout=5)
+            assert list(text_string_to_metric_families(text)), path  # parses, or raises
+            assert token not in text and "Ray runtime started" not in text
+        submit = urllib.request.Request(
+            base + "/api/jobs/",
+            data=json.dumps({"entrypoint": "touch /tmp/raybricks-metrics-ran"}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(submit, timeout=5)
+        assert refused.value.code == 405
+    assert not os.path.exists("/tmp/raybricks-metrics-ran")

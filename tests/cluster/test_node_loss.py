@@ -1,8 +1,9 @@
 """Node loss: a Ray worker node killed from outside in the middle of a stage.
 
 The stage's restartable actor must come back on another node and answer, the run
-must record which node was lost, nothing may hang, and Ray on Spark must relaunch a
-node so the cluster is whole again (the session's later tests rely on that too)."""
+must record which node was lost, the metrics sampler must go on with the other nodes,
+nothing may hang, and Ray on Spark must relaunch a node so the cluster is whole again
+(the session's later tests rely on that too)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import ray
 from benchmarks.processes import kill_node, wait_for
 
 from raybricks.cluster.lifecycle import live_worker_nodes
+from raybricks.metrics.sampler import Sampler
 from raybricks.run.runner import Runner
 from raybricks.stages.base import Stage, StageContext, StageParams, expect
 
@@ -76,9 +78,11 @@ def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(ray_cluster, wh
 
     killer = threading.Thread(target=kill_when_placed, daemon=True)
     killer.start()
-    (result,) = runner.run(
-        lambda _: StageContext("raybricks-tests", ray_cluster.log_dir, ray_cluster.info.address)
-    )
+    sampler = Sampler(1.0, time.monotonic())
+    with sampler.running(head=ray_cluster.info.head):
+        (result,) = runner.run(
+            lambda _: StageContext("raybricks-tests", ray_cluster.log_dir, ray_cluster.info.address)
+        )
     killer.join(5)
     ((victim, processes),) = killed
     assert processes > 1, "the node's processes were not found"
@@ -86,3 +90,9 @@ def test_a_worker_node_killed_mid_stage_is_survived_and_recorded(ray_cluster, wh
     assert result.evidence["first_node"] == victim
     assert result.evidence["answered_from"] != victim
     assert result.evidence["worker_nodes_lost"] == [victim]
+    # The lost node's series ends (gone from the node table, or a gap first); the
+    # others' went on after it.
+    series = sampler.series()
+    ends = {node["node_id"]: node["t"][-1] for node in series["nodes"]}
+    assert ends[victim] < series["cluster"]["t"][-1]
+    assert max(t for node, t in ends.items() if node != victim) == series["cluster"]["t"][-1]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from raybricks.cli import main
-from raybricks.report.html import HTML_FILE, LABEL_WIDTH, write_html
+from raybricks.report.charts import LABEL_WIDTH
+from raybricks.report.html import HTML_FILE, write_html
 from raybricks.report.model import Report, StageResult, write_report
 
 

@@ -189,6 +189,12 @@ BAD_INPUT = [
         {},
         ["data.handoff_root", "'s3://bucket/handoff'", "as a path", "/Volumes/"],
     ),
+    (
+        "metrics:\n  sample_seconds: 0.5\n",
+        {},
+        ["metrics.sample_seconds", "0.5", "once a second", "use 0 or >= 1"],
+    ),
+    ("metrics:\n  sample_seconds: -1\n", {}, ["metrics.sample_seconds", "-1", "greater than"]),
     ("namespace: no\n", {}, ["namespace", "False", "valid string"]),  # YAML 1.1: no is False
     ("- a list\n", {}, ["holds a list", "mapping"]),
     ("cluster: [unclosed\n", {}, ["not valid YAML", "line"]),

@@ -16,8 +16,6 @@ import os
 import secrets
 from typing import Literal
 
-from ray.util.spark.start_hook_base import RayOnSparkStartHook
-
 from raybricks.cluster.compat.ray_auth import refresh_auth_cache
 
 logger = logging.getLogger(__name__)
@@ -33,20 +31,10 @@ def auth_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in (MODE_VAR, TOKEN_VAR) if name in os.environ}
 
 
-class TokenAuthStartHook(RayOnSparkStartHook):
-    """Hands the driver's auth mode and token to every Ray node it starts."""
-
-    def __init__(self, is_global: bool = False) -> None:  # Ray passes no arguments
-        super().__init__(is_global)
-
-    def custom_environment_variables(self) -> dict[str, str]:
-        return {**super().custom_environment_variables(), **auth_environment()}
-
-
 def configure_auth(mode: AuthMode, start_hook: str) -> None:
     """Set this process's auth mode (and a fresh token) and route it to every node
-    through `start_hook` (a class path: `TokenAuthStartHook`, or one that hands the token
-    on too)."""
+    through `start_hook` (a class path: `NodeEnvironmentStartHook`, or one that hands
+    the token on too)."""
     if mode == "token":
         os.environ[MODE_VAR] = "token"
         os.environ[TOKEN_VAR] = secrets.token_hex(32)

@@ -21,7 +21,7 @@ from ray.util.spark.databricks_hook import (
 )
 from ray.util.spark.start_hook_base import RayOnSparkStartHook
 
-from raybricks.cluster.auth import auth_environment
+from raybricks.cluster.node_environment import node_environment
 
 logger = logging.getLogger(__name__)
 
@@ -68,4 +68,4 @@ class JobStartHook(DefaultDatabricksRayOnSparkStartHook):
                 **RayOnSparkStartHook.custom_environment_variables(self),
                 **DATABRICKS_NODE_ENVIRONMENT,
             }
-        return {**variables, **auth_environment()}
+        return {**variables, **node_environment()}

@@ -40,7 +40,7 @@ DATABRICKS_TEMP_ROOT = "/local_disk0/tmp"  # the node's local disk, as Ray's Dat
 RAY_TEMP_ROOT = "/tmp"  # Ray on Spark's own default elsewhere
 
 # The start hooks Ray on Spark instantiates (by class path) to get the nodes' environment.
-LOCAL_START_HOOK = "raybricks.cluster.auth.TokenAuthStartHook"
+LOCAL_START_HOOK = "raybricks.cluster.node_environment.NodeEnvironmentStartHook"
 DATABRICKS_START_HOOK = "raybricks.databricks.job_hook.JobStartHook"
 
 

@@ -1,8 +1,8 @@
 """`report.html`: a run's report for people, self-contained (no network), rendered
 from `report.json`'s model with a Jinja2 template: status, cluster and versions, the
 run's phases (Spark's start, Ray's, the teardown) and its stages on one time axis
-(parallel stages side by side), Ray worker nodes over time, each stage's evidence,
-errors with their traceback."""
+(parallel stages side by side), Ray worker nodes over time, what the nodes' metrics
+said on the same axis (`charts`), each stage's evidence, errors with their traceback."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from raybricks.paths import write_whole
+from raybricks.report.charts import WIDTH, Axis, metric_charts
 from raybricks.report.model import Report
 
 HTML_FILE = "report.html"
 COLORS = {"passed": "#1f8a4c", "failed": "#c62828", "cancelled": "#b26a00", "skipped": "#8a939c"}
 PHASE_COLOR = "#5b7083"
-LABEL_WIDTH, PLOT_WIDTH, ROW = 150, 640, 26
+ROW = 26
 NODE_ROW = 14  # the worker-node chart's height per node: no taller than what it shows
 
 _environment = Environment(
@@ -36,9 +37,12 @@ def write_html(report: Report, run_dir: Path) -> Path:
         *(_end(s) for s in report.stages),
         *(p.started_at_seconds + p.seconds for p in report.phases),
     ]
-    span = max([report.seconds, *ends], default=0.0) or 1.0
+    axis = Axis(max([report.seconds, *ends], default=0.0) or 1.0)
     page = _environment.get_template("report.html.j2").render(
-        report=report, timeline=_timeline(report, span), nodes=_nodes(report, span)
+        report=report,
+        timeline=_timeline(report, axis),
+        nodes=_nodes(report, axis),
+        metrics=metric_charts(report.metrics, axis),
     )
     return write_whole(target, [page.encode()])
 
@@ -47,48 +51,40 @@ def _end(stage: Any) -> float:
     return float(stage.started_at_seconds or 0.0) + float(stage.seconds or 0.0)
 
 
-def _x(seconds: float, span: float) -> float:
-    return round(LABEL_WIDTH + PLOT_WIDTH * seconds / span, 1)
-
-
-def _timeline(report: Report, span: float) -> dict[str, Any]:
+def _timeline(report: Report, axis: Axis) -> dict[str, Any]:
     """A bar per phase of the run, then one per stage, on one axis of seconds."""
     rows: list[dict[str, Any]] = [
-        _bar(p.name, "phase", p.started_at_seconds, p.seconds, PHASE_COLOR, span)
+        _bar(p.name, "phase", p.started_at_seconds, p.seconds, PHASE_COLOR, axis)
         for p in report.phases
     ]
     rows += [
-        _bar(s.name, s.status, s.started_at_seconds, s.seconds, COLORS.get(s.status, ""), span)
+        _bar(s.name, s.status, s.started_at_seconds, s.seconds, COLORS.get(s.status, ""), axis)
         for s in report.stages
     ]
     for row, bar in enumerate(rows):
         bar["y"] = 6 + row * ROW
-    step = _tick_step(span)
-    ticks = [
-        {"x": _x(t * step, span), "label": f"{t * step:g} s"} for t in range(int(span // step) + 1)
-    ]
     return {
         "bars": rows,
-        "axis": {"ticks": ticks},
-        "width": LABEL_WIDTH + PLOT_WIDTH + 140,
+        "axis": {"ticks": axis.ticks()},
+        "width": WIDTH,
         "height": 6 + len(rows) * ROW + 24,
     }
 
 
 def _bar(
-    name: str, status: str, start: float | None, seconds: float, color: str, span: float
+    name: str, status: str, start: float | None, seconds: float, color: str, axis: Axis
 ) -> dict[str, Any]:
     return {
         "name": name,
         "status": status,
         "seconds": f"{seconds:.1f}",
-        "x": _x(start or 0.0, span),
-        "width": max(2.0, round(PLOT_WIDTH * seconds / span, 1)) if start is not None else 0,
+        "x": axis.x(start or 0.0),
+        "width": max(2.0, axis.length(seconds)) if start is not None else 0,
         "color": color or COLORS["skipped"],
     }
 
 
-def _nodes(report: Report, span: float) -> dict[str, Any]:
+def _nodes(report: Report, axis: Axis) -> dict[str, Any]:
     samples = report.worker_nodes
     if not samples:
         return {"points": ""}
@@ -101,8 +97,8 @@ def _nodes(report: Report, span: float) -> dict[str, Any]:
     points, previous = [], None
     for seconds, count in samples:
         if previous is not None:
-            points.append(f"{_x(seconds, span)},{y(previous)}")  # a step, not a slope
-        points.append(f"{_x(seconds, span)},{y(count)}")
+            points.append(f"{axis.x(seconds)},{y(previous)}")  # a step, not a slope
+        points.append(f"{axis.x(seconds)},{y(count)}")
         previous = count
     labels = [
         {"x": 4, "y": y(top) + 4, "text": f"{top:g} nodes"},
@@ -111,13 +107,6 @@ def _nodes(report: Report, span: float) -> dict[str, Any]:
     return {
         "points": " ".join(points),
         "labels": labels,
-        "width": LABEL_WIDTH + PLOT_WIDTH + 140,
+        "width": WIDTH,
         "height": height,
     }
-
-
-def _tick_step(span: float) -> float:
-    for step in (1, 2, 5, 10, 20, 30, 60, 120, 300, 600):
-        if span / step <= 10:
-            return step
-    return 1200

@@ -70,6 +70,8 @@ class Report:
     # [seconds from the run's start, live Ray worker nodes], at each stage's start and end
     worker_nodes: list[list[float]] = field(default_factory=list)
     phases: list[Phase] = field(default_factory=list)
+    # the nodes' own metrics over the run, per node and for the cluster (`raybricks.metrics`)
+    metrics: dict[str, Any] = field(default_factory=dict)
     driver: dict[str, Any] = field(default_factory=dict)  # host and pid of the run's driver
     clock: float = field(default_factory=time.monotonic, repr=False, compare=False)  # its start
 

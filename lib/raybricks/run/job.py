@@ -25,7 +25,9 @@ import ray
 from raybricks.cluster import signals
 from raybricks.cluster.auth import auth_environment
 from raybricks.cluster.lifecycle import ClusterInfo, live_worker_nodes, ray_on_spark
+from raybricks.cluster.node_environment import metrics_exported_every
 from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
+from raybricks.metrics.sampler import Sampler
 from raybricks.paths import spark_uri
 from raybricks.platform import Platform
 from raybricks.report.html import write_html
@@ -54,9 +56,11 @@ def run_stages(
 ) -> Report:
     """Run `stages` (the selected ones, by name, in order) on a cluster of their own."""
     report = _begun(settings, run_dir)
+    sampler = Sampler(settings.metrics.sample_seconds, report.clock)
 
     def stage_ended() -> None:
         report.seconds = report.elapsed()  # how far it got, if nothing is written after
+        report.metrics = sampler.series()
         write_report(report, run_dir)
         on_progress()
 
@@ -105,7 +109,7 @@ def run_stages(
         return ExitCode.PASSED if runner.passed else ExitCode.STAGE_FAILED
 
     # This driver takes no output from its workers (log_to_driver=False): no log monitors.
-    return _run(settings, platform, report, run_dir, work, stream_worker_logs=False)
+    return _run(settings, platform, report, run_dir, work, sampler, stream_worker_logs=False)
 
 
 def run_command(
@@ -117,7 +121,9 @@ def run_command(
 ) -> Report:
     """Run `argv` as a driver of a cluster of its own (see `command_on`), its stdout
     and stderr to `output` (None: this process's)."""
-    return _run(settings, platform, _begun(settings, run_dir), run_dir, command_on(argv, output))
+    report = _begun(settings, run_dir)
+    sampler = Sampler(settings.metrics.sample_seconds, report.clock)
+    return _run(settings, platform, report, run_dir, command_on(argv, output), sampler)
 
 
 def command_on(
@@ -172,6 +178,7 @@ def _run(
     report: Report,
     run_dir: Path,
     work: Work,
+    sampler: Sampler,
     stream_worker_logs: bool = True,
 ) -> Report:
     write_report(report, run_dir)
@@ -187,12 +194,14 @@ def _run(
     try:
         with (
             signals.handled_by(signals.cancel),
+            metrics_exported_every(sampler.every_seconds),
             ray_on_spark(
                 settings.cluster, platform, settings.namespace, run_dir, stream_worker_logs, started
             ) as cluster,
         ):
             try:
-                code = work(cluster, report)
+                with _sampled(sampler, cluster, report, run_dir):
+                    code = work(cluster, report)
             except (Cancelled, KeyboardInterrupt, ClusterLost) as exc:
                 # Written before teardown: Ray can end the process during a disconnect
                 # that comes right after its connect (or a minute after losing the
@@ -220,6 +229,23 @@ def _run(
         write_report(report, run_dir)
         _write_html(report, run_dir)
     return report
+
+
+@contextmanager
+def _sampled(
+    sampler: Sampler, cluster: ClusterInfo, report: Report, run_dir: Path
+) -> Iterator[None]:
+    """The cluster's metrics sampled while the work runs; the series go in the report,
+    the last scrapes in `metrics.prom`, while the cluster still runs."""
+    try:
+        with sampler.running(head=cluster.head):
+            yield
+    finally:
+        report.metrics = sampler.series()
+        try:
+            sampler.write_last_scrapes(run_dir)
+        except Exception:  # the series are in the report; the file is for other tools
+            logger.warning("could not write the nodes' last metrics", exc_info=True)
 
 
 def _teardown_phases(report: Report, marks: dict[str, float]) -> None:
