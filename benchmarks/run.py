@@ -346,8 +346,10 @@ def samples(label, values):
     return f"- {label}: {', '.join(f'{v:.1f}' for v in values)}"
 
 
-SECTIONS = ("cluster", "scoring")
+SECTIONS = ("cluster", "scoring", "metrics")
 SCORING_HEADING = "## Spark data through Ray actors"
+METRICS_HEADING = "## What sampling the cluster's metrics costs"
+HEADINGS = {"scoring": SCORING_HEADING, "metrics": METRICS_HEADING}  # in the file's order
 
 
 def main():
@@ -358,28 +360,26 @@ def main():
     )
     args = parser.parse_args()
     kept = _sections((HERE / "RESULTS.md").read_text()) if args.only else {}
+    measures = {"cluster": cluster_section, "scoring": scoring_section, "metrics": metrics_section}
     with tempfile.TemporaryDirectory(prefix="raybricks-bench-") as folder:
         made = {
             name: measure(folder, args.repeat)
-            for name, measure in (("cluster", cluster_section), ("scoring", scoring_section))
+            for name, measure in measures.items()
             if args.only in (None, name)
         }
-    lines = [
-        *made.get("cluster", kept.get("cluster", [])),
-        "",
-        *made.get("scoring", kept.get("scoring", [])),
-    ]
+    lines = [line for name in SECTIONS for line in [*made.get(name, kept.get(name, [])), ""]]
     (HERE / "RESULTS.md").write_text("\n".join(lines).strip() + "\n")
     print("\n".join(lines))
 
 
 def _sections(text):
-    """RESULTS.md's sections as written: the cluster's (from the top), the scoring's."""
-    top, _, scoring = text.partition(SCORING_HEADING)
-    return {
-        "cluster": top.strip().splitlines(),
-        "scoring": [SCORING_HEADING, *scoring.strip().splitlines()],
-    }
+    """RESULTS.md's sections as written: the cluster's (from the top), then each under
+    its heading."""
+    found, rest = {}, text
+    for name, heading in reversed(HEADINGS.items()):
+        rest, given, section = rest.partition(heading)
+        found[name] = [heading, "", *section.strip().splitlines()] if given else []
+    return {"cluster": rest.strip().splitlines(), **found}
 
 
 def written_by(repeat, section):
@@ -431,6 +431,53 @@ def scoring_section(folder, repeat):
         "included):",
         "",
         *scoring_memory(scoring),
+    ]
+
+
+SAMPLED_EVERY = 5.0  # the default of metrics.sample_seconds
+
+
+def sampling_on_and_off(folder, repeat):
+    """Wall seconds of the whole local job with the cluster's metrics sampled and not,
+    taking turns; and the sampler's own busy seconds in each sampled run."""
+    seconds, busy = {True: [], False: []}, []
+    for round_ in range(repeat):
+        for sampled in (True, False) if round_ % 2 == 0 else (False, True):
+            conf = Path(folder) / f"sampled-{sampled}.yml"
+            conf.write_text(f"metrics:\n  sample_seconds: {SAMPLED_EVERY if sampled else 0}\n")
+            logs = Path(tempfile.mkdtemp(dir=folder))
+            wall, _, code = measured(
+                [BIN / "raybricks", "run", "--conf", conf, "--log-path", logs], cwd=ROOT
+            )
+            if code != 0:
+                raise SystemExit(f"raybricks run failed:\n{summary_of(logs)}")
+            seconds[sampled].append(wall)
+            if sampled:
+                (report,) = (json.loads(p.read_text()) for p in logs.glob("*/report.json"))
+                busy.append(report["metrics"]["busy_seconds"])
+    return seconds, busy
+
+
+def metrics_section(folder, repeat):
+    seconds, busy = sampling_on_and_off(folder, repeat)
+    return [
+        METRICS_HEADING,
+        "",
+        f"{written_by(repeat, 'metrics')} The whole local job (`raybricks run`, every "
+        f"stage) with each Ray node's metrics sampled every {SAMPLED_EVERY:g} s (the "
+        "default; the nodes then export them at that pace, not Ray's 10 s) and with "
+        "`metrics.sample_seconds: 0`, taking turns; each figure the median of "
+        f"{repeat} runs, the ratio the median of the rounds' own ratios.",
+        "",
+        "| comparison | raybricks | baseline | ratio | goal |",
+        "|---|---|---|---|---|",
+        row("whole local job (s), sampled vs not", seconds[True], seconds[False], "<= 1.02x"),
+        "",
+        "Every run, in seconds:",
+        samples("sampled", seconds[True]),
+        samples("not sampled", seconds[False]),
+        "- the sampler busy (listing the nodes, scraping, reading), each sampled run: "
+        + ", ".join(f"{b:.2f}" for b in busy),
     ]
 
 

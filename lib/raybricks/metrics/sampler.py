@@ -111,6 +111,7 @@ class Sampler:
         self._cluster = _Series(CLUSTER_FIGURES)
         self._gaps: dict[str, int] = {}  # node name -> samples it did not answer
         self._last_texts: dict[str, str] = {}  # node name -> its last scrape
+        self._busy_seconds = 0.0  # spent sampling, what the sampler costs the driver
         self._stop = threading.Event()
 
     @property
@@ -155,6 +156,7 @@ class Sampler:
                 "cluster": self._cluster.as_dict(),
                 "nodes": nodes,
                 "unanswered": dict(self._gaps),
+                "busy_seconds": round(self._busy_seconds, 3),
             }
 
     def write_last_scrapes(self, run_dir: Path) -> Path | None:
@@ -181,7 +183,8 @@ class Sampler:
     ) -> None:
         if head is not None and not head.alive():
             return
-        seconds = round(time.monotonic() - self.clock, 2)
+        began = time.monotonic()
+        seconds = round(began - self.clock, 2)
         endpoints = nodes()
         answers = list(pool.map(_scrape, endpoints))
         with self._lock:
@@ -201,6 +204,7 @@ class Sampler:
             # Nodes export their counts at their own moments: a sum can dip below zero.
             total["tasks_pending"] = max(0.0, total.get("tasks_pending", 0.0))
             self._cluster.add(seconds, total)
+            self._busy_seconds += time.monotonic() - began
 
     def _name(self, endpoint: Endpoint) -> str:
         if endpoint.node_id not in self._numbers:
