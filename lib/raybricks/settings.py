@@ -7,6 +7,7 @@ the value, where it came from and the fix, before anything is started.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import logging
 import os
 import re
@@ -272,6 +273,29 @@ class MetricsSettings(_Strict):
         return seconds
 
 
+class MlflowSettings(_Strict):
+    """Where a run is logged in MLflow (`raybricks.report.mlflow_run`); nowhere by default."""
+
+    experiment: str | None = Field(
+        None,
+        description="the experiment to log each run to; on Databricks a workspace path, "
+        "such as /Users/<you>/raybricks",
+    )
+    tracking_uri: str | None = Field(
+        None, description="default MLflow's own: the workspace on Databricks, ./mlruns elsewhere"
+    )
+
+    @field_validator("experiment")
+    @classmethod
+    def _mlflow_is_here(cls, experiment: str | None) -> str | None:
+        if experiment is not None and importlib.util.find_spec("mlflow") is None:
+            raise ValueError(
+                "MLflow is not installed here: pip install mlflow-skinny (Databricks ML "
+                "runtimes have it), or leave mlflow.experiment unset"
+            )
+        return experiment
+
+
 class Settings(_Strict):
     target: str
     namespace: str = "raybricks"
@@ -293,6 +317,7 @@ class Settings(_Strict):
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     stage_params: Any = None  # typed per stage catalog: see `settings_model`
     known_stages: ClassVar[tuple[str, ...]] = tuple(BUILT_IN)
 

@@ -31,6 +31,7 @@ from raybricks.metrics.sampler import Sampler
 from raybricks.paths import spark_uri
 from raybricks.platform import Platform
 from raybricks.report.html import write_html
+from raybricks.report.mlflow_run import log_to_mlflow
 from raybricks.report.model import REPORT_FILE, Report, read_report, write_report
 from raybricks.run.runner import Runner
 from raybricks.settings import Settings
@@ -228,6 +229,7 @@ def _run(
         _teardown_phases(report, marks)
         write_report(report, run_dir)
         _write_html(report, run_dir)
+        log_to_mlflow(report, run_dir, settings.mlflow)
     return report
 
 
