@@ -22,6 +22,7 @@ from benchmarks.machine import described
 from benchmarks.processes import left_after, marked_env
 from benchmarks.rounds import ROUNDS, paired_ratio
 from benchmarks.standalone import StandaloneCluster
+from benchmarks.start_legs import start_legs
 from raybricks.stages.registry import BUILT_IN
 
 HERE = Path(__file__).resolve().parent
@@ -91,14 +92,26 @@ def startup_seconds(logs):
 
 
 def cluster_start(folder, repeat):
-    """The cluster as `raybricks run` starts it (with its shortest stage), either way."""
-    times = {True: [], False: []}
+    """The cluster as `raybricks run` starts it (with its shortest stage), either way;
+    and each fast start's legs."""
+    times, legs = {True: [], False: []}, []
     for round_ in range(repeat):
         for fast in (True, False) if round_ % 2 == 0 else (False, True):
             args, logs = raybricks(folder, fast, "run", "--stages", "namespaces")
             assert measured(args, cwd=ROOT)[2] == 0, f"run failed (fast_start={fast})"
             times[fast].append(startup_seconds(logs))
-    return times
+            if fast:
+                (run_dir,) = logs.iterdir()
+                legs.append(start_legs(run_dir))
+    return times, legs
+
+
+def leg_rows(legs):
+    return [
+        "| leg of a fast start | seconds |",
+        "|---|---|",
+        *(f"| {leg} | {statistics.median(run[leg] for run in legs):.2f} |" for leg in legs[0]),
+    ]
 
 
 NODE_COUNTS = (1, 2, 4)
@@ -482,7 +495,7 @@ def metrics_section(folder, repeat):
 
 
 def cluster_section(folder, repeat):
-    starts = cluster_start(folder, repeat)
+    starts, legs = cluster_start(folder, repeat)
     pair_codes, pair_starts = two_clusters_at_once(folder)
     wall, peak, spent = job_vs_seed(folder, repeat)
     pool = pool_rates(folder)
@@ -537,6 +550,12 @@ def cluster_section(folder, repeat):
         samples("cluster ready, Ray's own start", starts[False]),
         samples("whole local job", wall["job"]),
         samples("the seed's demos as a script", wall["seed"]),
+        "",
+        "Where a fast start's seconds go, read off each run's logs (driver.log and the "
+        "nodes' own, on one clock; each leg from the end of the one above, the median of "
+        "its runs):",
+        "",
+        *leg_rows(legs),
         "",
         f"Two fast-started clusters at once: exit codes {pair_codes}, ready in {pair_starts} s.",
         f"Peak RSS of the driver process over a whole local job: {peak:.0f} MiB.",

@@ -6,6 +6,7 @@ other pytest-xdist worker runs the session cluster's tests beside it."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -77,7 +78,8 @@ def test_run_passes_every_stage_and_leaves_report_driver_log_ray_and_spark_logs(
     assert stage_statuses(report) == [(name, "passed") for name in STAGES]
     assert all(stage["evidence"] and stage["headline"] for stage in report["stages"])
     assert "stage 8/8 gpu_actors: passed" in (run_dir / "driver.log").read_text()
-    assert (run_dir / "ray-timeline.json").stat().st_size > 0
+    timeline = json.loads((run_dir / "ray-timeline.json").read_text())  # chrome://tracing's
+    assert timeline and {"ph", "ts", "pid", "tid"} <= set(timeline[0])
     assert f"run folder: {run_dir}" in done.stdout
     assert wait_for(lambda: ray_node_logs(run_dir), timeout=30)
     # Fast start: each worker node ran in a temp folder of its own (so its logs come in

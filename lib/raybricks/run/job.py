@@ -10,6 +10,7 @@ outright leaves what its stages proved.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ from raybricks.cluster.lifecycle import ClusterInfo, live_worker_nodes, ray_on_s
 from raybricks.cluster.node_environment import metrics_exported_every
 from raybricks.errors import Cancelled, ClusterError, ClusterLost, ExitCode
 from raybricks.metrics.sampler import Sampler
-from raybricks.paths import spark_uri
+from raybricks.paths import spark_uri, write_whole
 from raybricks.platform import Platform
 from raybricks.report.html import write_html
 from raybricks.report.mlflow_run import log_to_mlflow
@@ -317,7 +318,11 @@ def _child(
 
 
 def _save_timeline(run_dir: Path) -> None:
+    """Ray's timeline, written whole as every file of the run folder; encoded in one go
+    (Ray's own writer streams it through json's pure-Python encoder: seconds for a
+    few MB)."""
     try:
-        ray.timeline(filename=str(run_dir / TIMELINE_FILE))
+        events = ray.timeline()
+        write_whole(run_dir / TIMELINE_FILE, [json.dumps(events).encode()])
     except Exception:
         logger.warning("could not save Ray's timeline", exc_info=True)
