@@ -72,13 +72,13 @@ def test_the_last_scrapes_merge_into_one_text_with_each_family_once_and_its_node
 class _Node:
     """A Ray node's metrics endpoint: a real HTTP server serving a captured text."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, kind: str = "text/plain; version=0.0.4") -> None:
         body = text.encode()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Type", kind)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -95,8 +95,9 @@ class _Node:
 
 
 @contextmanager
-def nodes(*texts: str) -> Iterator[list[_Node]]:
-    served = [_Node(text) for text in texts]
+def nodes(*texts: str, kinds: tuple[str, ...] = ()) -> Iterator[list[_Node]]:
+    """Endpoints serving `texts`, as Prometheus text or as `kinds` say, in order."""
+    served = [_Node(text, *kinds[i : i + 1]) for i, text in enumerate(texts)]
     try:
         yield served
     finally:
@@ -156,6 +157,19 @@ def test_a_node_gone_mid_run_is_a_gap_said_once_and_the_others_go_on(caplog):
     assert series["unanswered"]["worker-2"] >= 4
     said = [r for r in caplog.records if "did not answer" in r.getMessage()]
     assert len(said) == 1 and "worker-2" in said[0].getMessage()
+
+
+def test_a_node_that_answers_something_else_is_a_gap_too():
+    sampler = Sampler(0.05, time.monotonic())
+    with (
+        nodes(
+            WORKER_TEXT, "<html>a proxy's page</html>", kinds=("text/plain", "text/html")
+        ) as served,
+        sampler.running(lambda: [Endpoint(f"id{i}", False, n.url) for i, n in enumerate(served)]),
+    ):
+        wait_until(lambda: samples_of(sampler, "worker-1") >= 3)
+    assert sampler.series()["unanswered"]["worker-2"] >= 2
+    assert samples_of(sampler, "worker-2") == 0
 
 
 def test_a_sampler_that_cannot_list_the_nodes_or_whose_head_is_gone_never_fails_the_run():

@@ -43,8 +43,15 @@ _READ = frozenset(
 )
 
 
+PROMETHEUS_TYPES = ("text/plain", "application/openmetrics-text")
+
+
 def fetch(url: str, timeout: float) -> str:
+    """The Prometheus text served at `url`; ValueError for anything else (a proxy's page)."""
     with urllib.request.urlopen(url, timeout=timeout) as answer:
+        kind = answer.headers.get_content_type()
+        if kind not in PROMETHEUS_TYPES:
+            raise ValueError(f"{url} answered {kind}, not Prometheus text")
         return str(answer.read().decode("utf-8"))
 
 

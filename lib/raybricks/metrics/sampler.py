@@ -189,12 +189,12 @@ class Sampler:
         answers = list(pool.map(_scrape, endpoints))
         with self._lock:
             total: dict[str, float] = {}
-            for endpoint, (text, error) in zip(endpoints, answers, strict=True):
+            for endpoint, answer in zip(endpoints, answers, strict=True):
                 name = self._name(endpoint)
-                if text is None:
-                    self._gap(name, error)
+                if isinstance(answer, str):
+                    self._gap(name, answer)
                     continue
-                figures = node_figures(text)
+                text, figures = answer
                 self._last_texts[name] = text
                 self._nodes.setdefault(endpoint.node_id, _Series(NODE_FIGURES)).add(
                     seconds, figures
@@ -222,8 +222,10 @@ class Sampler:
         self._gaps[name] = self._gaps.get(name, 0) + 1
 
 
-def _scrape(endpoint: Endpoint) -> tuple[str | None, str]:
+def _scrape(endpoint: Endpoint) -> tuple[str, dict[str, float]] | str:
+    """The node's text and what is read of it, or why there is none (a gap)."""
     try:
-        return fetch(endpoint.url, SCRAPE_TIMEOUT_SECONDS), ""
+        text = fetch(endpoint.url, SCRAPE_TIMEOUT_SECONDS)
+        return text, node_figures(text)
     except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {exc}"
