@@ -487,6 +487,9 @@ def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_runn
         ("detached_actors", "skipped"),
     ]
     assert "namespaces: passed" in (run_dir / "driver.log").read_text()  # saved as it ended
+    sampled = report["metrics"]  # what was sampled until then: from the cluster's ready on
+    assert {node["name"] for node in sampled["nodes"]} == {"head", "worker-1"}
+    assert sampled["cluster"]["t"][0] <= report["stages"][0]["started_at_seconds"] + 0.5
     said = finished([BIN / "raybricks", "report", run_dir], environment)
     assert "ended without a report of its end: the driver was killed or lost" in said.stdout
     assert left_after(mark) == []
