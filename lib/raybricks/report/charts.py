@@ -113,7 +113,7 @@ def _drawn(chart: Chart, lines: list[dict[str, Any]], axis: Axis, period: float)
         ]
         segments = [  # a lone point (a node seen once) is drawn as a dot
             {
-                "points": " ".join(f"{x},{y}" for x, y in part),
+                "points": " ".join(f"{px},{py}" for px, py in part),
                 "dot": part[0] if len(part) == 1 else None,
             }
             for part in points
@@ -125,6 +125,8 @@ def _drawn(chart: Chart, lines: list[dict[str, Any]], axis: Axis, period: float)
         "top": f"{top:,.3g}{chart.unit}",
         "y_top": y(top),
         "y_zero": y(0.0),
+        "x_start": LABEL_WIDTH,
+        "x_end": LABEL_WIDTH + PLOT_WIDTH,
         "height": CHART_HEIGHT + 24,
     }
 
