@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 
-import mlflow
 import pytest
 
 from raybricks.errors import BadInput
@@ -43,6 +42,8 @@ def test_a_run_is_logged_with_its_stages_and_files(tmp_path, monkeypatch):
     settings = MlflowSettings(experiment="raybricks-tests", tracking_uri=store)
     run_id = log_to_mlflow(report, tmp_path, settings)
     assert run_id is not None
+    import mlflow  # here, not at collection: a second and more of every worker's start
+
     client = mlflow.MlflowClient(tracking_uri=store)
     run = client.get_run(run_id)
     assert run.info.run_name == report.run_id
