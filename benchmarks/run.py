@@ -86,9 +86,14 @@ def summary_of(logs):
     return "\n".join(format_summary(read_report(run)) for run in logs.iterdir())
 
 
+def report_in(logs):
+    """The report of the one run under `logs`."""
+    (report,) = (json.loads(path.read_text()) for path in logs.glob("*/report.json"))
+    return report
+
+
 def startup_seconds(logs):
-    (report,) = logs.glob("*/report.json")
-    return json.loads(report.read_text())["cluster"]["startup_seconds"]
+    return report_in(logs)["cluster"]["startup_seconds"]
 
 
 def cluster_start(folder, repeat):
@@ -190,7 +195,7 @@ PHASES = (
 
 def phases(logs, wall):
     """Where the seconds of one whole run went, from its report: each phase's share."""
-    (report,) = (json.loads(path.read_text()) for path in logs.glob("*/report.json"))
+    report = report_in(logs)
     starts = [stage["started_at_seconds"] for stage in report["stages"]]
     ends = [stage["started_at_seconds"] + stage["seconds"] for stage in report["stages"]]
     ray = report["cluster"]["startup_seconds"]
@@ -253,7 +258,7 @@ def scored_on_actors(folder, load, _way):
     args = [BIN / "raybricks", "run", "--conf", conf, "--stages", "batch_inference"]
     _, peak, code, machine = measured([*args, "--log-path", logs], True, cwd=ROOT)
     assert code == 0, f"batch_inference failed:\n{summary_of(logs)}"
-    (report,) = (json.loads(path.read_text()) for path in logs.glob("*/report.json"))
+    report = report_in(logs)
     evidence = report["stages"][0]["evidence"]
     routes = "/".join(handoff["route"] for handoff in evidence["handoffs"])
     legs = {**evidence["seconds"], "routes": routes}
@@ -466,8 +471,7 @@ def sampling_on_and_off(folder, repeat):
                 raise SystemExit(f"raybricks run failed:\n{summary_of(logs)}")
             seconds[sampled].append(wall)
             if sampled:
-                (report,) = (json.loads(p.read_text()) for p in logs.glob("*/report.json"))
-                busy.append(report["metrics"]["busy_seconds"])
+                busy.append(report_in(logs)["metrics"]["busy_seconds"])
     return seconds, busy
 
 

@@ -11,14 +11,17 @@ from contextlib import contextmanager
 
 from ray.util.spark.start_hook_base import RayOnSparkStartHook
 
+from raybricks import environment
 from raybricks.cluster.auth import auth_environment
 
 METRICS_INTERVAL_VAR = "RAY_metrics_report_interval_ms"  # Ray's system config, as a variable
 
 
 def node_environment() -> dict[str, str]:
-    shared = {METRICS_INTERVAL_VAR: os.environ.get(METRICS_INTERVAL_VAR)}
-    return {**auth_environment(), **{k: v for k, v in shared.items() if v is not None}}
+    shared = auth_environment()
+    if METRICS_INTERVAL_VAR in os.environ:
+        shared[METRICS_INTERVAL_VAR] = os.environ[METRICS_INTERVAL_VAR]
+    return shared
 
 
 class NodeEnvironmentStartHook(RayOnSparkStartHook):
@@ -34,12 +37,9 @@ class NodeEnvironmentStartHook(RayOnSparkStartHook):
 @contextmanager
 def metrics_exported_every(seconds: float) -> Iterator[None]:
     """Within this block, nodes started from here export their metrics every `seconds`
-    (Ray's default: every 10 s), so that each sample sees fresh figures; 0 keeps Ray's."""
-    if seconds <= 0 or METRICS_INTERVAL_VAR in os.environ:  # a user's own choice stands
+    (Ray's default: every 10 s), so that each sample sees fresh figures; 0 keeps Ray's,
+    as does a pace the user set."""
+    with environment.defaults(
+        {METRICS_INTERVAL_VAR: str(int(seconds * 1000))} if seconds > 0 else {}
+    ):
         yield
-        return
-    os.environ[METRICS_INTERVAL_VAR] = str(int(seconds * 1000))
-    try:
-        yield
-    finally:
-        os.environ.pop(METRICS_INTERVAL_VAR, None)

@@ -9,18 +9,18 @@ a warning, never the run's result. MLflow is imported only when a run is to be l
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from raybricks import environment
 from raybricks.report.model import Report
 from raybricks.settings import MlflowSettings
 
 logger = logging.getLogger(__name__)
 
 ARTIFACTS = ("report.json", "report.html", "metrics.prom")
+# MLflow's HTTP calls give up in about a minute, not after its seven retries of two
+# minutes each: a job's end should not wait on a tracking server that is gone.
 HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
@@ -41,24 +41,10 @@ def log_to_mlflow(report: Report, run_dir: Path, settings: MlflowSettings) -> st
 
 
 def _logged(report: Report, run_dir: Path, settings: MlflowSettings) -> str:
-    with _bounded_http():
+    with environment.defaults(HTTP_BOUNDS):
         import mlflow
 
         return _logged_with(mlflow, report, run_dir, settings)
-
-
-@contextmanager
-def _bounded_http() -> Iterator[None]:
-    """MLflow's HTTP calls within this block give up in about a minute, not in MLflow's
-    seven retries of two minutes each: a job's end should not wait on a tracking server
-    that is gone. A user's own setting of either stands."""
-    given = {name: value for name, value in HTTP_BOUNDS.items() if name not in os.environ}
-    os.environ.update(given)
-    try:
-        yield
-    finally:
-        for name in given:
-            os.environ.pop(name, None)
 
 
 def _logged_with(mlflow: Any, report: Report, run_dir: Path, settings: MlflowSettings) -> str:

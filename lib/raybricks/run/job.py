@@ -58,7 +58,7 @@ def run_stages(
 ) -> Report:
     """Run `stages` (the selected ones, by name, in order) on a cluster of their own."""
     report = _begun(settings, run_dir)
-    sampler = Sampler(settings.metrics.sample_seconds, report.clock)
+    sampler = _sampler(settings, report)
 
     def stage_ended() -> None:
         report.seconds = report.elapsed()  # how far it got, if nothing is written after
@@ -124,8 +124,9 @@ def run_command(
     """Run `argv` as a driver of a cluster of its own (see `command_on`), its stdout
     and stderr to `output` (None: this process's)."""
     report = _begun(settings, run_dir)
-    sampler = Sampler(settings.metrics.sample_seconds, report.clock)
-    return _run(settings, platform, report, run_dir, command_on(argv, output), sampler)
+    return _run(
+        settings, platform, report, run_dir, command_on(argv, output), _sampler(settings, report)
+    )
 
 
 def command_on(
@@ -270,6 +271,11 @@ def _handoff_root(settings: Settings, run_dir: Path) -> Path:
 
 def _begun(settings: Settings, run_dir: Path) -> Report:
     return Report.begin(run_dir.name, settings.model_dump(mode="json"))
+
+
+def _sampler(settings: Settings, report: Report) -> Sampler:
+    """The run's sampler of its cluster's metrics, on the report's clock."""
+    return Sampler(settings.metrics.sample_seconds, report.clock)
 
 
 def _write_html(report: Report, run_dir: Path) -> None:
