@@ -285,19 +285,24 @@ def test_a_launcher_killed_between_its_folder_and_its_lock_leaves_the_janitor_th
     assert not lock.exists() and not temp_dir.exists()
 
 
-def test_the_folder_s_users_are_found_but_never_its_janitor(tmp_path):
-    temp_dir = tmp_path / "ray-1-abc-node-1"
+def test_the_folder_s_users_are_found_but_never_its_janitor_nor_a_worker_node_s(tmp_path):
+    """The head's folder `ray-1-abc`: a process naming a file in it, or it as a flag's
+    value, uses it; its janitor, and a process of worker node `ray-1-abc-node-1`, do not."""
+    temp_dir = tmp_path / "ray-1-abc"
     temp_dir.mkdir()
     Path(f"{temp_dir}.lock").touch()
-    user = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(temp_dir)])
-    waiting = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", node_launcher.JANITOR, str(temp_dir)]
-    )
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    processes = {
+        "user": subprocess.Popen([*sleep, f"{temp_dir}/session_latest/sockets/raylet"]),
+        "flag": subprocess.Popen([*sleep, f"--temp-dir={temp_dir}"]),
+        "janitor": subprocess.Popen([*sleep, node_launcher.JANITOR, str(temp_dir)]),
+        "worker node": subprocess.Popen([*sleep, f"{temp_dir}-node-1/session_latest"]),
+    }
     try:
-        using = node_launcher._processes_using(temp_dir)
-        assert user.pid in using and waiting.pid not in using
+        using = set(node_launcher._processes_using(temp_dir))
+        found = {name for name, process in processes.items() if process.pid in using}
+        assert found == {"user", "flag"}
     finally:
-        user.kill()
-        waiting.kill()
-        user.wait()
-        waiting.wait()
+        for process in processes.values():
+            process.kill()
+            process.wait()

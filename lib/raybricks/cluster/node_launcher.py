@@ -245,7 +245,8 @@ def _remove(temp_dir: Path) -> None:
 
 def _processes_using(temp_dir: Path) -> list[int]:
     """The processes whose command line names `temp_dir` (a node's raylet, agents and
-    workers name their session folder in it)."""
+    workers name their session folder in it), not a folder whose name only begins with
+    its name (the head's is the start of each worker node's, `<head's>-node-<n>`)."""
     name, found = str(temp_dir), []
 
     def names(argument: str) -> bool:
@@ -257,7 +258,7 @@ def _processes_using(temp_dir: Path) -> list[int]:
         except OSError:
             continue  # ended meanwhile
         if (
-            any(name in argument for argument in arguments)
+            any(names(argument) for argument in arguments)
             and int(cmdline.parent.name) != os.getpid()
             and JANITOR not in arguments  # it cleans up after a launcher killed meanwhile
         ):
