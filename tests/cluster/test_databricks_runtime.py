@@ -139,8 +139,6 @@ def logged(spark_submit: int, line: str) -> bool:
 
 
 WHEEL_TASK = HERE / "wheel_task.py"
-# An override asking for more CPUs than any worker node has can never be placed.
-NEVER_PLACED = "options_override: {override_num_cpus: 2, placement_timeout_seconds: 2, "
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
@@ -148,21 +146,21 @@ def test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_
     driver, tmp_path
 ):
     """The bundle's task shape: the wheel's entry point called in the platform's process,
-    whose SparkSession exists first. A refused, a failed and a cancelled run each end the
-    call with SystemExit and their exit code; the platform's Spark answers after each;
-    nothing under the volume is appended to, or written where it exists."""
+    whose SparkSession exists first. A refused run, one whose cluster cannot start and a
+    cancelled one each end the call with SystemExit and their exit code; the platform's
+    Spark answers after each; nothing under the volume is appended to, or written where
+    it exists. (Exit 1, a stage failed, leaves by the same path: tests/unit/test_cli.py.)"""
     environment, mark, conf, volume, temp_root = driver
     conf.write_text(conf.read_text() + "  max_worker_nodes: 1\n")
-    failing = tmp_path / "failing.yml"
-    failing.write_text(conf.read_text().replace("options_override: {", NEVER_PLACED))
 
-    def task(case: str, stages: str, conf_file: Path = conf) -> list[str]:
-        flags = ["--conf", conf_file, "--log-path", volume / case, "--stages", stages]
+    def task(case: str, stages: str, *more: str) -> list[str]:
+        flags = ["--conf", conf, "--log-path", volume / case, "--stages", stages, *more]
         return ["run", "--target", "dev", *map(str, flags), "--job-run-id", "123"]
 
+    no_room = ("--max-worker-nodes", "2", "--min-worker-nodes", "2")
     cases = {
         "refused": {"parameters": task("refused", "no_such_stage")},
-        "failed": {"parameters": task("failed", "options_override", failing)},
+        "failed": {"parameters": task("failed", "namespaces", *no_room)},
         "cancelled": {
             "parameters": task("cancelled", "detached_actors"),
             "cancel_at": ["starting Ray on Spark", "shutting the Ray cluster down"],
@@ -183,14 +181,15 @@ def test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_
     ended = {c["case"]: c for c in map(json.loads, lines)}
     assert {case: (c["returned"], c["exit_code"]) for case, c in ended.items()} == {
         "refused": (None, 2),
-        "failed": (None, 1),
+        "failed": (None, 3),
         "cancelled": (None, 143),
     }, (done.stdout + done.stderr)[-3000:]
     assert all(c["spark_answers"] for c in ended.values()), "the platform's Spark was stopped"
     assert [c["opened"] for c in ended.values()] == [[], [], []], "appended or updated in place"
     assert not (volume / "refused").exists()
     failed = report_of(only_run_dir(volume / "failed"))
-    assert stage_statuses(failed) == [("options_override", "failed")]
+    assert stage_statuses(failed) == [("namespaces", "skipped")]
+    assert failed["error"].startswith("cluster.min_worker_nodes: 2 worker nodes cannot start")
     cancelled_dir = only_run_dir(volume / "cancelled")
     assert cancelled_dir.name.endswith("-job123")
     cancelled = report_of(cancelled_dir)
@@ -201,8 +200,7 @@ def test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_
     assert "SIGTERM while starting the Ray cluster: finishing that first" in log
     assert "SIGTERM while shutting down: finishing that first" in log
     assert wait_for(lambda: list(cancelled_dir.glob("ray-*-logs/*/raylet*.out")), 30)
-    for run_dir in (only_run_dir(volume / "failed"), cancelled_dir):
-        went_the_databricks_way(run_dir, done.stdout + done.stderr)
+    went_the_databricks_way(cancelled_dir, done.stdout + done.stderr)
     assert left_after(mark) == []
     assert list(temp_root.iterdir()) == []
 

@@ -155,7 +155,7 @@ def test_only_the_newest_sets_are_kept_and_a_set_in_training_stays(monkeypatch, 
 
 def test_a_set_whose_spark_install_is_gone_is_removed_however_new(monkeypatch, tmp_path):
     """Each set names the Spark it was made for: a deleted checkout's venv frees its
-    180 MB at the next run, not only once newer sets push it out."""
+    280 MB at the next run, not only once newer sets push it out."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     root = jvm_archive.cache_root()
     gone, here, unnamed = (root / name for name in ("gone", "here", "unnamed"))

@@ -119,7 +119,7 @@ def class_archives(jvm_options: str, sets_kept: int = 2) -> ClassArchives | None
 
 def prune(keep: int, current: Path | None = None) -> list[Path]:
     """Keep the newest `keep` sets of archives (and `current`), remove the others (about
-    180 MB each: one per JDK build, Spark install and JVM options) and those whose Spark
+    280 MB each: one per JDK build, Spark install and JVM options) and those whose Spark
     install is gone (a deleted checkout's venv); a set another run is training stays.
     Returns what was removed."""
     root = cache_root()

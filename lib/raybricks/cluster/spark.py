@@ -46,6 +46,15 @@ logger = logging.getLogger(__name__)
 QUICK_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 JVM_EXIT_SECONDS = 60.0  # for a training JVM to write its class archive and exit
 EXECUTORS_SECONDS = 30.0  # as Spark's own spark.scheduler.maxRegisteredResourcesWaitingTime
+# A row of each kind of column a run hands between Spark and Ray.
+TRAINING_TABLE = """select id, timestamp'2026-01-01 00:00:00' as at,
+    timestamp_ntz'2026-01-01 00:00:00' as local_at, date'2026-01-01' as day,
+    cast(id as decimal(38, 18)) as amount, cast(id as decimal(10, 2)) as price,
+    cast('x' as binary) as blob, array('a', null) as tags, map('w', 1.5d) as weights,
+    named_struct('name', 'n', 'at', timestamp'2026-01-01 00:00:00') as nested,
+    cast(id as double) as ratio, cast(id as float) as small, 'text' as text, true as flag,
+    cast(id as tinyint) as tiny, cast(id as smallint) as short, cast(id as int) as count
+    from range(4)"""
 PYTHON_DAEMON = "raybricks.cluster.python_daemon"  # its executors run this venv
 EXECUTOR_LOGS = "spark-executors"  # in the run folder: a local cluster's executors' output
 
@@ -94,11 +103,24 @@ def train_class_archives(cluster: ClusterSettings, temp_root: Path) -> bool:
     master = spark_master(cluster.spark_master)
     spark = _start_local(master, cluster, temp_root)
     try:
-        slots = spark.session.sparkContext.defaultParallelism
-        spark.session.sparkContext.parallelize(range(slots), slots).count()
+        _what_a_run_does(spark.session, temp_root)
     finally:
         spark.stop()
     return trained(QUICK_START_JVM)
+
+
+def _what_a_run_does(session: SparkSession, temp_root: Path) -> None:
+    """What a run's Spark does (a job on every executor; a table of every kind of column
+    to Arrow and back, to Parquet and back), so that the archives hold the classes it
+    loads and a run's first hand-over does not load them anew."""
+    slots = session.sparkContext.defaultParallelism
+    session.sparkContext.parallelize(range(slots), slots).count()
+    table = session.sql(TRAINING_TABLE).repartition(slots)
+    if hasattr(table, "toArrow"):  # Spark 4
+        session.createDataFrame(table.toArrow(), table.schema).count()
+    folder = f"file://{temp_root / 'class-archive-training'}"
+    table.write.parquet(folder)
+    session.read.schema(table.schema).parquet(folder).collect()
 
 
 def get_or_create_spark(platform: Platform, cluster: ClusterSettings) -> Spark:
