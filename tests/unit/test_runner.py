@@ -382,3 +382,21 @@ def test_nodes_coming_and_going_are_a_fault_unless_the_cluster_autoscales(
     (record,) = [r for r in caplog.records if "worker nodes joined" in r.getMessage()]
     assert record.levelname == level
     assert runner.node_counts[0][1] == 1 and runner.node_counts[-1][1] == 2
+
+
+def test_a_stage_is_recorded_before_its_end_is_logged_and_told_after(caplog):
+    """A driver killed as its log says "passed" has already written the report that says
+    so; the saved driver log, told after, has the line."""
+    seen: list[tuple[str, bool]] = []
+
+    def said() -> bool:
+        return "stage 1/1 passes: passed in" in caplog.text
+
+    runner = Runner(
+        selected(["passes"]),
+        lambda name: StageParams(),
+        on_stage_end=lambda: seen.append(("recorded", said())),
+        on_stage_said=lambda: seen.append(("told", said())),
+    )
+    runner.run(context)
+    assert seen == [("recorded", False), ("told", True)]

@@ -64,7 +64,6 @@ def run_stages(
         report.seconds = report.elapsed()  # how far it got, if nothing is written after
         report.metrics = sampler.series()
         write_report(report, run_dir)
-        on_progress()
 
     runner = Runner(
         stages.items(),
@@ -74,6 +73,7 @@ def run_stages(
         settings.parallel_stages,
         settings.autoscaling,
         stage_ended,
+        on_progress,  # once the stage's end is in the log
         clock=report.clock,
     )
     # The report lists every selected stage from the start (skipped until run), and the

@@ -74,13 +74,15 @@ class Runner:
         parallel: int = 1,
         autoscaling: bool = False,
         on_stage_end: Callable[[], None] = lambda: None,
+        on_stage_said: Callable[[], None] = lambda: None,
         clock: float | None = None,
     ) -> None:
         """`stages`: the selected stages, (name, class) in order. `worker_nodes` gives the
         cluster's live worker nodes: any lost or joined while a stage runs are logged
         and recorded in its evidence: as a fault, unless the cluster `autoscaling`.
-        `on_stage_end` is called as each stage's result is recorded (its errors are
-        logged: a stage's result stands). `clock`: the run's start (monotonic), from
+        `on_stage_end` is called as each stage's result is recorded, before its end is
+        logged, and `on_stage_said` after (their errors are logged: a stage's result
+        stands). `clock`: the run's start (monotonic), from
         which stages' start times count (default: now)."""
         self.stages = list(stages)
         self.params_for = params_for
@@ -88,7 +90,7 @@ class Runner:
         self.worker_nodes = worker_nodes
         self.parallel = parallel
         self.node_change_level = logging.INFO if autoscaling else logging.WARNING
-        self.on_stage_end = on_stage_end
+        self.on_stage_end, self.on_stage_said = on_stage_end, on_stage_said
         self.results = [StageResult(name) for name, _ in self.stages]
         self.head: Head | None = None
         self.clock = clock or time.monotonic()  # the run's start, for each stage's start
@@ -131,6 +133,7 @@ class Runner:
                 _stop(running, HEADLESS_GRACE_SECONDS if headless else STOP_GRACE_SECONDS)
                 for stage in running:
                     self._end(stage)
+                    self._say_ended(stage)
             raise
         return self.results
 
@@ -184,10 +187,12 @@ class Runner:
                 break
         running.remove(done)
         self._end(done)
-        try:
-            self.on_stage_end()
-        except Exception:
-            logger.warning("recording stage %s's end failed", done.result.name, exc_info=True)
+        # Said once recorded: a driver killed as its log says a stage passed keeps it.
+        for then in (self.on_stage_end, lambda: self._say_ended(done), self.on_stage_said):
+            try:
+                then()
+            except Exception:
+                logger.warning("recording stage %s's end failed", done.result.name, exc_info=True)
 
     def _end(self, stage: _Running) -> None:
         result = stage.result
@@ -207,6 +212,9 @@ class Runner:
         lost = result.evidence.get("worker_nodes_lost")
         if result.status == "failed" and lost:
             result.error = f"{result.error} (worker node(s) lost meanwhile: {', '.join(lost)})"
+
+    def _say_ended(self, stage: _Running) -> None:
+        result = stage.result
         logger.info(
             "stage %d/%d %s: %s in %.1f s%s%s",
             stage.number,
