@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +56,7 @@ class Scenario:
     leftovers: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     temp_files: tuple[int, int] = (0, 0)  # (files, bytes) new in the temp root
+    temp_entries: list[str] = field(default_factory=list)  # where in it, by top entry
     cache_files: tuple[int, int] = (0, 0)  # (files, bytes) new in the class-archive cache
     notes: list[str] = field(default_factory=list)  # what each run met, where it varies
 
@@ -99,6 +101,12 @@ def cache_files() -> dict[Path, int]:
 def new_since(before: dict[Path, int], now: dict[Path, int]) -> tuple[int, int]:
     added = set(now) - set(before)
     return len(added), sum(now[p] for p in added)
+
+
+def top_entries(before: dict[Path, int], now: dict[Path, int], root: Path) -> list[str]:
+    """The entries of `root` under which something new is, each with its count."""
+    tops = Counter(root / p.relative_to(root).parts[0] for p in set(now) - set(before))
+    return [f"{top} ({count})" for top, count in sorted(tops.items())]
 
 
 def run_args(log_root: Path, *extra: str) -> list[str]:
@@ -337,7 +345,9 @@ def main() -> int:
         for scenario, scenario_runs, count in plan:
             temp_before, cache_before = run_files(TEMP_ROOT), cache_files()
             scenario_runs(scenario, Path(folder), count)
-            scenario.temp_files = new_since(temp_before, run_files(TEMP_ROOT))
+            temp_now = run_files(TEMP_ROOT)
+            scenario.temp_files = new_since(temp_before, temp_now)
+            scenario.temp_entries = top_entries(temp_before, temp_now, TEMP_ROOT)
             scenario.cache_files = new_since(cache_before, cache_files())
     lines = [
         "# Reliability",
@@ -357,6 +367,11 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
         *(scenario.row() for scenario, _, _ in plan),
         *(f"\n{s.name}: {'; '.join(s.notes)}." for s, _, _ in plan if s.notes),
+        *(
+            f"\nNew in /tmp after {s.name}: {', '.join(s.temp_entries)}."
+            for s, _, _ in plan
+            if s.temp_entries
+        ),
         *(f"\nFailed: {f}" for scenario, _, _ in plan for f in scenario.failures),
     ]
     args.out.write_text("\n".join(lines) + "\n")
