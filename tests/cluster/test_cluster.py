@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
 import weakref
+from pathlib import Path
 
 import psutil
 import pytest
@@ -73,15 +75,17 @@ def test_the_executors_python_daemon_imports_the_installed_pyspark(ray_cluster):
     assert daemons == [["-m", PYTHON_DAEMON]] * 3  # every executor ran a check task
 
 
-def test_no_jvm_of_the_local_spark_loads_a_library_it_wrote_to_the_temp_folder(ray_cluster):
-    """Netty's native sockets are a library that each JVM writes to /tmp and loads as it
-    starts: a JVM killed in between leaves it there (the driver-kill sweep found one)."""
+def test_no_jvm_of_the_local_spark_keeps_a_file_in_the_temp_folder(ray_cluster):
+    """What a JVM killed outright would leave in /tmp (the driver-kill sweep found both):
+    Netty's native sockets, a library each JVM writes there and loads as it starts, and
+    the JVM's monitoring file."""
     jvms = [p for kind in jvm_processes(SparkContext.getOrCreate()).values() for p in kind]
     assert len(jvms) == 4  # the driver and three executors
     for jvm in jvms:
         mapped = {m.path for m in jvm.memory_maps()}
         written = [path for path in mapped if "libnetty_transport_native" in path]
         assert not written, f"{jvm.cmdline()[-12:]} loaded {written}"
+        assert not list(Path(tempfile.gettempdir()).glob(f"hsperfdata_*/{jvm.pid}"))
 
 
 def test_every_ray_node_is_launched_by_raybricks_launcher(ray_cluster):

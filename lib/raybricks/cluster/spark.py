@@ -44,11 +44,12 @@ logger = logging.getLogger(__name__)
 # A local Spark is only a host for Ray: its JVMs run little code for long, so the
 # quick first-tier JIT alone starts them in about half the time (13 s -> 7 s here).
 QUICK_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-# Java's own sockets. Netty's native ones (Spark 4.1's default) are a library that each
-# JVM writes to /tmp and loads as it starts: one killed in between leaves it there. Netty's
-# switch, not Spark's: an executor connects to the driver before the driver's conf reaches
-# it, and Spark refuses its options among the executors' Java options.
-JAVA_SOCKETS = "-Dio.netty.transport.noNative=true"
+# Nothing in /tmp that a JVM killed outright would leave there: no monitoring file
+# (hsperfdata, for jps), and Java's own sockets, as Netty's native ones (Spark 4.1's
+# default) are a library each JVM writes there as it starts. Netty's switch, not Spark's:
+# an executor connects to the driver before the driver's conf reaches it, and Spark
+# refuses its options among the executors' Java options.
+NOTHING_IN_TMP = "-XX:-UsePerfData -Dio.netty.transport.noNative=true"
 JVM_EXIT_SECONDS = 60.0  # for a training JVM to write its class archive and exit
 EXECUTORS_SECONDS = 30.0  # as Spark's own spark.scheduler.maxRegisteredResourcesWaitingTime
 # A row of each kind of column a run hands between Spark and Ray.
@@ -152,10 +153,8 @@ def get_or_create_spark(platform: Platform, cluster: ClusterSettings) -> Spark:
 def _start_local(master: SparkMaster, cluster: ClusterSettings, temp_root: Path) -> Spark:
     sets_kept = cluster.spark_class_archive_sets_kept
     archives = class_archives(QUICK_START_JVM, sets_kept) if cluster.spark_class_archive else None
-    jvm = {
-        kind: f"{QUICK_START_JVM} {JAVA_SOCKETS} {archives.java_options(kind) if archives else ''}"
-        for kind in KINDS
-    }
+    archive = {kind: archives.java_options(kind) if archives else "" for kind in KINDS}
+    jvm = {kind: f"{QUICK_START_JVM} {NOTHING_IN_TMP} {archive[kind]}" for kind in KINDS}
     logger.debug(
         "starting a local Spark (master %s) on %s%s",
         master.url,
