@@ -20,7 +20,7 @@ from benchmarks.standalone import StandaloneCluster
 
 from raybricks.cluster import jvm_archive
 from raybricks.cluster.lifecycle import ClusterInfo, ray_on_spark
-from raybricks.cluster.spark import QUICK_START_JVM
+from raybricks.cluster.spark import LOCAL_SPARK_JVM
 from raybricks.platform import Platform
 from raybricks.settings import ClusterSettings
 from tests.cluster.runs import BIN, finished, only_run_dir, report_of
@@ -76,7 +76,7 @@ def ray_cluster(
     log_dir = tmp_path_factory.mktemp("session-run")
     # Its Spark lives as long as the session: were it to train the JVMs' class archives,
     # every whole run would start without them until the end (one run trains at a time).
-    settings = ClusterSettings(spark_class_archive=jvm_archive.trained(QUICK_START_JVM))
+    settings = ClusterSettings(spark_class_archive=jvm_archive.trained(LOCAL_SPARK_JVM))
     with ray_on_spark(
         settings, Platform.of(settings), NAMESPACE, log_dir, stream_worker_logs=False
     ) as info:

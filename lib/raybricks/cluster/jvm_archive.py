@@ -13,7 +13,7 @@ that wrote it has mapped it, with sharing required and the archive's checksum ve
 One run trains at a time (writing archives slows its JVMs' exit); a run starting while
 another trains starts without archives.
 
-    archives = class_archives(QUICK_START_JVM)     # None: no cache folder, or no java
+    archives = class_archives(LOCAL_SPARK_JVM)     # None: no cache folder, or no java
     archives.java_options("driver")                # for spark.driver.extraJavaOptions
     ...                                            # Spark runs; its JVMs exit
     archives.keep({"driver": driver_command, "executor": executor_command})

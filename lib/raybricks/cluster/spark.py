@@ -50,6 +50,7 @@ QUICK_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # an executor connects to the driver before the driver's conf reaches it, and Spark
 # refuses its options among the executors' Java options.
 NOTHING_IN_TMP = "-XX:-UsePerfData -Dio.netty.transport.noNative=true"
+LOCAL_SPARK_JVM = f"{QUICK_START_JVM} {NOTHING_IN_TMP}"  # every JVM of a Spark started here
 JVM_EXIT_SECONDS = 60.0  # for a training JVM to write its class archive and exit
 EXECUTORS_SECONDS = 30.0  # as Spark's own spark.scheduler.maxRegisteredResourcesWaitingTime
 # A row of each kind of column a run hands between Spark and Ray.
@@ -112,7 +113,7 @@ def train_class_archives(cluster: ClusterSettings, temp_root: Path) -> bool:
         _what_a_run_does(spark.session, temp_root)
     finally:
         spark.stop()
-    return trained(QUICK_START_JVM)
+    return trained(LOCAL_SPARK_JVM)
 
 
 def _what_a_run_does(session: SparkSession, temp_root: Path) -> None:
@@ -152,9 +153,9 @@ def get_or_create_spark(platform: Platform, cluster: ClusterSettings) -> Spark:
 
 def _start_local(master: SparkMaster, cluster: ClusterSettings, temp_root: Path) -> Spark:
     sets_kept = cluster.spark_class_archive_sets_kept
-    archives = class_archives(QUICK_START_JVM, sets_kept) if cluster.spark_class_archive else None
+    archives = class_archives(LOCAL_SPARK_JVM, sets_kept) if cluster.spark_class_archive else None
     archive = {kind: archives.java_options(kind) if archives else "" for kind in KINDS}
-    jvm = {kind: f"{QUICK_START_JVM} {NOTHING_IN_TMP} {archive[kind]}" for kind in KINDS}
+    jvm = {kind: f"{LOCAL_SPARK_JVM} {archive[kind]}" for kind in KINDS}
     logger.debug(
         "starting a local Spark (master %s) on %s%s",
         master.url,

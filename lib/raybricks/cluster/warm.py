@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from raybricks.cluster.jvm_archive import trained
-from raybricks.cluster.spark import QUICK_START_JVM, train_class_archives
+from raybricks.cluster.spark import LOCAL_SPARK_JVM, train_class_archives
 from raybricks.settings import ClusterSettings
 
 logger = logging.getLogger("raybricks.warm")
@@ -18,7 +18,7 @@ logger = logging.getLogger("raybricks.warm")
 
 def main() -> int:
     logging.basicConfig(format="%(message)s", level=logging.INFO)
-    if trained(QUICK_START_JVM):
+    if trained(LOCAL_SPARK_JVM):
         logger.info("Spark's JVM class archives: already made")
         return 0
     logger.info("Spark's JVM class archives: making them (once per Spark install) ...")
