@@ -98,14 +98,18 @@ def cache_files() -> dict[Path, int]:
     )
 
 
-def new_since(before: dict[Path, int], now: dict[Path, int]) -> tuple[int, int]:
-    added = set(now) - set(before)
-    return len(added), sum(now[p] for p in added)
+def added(before: dict[Path, int], now: dict[Path, int]) -> dict[Path, int]:
+    return {path: size for path, size in now.items() if path not in before}
 
 
-def top_entries(before: dict[Path, int], now: dict[Path, int], root: Path) -> list[str]:
-    """The entries of `root` under which something new is, each with its count."""
-    tops = Counter(root / p.relative_to(root).parts[0] for p in set(now) - set(before))
+def counted(paths: dict[Path, int]) -> tuple[int, int]:
+    """(files, bytes)"""
+    return len(paths), sum(paths.values())
+
+
+def top_entries(paths: dict[Path, int], root: Path) -> list[str]:
+    """The entries of `root` that `paths` are under, each with its count."""
+    tops = Counter(root / path.relative_to(root).parts[0] for path in paths)
     return [f"{top} ({count})" for top, count in sorted(tops.items())]
 
 
@@ -345,10 +349,10 @@ def main() -> int:
         for scenario, scenario_runs, count in plan:
             temp_before, cache_before = run_files(TEMP_ROOT), cache_files()
             scenario_runs(scenario, Path(folder), count)
-            temp_now = run_files(TEMP_ROOT)
-            scenario.temp_files = new_since(temp_before, temp_now)
-            scenario.temp_entries = top_entries(temp_before, temp_now, TEMP_ROOT)
-            scenario.cache_files = new_since(cache_before, cache_files())
+            new_in_tmp = added(temp_before, run_files(TEMP_ROOT))
+            scenario.temp_files = counted(new_in_tmp)
+            scenario.temp_entries = top_entries(new_in_tmp, TEMP_ROOT)
+            scenario.cache_files = counted(added(cache_before, cache_files()))
     lines = [
         "# Reliability",
         "",

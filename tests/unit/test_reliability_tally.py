@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.reliability import new_since, run_files, top_entries
+from benchmarks.reliability import added, counted, run_files, top_entries
 
 
 def test_what_is_new_in_the_temp_root_is_counted_and_named_by_its_top_entry(tmp_path):
@@ -14,9 +14,9 @@ def test_what_is_new_in_the_temp_root_is_counted_and_named_by_its_top_entry(tmp_
     (tmp_path / "ray-9000-abc-node-1" / "session_1" / "raylet.out").write_text("12345")
     (tmp_path / "ray-9000-abc.lock").write_text("")
     (tmp_path / "reliability-x").mkdir()  # the sweep's own: never counted
-    now = run_files(tmp_path)
-    assert new_since(before, now) == (4, 5)
-    assert top_entries(before, now, tmp_path) == [
+    new = added(before, run_files(tmp_path))
+    assert counted(new) == (4, 5)
+    assert top_entries(new, tmp_path) == [
         f"{Path(tmp_path, 'ray-9000-abc-node-1')} (3)",
         f"{Path(tmp_path, 'ray-9000-abc.lock')} (1)",
     ]

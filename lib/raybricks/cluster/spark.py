@@ -35,6 +35,7 @@ from raybricks.cluster.compat.spark_jvm import (
 )
 from raybricks.cluster.gpus import discovery_script, spark_gpu_conf
 from raybricks.cluster.jvm_archive import KINDS, ClassArchives, class_archives, trained
+from raybricks.data.routes import arrow_unavailable
 from raybricks.platform import Platform
 from raybricks.platform.master import SparkMaster, spark_master
 from raybricks.settings import ClusterSettings
@@ -123,7 +124,7 @@ def _what_a_run_does(session: SparkSession, temp_root: Path) -> None:
     slots = session.sparkContext.defaultParallelism
     session.sparkContext.parallelize(range(slots), slots).count()
     table = session.sql(TRAINING_TABLE).repartition(slots)
-    if hasattr(table, "toArrow"):  # Spark 4
+    if arrow_unavailable() is None:
         session.createDataFrame(table.toArrow(), table.schema).count()
     folder = f"file://{temp_root / 'class-archive-training'}"
     table.write.parquet(folder)

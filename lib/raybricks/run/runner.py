@@ -187,12 +187,9 @@ class Runner:
                 break
         running.remove(done)
         self._end(done)
-        # Said once recorded: a driver killed as its log says a stage passed keeps it.
-        for then in (self.on_stage_end, lambda: self._say_ended(done), self.on_stage_said):
-            try:
-                then()
-            except Exception:
-                logger.warning("recording stage %s's end failed", done.result.name, exc_info=True)
+        _tell(self.on_stage_end, done)
+        self._say_ended(done)  # once recorded: a driver killed at this line keeps the stage
+        _tell(self.on_stage_said, done)
 
     def _end(self, stage: _Running) -> None:
         result = stage.result
@@ -271,6 +268,14 @@ class Runner:
         else:
             result.error = f"{type(exc).__name__}: {exc}"
             logger.error("stage %s raised", result.name, exc_info=exc)
+
+
+def _tell(callback: Callable[[], None], stage: _Running) -> None:
+    """Call `callback` for `stage`'s end; its error is logged, the stage's result stands."""
+    try:
+        callback()
+    except Exception:
+        logger.warning("recording stage %s's end failed", stage.result.name, exc_info=True)
 
 
 def _headline(pattern: Stage, evidence: dict[str, Any]) -> str:
