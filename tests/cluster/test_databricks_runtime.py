@@ -224,13 +224,23 @@ def test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard(driver, tm
         environment,
         ROOT,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, ended_how(volume, done.stderr)
     run_dir = only_run_dir(volume)
     report = report_of(run_dir)
     assert stage_statuses(report) == EVERY_STAGE_ON_CPUS
     went_the_databricks_way(run_dir, done.stdout + done.stderr)
     assert left_after(mark) == []
     assert list(temp_root.iterdir()) == []  # Ray's temp folders went under the temp root
+
+
+def ended_how(volume: Path, stderr: str) -> str:
+    """A failed run's report (its error and stages), before the console's end: Spark's
+    console can fill the last lines with its executors' status updates."""
+    try:
+        report = report_of(only_run_dir(volume))
+    except (OSError, ValueError):
+        return f"no report; {stderr[-3000:]}"
+    return f"{report['error']}; {stage_statuses(report)}; {stderr[-2000:]}"
 
 
 def went_the_databricks_way(run_dir: Path, console: str) -> None:
