@@ -103,6 +103,24 @@ def test_every_ray_node_is_launched_by_raybricks_launcher(ray_cluster):
     assert launched == {"head": 1, "worker": 2, "by Ray's launcher": 0}
 
 
+def test_every_nodes_ray_start_goes_without_the_cli_commands_it_does_not_run(ray_cluster):
+    """Each launcher's `ray start` runs lean: no Ray Serve, no pandas (whose libraries a
+    process that imported it maps), which Ray's CLI imports for its other commands."""
+    port = ray_cluster.info.address.rsplit(":", 1)[1]
+    starts = [
+        child
+        for proc in psutil.process_iter(["cmdline"])
+        if (command := proc.info["cmdline"] or [])[1:3] == ["-m", node_launcher.__name__]
+        and (f"--port={port}" in command or f"--address=127.0.0.1:{port}" in command)
+        for child in proc.children()
+        if child.cmdline()[1:3] == ["-c", node_launcher.LEAN_RAY_START]
+    ]
+    assert len(starts) == 3
+    for start in starts:
+        mapped = [m.path for m in start.memory_maps() if "/pandas/" in m.path]
+        assert mapped == [], f"`ray start` {start.pid} imported pandas"
+
+
 def test_every_node_gets_the_launchers_polls(ray_cluster):
     """The launcher's settings reach every node's processes: a raylet whose object store
     was a moment late to listen waited a whole second before it could register, and a

@@ -86,6 +86,52 @@ def test_without_a_ray_script_it_says_so_in_one_line_and_makes_nothing(tmp_path)
     assert list(tmp_path.iterdir()) == [python.parent]
 
 
+# As Ray's `ray` script, saying what `ray start` would have imported by then.
+IMPORTS_OF_RAY_START = """
+import json, sys
+from ray.scripts.scripts import cli
+imported = [name for name in ("ray.serve", "pandas", "fastapi") if name in sys.modules]
+print(json.dumps({"imported": imported, "start": "start" in cli.commands, "argv": sys.argv}))
+"""
+
+
+def lean_ray_start(tmp_path: Path, **environment: str) -> dict:
+    script = tmp_path / "ray"
+    script.write_text(IMPORTS_OF_RAY_START)
+    started = subprocess.run(
+        [sys.executable, "-c", node_launcher.LEAN_RAY_START, script, "start", "--block"],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    return json.loads(started.stdout)
+
+
+def test_ray_start_imports_none_of_the_cli_commands_it_does_not_run(tmp_path):
+    said = lean_ray_start(tmp_path)
+    assert said == {
+        "imported": [],
+        "start": True,
+        "argv": [str(tmp_path / "ray"), "start", "--block"],
+    }
+
+
+def test_a_ray_cli_that_needs_its_other_commands_gets_them(tmp_path):
+    """A stand-in Ray whose CLI imports Ray Serve's commands unguarded: `ray start` runs."""
+    stand_in = tmp_path / "stand-in"
+    for package in ("ray", "ray/scripts", "ray/serve"):
+        (stand_in / package).mkdir(parents=True)
+        (stand_in / package / "__init__.py").write_text("")
+    (stand_in / "ray" / "serve" / "scripts.py").write_text("")
+    (stand_in / "ray" / "scripts" / "scripts.py").write_text(
+        "import ray.serve.scripts\ncli = type('Cli', (), {'commands': {'start': None}})\n"
+    )
+    said = lean_ray_start(tmp_path, PYTHONPATH=str(stand_in))
+    assert said["imported"] == ["ray.serve"] and said["start"] is True
+
+
 REPORTING_RAY_START = """
 import json, os
 prefixes = ("RAY_raylet_client_", "RAY_GRACEFUL_SHUTDOWN_")

@@ -11,6 +11,7 @@ as its child, which imports Ray again. Here, as there:
   ended after a grace, it is killed, and here so is every process below it, as are
   those that outlive it (the dashboard's modules, which linger for half a second) and
   a head's autoscaler monitor, at once (`AUTOSCALER_MONITORS`);
+- `ray start` runs without the CLI commands it has no use for (`LEAN_RAY_START`);
 - `ray start` and the node's processes poll their node's sockets every 0.1 s as they
   connect (`SOCKET_CONNECT_POLL`), and a stopped node for its drain's end (`DRAIN_POLL`);
 - as it ends, the last holder of the lock copies the node's logs to
@@ -79,6 +80,27 @@ DRAIN_POLL = {"RAY_GRACEFUL_SHUTDOWN_POLL_INTERVAL_S": "0.05"}
 # it before ending the dashboard and the rest. A stopped node's is killed first.
 AUTOSCALER_MONITORS = ("/autoscaler/_private/monitor.py", "/autoscaler/v2/monitor.py")
 
+# `ray start` without the commands Ray's CLI adds only if they import (serve, job, state):
+# importing them (pandas and FastAPI among them) took 1.3 of its 1.7 CPU-seconds, before
+# the node starts. Should this Ray's CLI not import without them, it runs as installed.
+# Run as `python -c LEAN_RAY_START <ray script> start ...`.
+OPTIONAL_CLI_COMMANDS = (
+    "ray.serve.scripts",
+    "ray.dashboard.modules.job.cli",
+    "ray.util.state.state_cli",
+)
+LEAN_RAY_START = f"""
+import runpy, sys
+sys.modules.update(dict.fromkeys({OPTIONAL_CLI_COMMANDS!r}))
+try:
+    import ray.scripts.scripts
+except ImportError:
+    for name in {OPTIONAL_CLI_COMMANDS!r}:
+        sys.modules.pop(name, None)
+del sys.argv[0]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
 
 class NodeLauncher:
     """`ray start <arguments>` as a child, stopped on a TERM or when the process that
@@ -121,7 +143,7 @@ class NodeLauncher:
         if self._stopping.is_set():
             return 0
         self._ray_start = subprocess.Popen(
-            [sys.executable, ray_cli, "start", *self.arguments],
+            [sys.executable, "-c", LEAN_RAY_START, ray_cli, "start", *self.arguments],
             env=_ray_start_environment(),
         )
         if self._stopping.is_set():
