@@ -33,8 +33,10 @@ from raybricks.paths import write_whole
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.prom"
-SCRAPE_TIMEOUT_SECONDS = 2.0
-STOP_WAIT_SECONDS = 5.0  # for a sample under way when the work ends
+# A loaded node's agent (a head beside a Spark job, 2 cores) once took over 2 s.
+SCRAPE_TIMEOUT_SECONDS = 4.0
+# For a sample under way when the work ends, then the last one.
+STOP_WAIT_SECONDS = 2 * SCRAPE_TIMEOUT_SECONDS + 1
 MAX_PARALLEL_SCRAPES = 8
 HEAD_RESOURCE = "node:__internal_head__"
 NODE_FIGURES = (
