@@ -11,19 +11,25 @@ from pathlib import Path
 
 from benchmarks.processes import live_driver_log, wait_for
 
-from raybricks.cluster.spark import QUICK_START_JVM
+from raybricks.cluster.jvm_archive import kept_options
+from raybricks.cluster.spark import LOCAL_SPARK_JVM
 from raybricks.stages.registry import BUILT_IN
 from tests.helpers import ROOT
 
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT = 300
-# spark-submit with its JVMs started as `raybricks run` starts its own: with Java's
-# default compilers and collector a local-cluster[1,1,1024] start took 38 CPU-seconds
-# here, with these 20. What these runs test is the job's Python.
+# spark-submit with its JVMs started as `raybricks run` starts its own, mapping the class
+# archives `make setup` made for them: with Java's default compilers and collector a
+# local-cluster[1,1,1024] start took 38 CPU-seconds here, with these options 20. What
+# these runs test is the job's Python.
 SPARK_SUBMIT = [
     BIN / "spark-submit",
-    *("--driver-java-options", QUICK_START_JVM),
-    *("--conf", f"spark.executor.extraJavaOptions={QUICK_START_JVM}"),
+    *("--driver-java-options", f"{LOCAL_SPARK_JVM} {kept_options(LOCAL_SPARK_JVM, 'driver')}"),
+    *(
+        "--conf",
+        "spark.executor.extraJavaOptions="
+        f"{LOCAL_SPARK_JVM} {kept_options(LOCAL_SPARK_JVM, 'executor')}",
+    ),
 ]
 
 

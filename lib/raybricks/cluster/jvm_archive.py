@@ -146,6 +146,15 @@ def prune(keep: int, current: Path | None = None) -> list[Path]:
     return removed
 
 
+def kept_options(jvm_options: str, kind: str) -> str:
+    """What a JVM of `kind` started with `jvm_options` adds to map its kept archive ("" if
+    none is kept): for a Spark started elsewhere with the same JVM and options."""
+    folder = _folder(jvm_options)
+    if folder is None or kind not in _kept(folder):
+        return ""
+    return ClassArchives(folder, _kept(folder)).java_options(kind)
+
+
 def trained(jvm_options: str) -> bool:
     """Whether JVMs started with `jvm_options` would map archives of every kind."""
     folder = _folder(jvm_options)
