@@ -56,6 +56,18 @@ def test_a_first_run_trains_and_keeps_what_a_jvm_maps_for_the_next_run(java, cac
     assert sorted(p.name for p in again.folder.glob("*.jsa")) == ["driver.jsa", "executor.jsa"]
 
 
+def test_a_spark_started_elsewhere_maps_only_the_archives_kept(java):
+    """As the tests' spark-submit: without a claim, and nothing for a kind not kept."""
+    assert [jvm_archive.kept_options(OPTIONS, kind) for kind in jvm_archive.KINDS] == ["", ""]
+    archives = jvm_archive.class_archives(OPTIONS)
+    assert archives is not None
+    written_by_a_jvm(java, archives, "driver")
+    archives.keep({"driver": [java]})
+    driver = jvm_archive.kept_options(OPTIONS, "driver")
+    assert driver.startswith(f"-XX:SharedArchiveFile={archives.folder / 'driver.jsa'} ")
+    assert jvm_archive.kept_options(OPTIONS, "executor") == ""
+
+
 def test_a_partly_written_archive_is_dropped_and_the_next_run_trains_again(java):
     archives = jvm_archive.class_archives(OPTIONS)
     assert archives is not None
