@@ -49,7 +49,12 @@ def stray_token_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     home = tmp_path_factory.mktemp("home")
     (home / ".ray").mkdir()
     (home / ".ray" / "auth_token").write_text(STRAY_TOKEN)
-    saved = {name: os.environ.get(name) for name in ("HOME", "XDG_CACHE_HOME")}
+    saved = {
+        name: os.environ.get(name) for name in ("HOME", "XDG_CACHE_HOME", "RAY_USAGE_STATS_ENABLED")
+    }
+    # As every run of the tests: nothing reported to Ray's usage stats (and no actor of
+    # Ray Data's to collect them on the session's cluster).
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # The Spark JVMs' class archive stays in the user's cache, shared by every run.
     os.environ["XDG_CACHE_HOME"] = str(jvm_archive.cache_home())
     os.environ["HOME"] = str(home)  # before any JVM or Ray node inherits it

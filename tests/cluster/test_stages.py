@@ -49,7 +49,6 @@ def run_stage(
 # Ray Data's own services, one each per cluster for its life (not a stage's actors).
 RAY_DATA_SERVICES = {
     "_StatsActor",
-    "_UsageCollectionActor",
     "_AutoscalingCoordinatorActor",
     "ActorLocationTracker",
 }
