@@ -14,20 +14,17 @@ volume that appended to a file or updated one that existed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
 import threading
-import time
 from importlib.metadata import entry_points
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository's benchmarks
-from benchmarks.processes import live_driver_log, wait_for
-
 WRITES = os.O_WRONLY | os.O_RDWR
+RAYBRICKS = logging.getLogger("raybricks")  # its loggers' records pass here
 
 
 def watch_the_volume(volume: str, seen: list[str]) -> None:
@@ -55,13 +52,21 @@ def platform_session() -> SparkSession:
     return made[0]
 
 
-def cancel_when_logged(lines: list[str]) -> None:
-    """SIGTERM this process a second after each of `lines` is in the run's driver log,
-    as the platform cancels a task."""
-    for line in lines:
-        wait_for(lambda line=line: line in live_driver_log(os.getpid()), 240, 0.05)
-        time.sleep(1.0 if line == lines[0] else 0.0)
-        os.kill(os.getpid(), signal.SIGTERM)
+class CancelWhenLogged(logging.Handler):
+    """SIGTERM this process as each of `lines` is logged by raybricks (the first a second
+    later), as the platform cancels a task: sent from the thread that logs it, so that
+    it lands in the phase the line begins, however short (a teardown takes 0.3 s)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = list(lines)
+        self.first = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.lines and self.lines[0] in record.getMessage():
+            self.lines.pop(0)
+            delay, self.first = (1.0 if self.first else 0.0), False
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
 
 def call_the_entry_point(parameters: list[str]) -> dict:
@@ -81,11 +86,12 @@ def main() -> None:
     session = platform_session()
     watch_the_volume(volume, opened)
     for case, given in cases.items():
-        canceller = threading.Thread(
-            target=cancel_when_logged, args=(given.get("cancel_at", []),), daemon=True
-        )
-        canceller.start()
-        ended = call_the_entry_point(given["parameters"])
+        canceller = CancelWhenLogged(given.get("cancel_at", []))
+        RAYBRICKS.addHandler(canceller)
+        try:
+            ended = call_the_entry_point(given["parameters"])
+        finally:
+            RAYBRICKS.removeHandler(canceller)
         answered = session.range(5).count() == 5  # the platform's Spark still works
         line = {"case": case, **ended, "spark_answers": answered, "opened": opened}
         print(json.dumps(line))  # noqa: T201
