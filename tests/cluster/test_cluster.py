@@ -25,7 +25,7 @@ from raybricks.cluster.compat import fast_start
 from raybricks.cluster.spark import PYTHON_DAEMON, jvm_processes
 from raybricks.metrics.prometheus import fetch
 from raybricks.metrics.sampler import ray_nodes
-from tests.cluster.conftest import NAMESPACE, STRAY_TOKEN
+from tests.cluster.conftest import NAMESPACE, STRAY_TOKEN, ClusterUnderTest
 
 
 def test_the_cluster_is_ready_with_two_worker_nodes(ray_cluster):
@@ -88,30 +88,38 @@ def test_no_jvm_of_the_local_spark_keeps_a_file_in_the_temp_folder(ray_cluster):
         assert not list(Path(tempfile.gettempdir()).glob(f"hsperfdata_*/{jvm.pid}"))
 
 
+def node_processes(cluster: ClusterUnderTest) -> list[tuple[psutil.Process, list[str]]]:
+    """Each process started for one of the cluster's nodes, by the head's port it names,
+    and its command line."""
+    port = cluster.info.address.rsplit(":", 1)[1]
+    named = (f"--port={port}", f"--address=127.0.0.1:{port}")
+    found = [(p, p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+    return [(p, command) for p, command in found if any(n in command for n in named)]
+
+
+def is_own_launcher(command: list[str]) -> bool:
+    return command[1:3] == ["-m", node_launcher.__name__]
+
+
 def test_every_ray_node_is_launched_by_raybricks_launcher(ray_cluster):
     """Fast start launches the head and each worker node with raybricks' launcher, which
     imports nothing of Ray, in place of Ray on Spark's `start_ray_node`."""
-    port = ray_cluster.info.address.rsplit(":", 1)[1]
     launched = {"head": 0, "worker": 0, "by Ray's launcher": 0}
-    for proc in psutil.process_iter(["cmdline"]):
-        command = proc.info["cmdline"] or []
-        if f"--port={port}" in command or f"--address=127.0.0.1:{port}" in command:
-            if node_launcher.RAYS_LAUNCHER in command:
-                launched["by Ray's launcher"] += 1
-            elif command[1:3] == ["-m", node_launcher.__name__]:
-                launched["head" if "--head" in command else "worker"] += 1
+    for _, command in node_processes(ray_cluster):
+        if node_launcher.RAYS_LAUNCHER in command:
+            launched["by Ray's launcher"] += 1
+        elif is_own_launcher(command):
+            launched["head" if "--head" in command else "worker"] += 1
     assert launched == {"head": 1, "worker": 2, "by Ray's launcher": 0}
 
 
 def test_every_nodes_ray_start_goes_without_the_cli_commands_it_does_not_run(ray_cluster):
     """Each launcher's `ray start` runs lean: no Ray Serve, no pandas (whose libraries a
     process that imported it maps), which Ray's CLI imports for its other commands."""
-    port = ray_cluster.info.address.rsplit(":", 1)[1]
     starts = [
         child
-        for proc in psutil.process_iter(["cmdline"])
-        if (command := proc.info["cmdline"] or [])[1:3] == ["-m", node_launcher.__name__]
-        and (f"--port={port}" in command or f"--address=127.0.0.1:{port}" in command)
+        for proc, command in node_processes(ray_cluster)
+        if is_own_launcher(command)
         for child in proc.children()
         if child.cmdline()[1:3] == ["-c", node_launcher.LEAN_RAY_START]
     ]

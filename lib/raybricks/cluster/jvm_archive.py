@@ -150,9 +150,8 @@ def kept_options(jvm_options: str, kind: str) -> str:
     """What a JVM of `kind` started with `jvm_options` adds to map its kept archive ("" if
     none is kept): for a Spark started elsewhere with the same JVM and options."""
     folder = _folder(jvm_options)
-    if folder is None or kind not in _kept(folder):
-        return ""
-    return ClassArchives(folder, _kept(folder)).java_options(kind)
+    kept = _kept(folder) if folder is not None else frozenset()
+    return ClassArchives(folder, kept).java_options(kind) if folder and kind in kept else ""
 
 
 def trained(jvm_options: str) -> bool:
