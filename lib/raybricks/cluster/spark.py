@@ -54,12 +54,15 @@ NOTHING_IN_TMP = "-XX:-UsePerfData -Dio.netty.transport.noNative=true"
 LOCAL_SPARK_JVM = f"{QUICK_START_JVM} {NOTHING_IN_TMP}"  # every JVM of a Spark started here
 JVM_EXIT_SECONDS = 60.0  # for a training JVM to write its class archive and exit
 EXECUTORS_SECONDS = 30.0  # as Spark's own spark.scheduler.maxRegisteredResourcesWaitingTime
-# A row of each kind of column a run hands between Spark and Ray.
+# A row of each kind of column a run hands between Spark and Ray. The struct's fields are
+# nullable, as a table's are: Spark 4.2 fails to make a DataFrame of an Arrow table whose
+# struct of non-null fields holds a timestamp (a literal struct's fields are non-null).
 TRAINING_TABLE = """select id, timestamp'2026-01-01 00:00:00' as at,
     timestamp_ntz'2026-01-01 00:00:00' as local_at, date'2026-01-01' as day,
     cast(id as decimal(38, 18)) as amount, cast(id as decimal(10, 2)) as price,
     cast('x' as binary) as blob, array('a', null) as tags, map('w', 1.5d) as weights,
-    named_struct('name', 'n', 'at', timestamp'2026-01-01 00:00:00') as nested,
+    cast(named_struct('name', 'n', 'at', timestamp'2026-01-01 00:00:00')
+        as struct<name: string, at: timestamp>) as nested,
     cast(id as double) as ratio, cast(id as float) as small, 'text' as text, true as flag,
     cast(id as tinyint) as tiny, cast(id as smallint) as short, cast(id as int) as count
     from range(4)"""
