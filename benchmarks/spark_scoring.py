@@ -28,7 +28,8 @@ from pyspark.sql.types import DoubleType
 from raybricks.cluster.spark import get_or_create_spark
 from raybricks.platform import Platform
 from raybricks.settings import ClusterSettings
-from raybricks.stages.batch_inference import Model, features
+from raybricks.stages.batch_inference import features
+from raybricks.stages.scorer import Model
 
 BATCH_SIZE = 25_000  # rows per call, as the stage's default
 

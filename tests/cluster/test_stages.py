@@ -19,9 +19,10 @@ from raybricks.cluster.lifecycle import ClusterInfo
 from raybricks.report.model import StageResult
 from raybricks.run.runner import Runner
 from raybricks.stages.base import Stage, StageContext
-from raybricks.stages.batch_inference import BatchInference, Scorer
+from raybricks.stages.batch_inference import BatchInference
 from raybricks.stages.pool import DEFAULT_DEPTH
 from raybricks.stages.registry import BUILT_IN as STAGES
+from raybricks.stages.scorer import Scorer
 
 
 def run_stage(
