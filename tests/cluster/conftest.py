@@ -27,6 +27,7 @@ from tests.cluster.runs import BIN, finished, only_run_dir, report_of
 
 STRAY_TOKEN = "stray-token-left-by-an-earlier-local-ray-init"
 NAMESPACE = "raybricks-tests"
+HEALTH_CHECK_PERIOD = "RAY_health_check_period_ms"
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
@@ -49,12 +50,14 @@ def stray_token_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     home = tmp_path_factory.mktemp("home")
     (home / ".ray").mkdir()
     (home / ".ray" / "auth_token").write_text(STRAY_TOKEN)
-    saved = {
-        name: os.environ.get(name) for name in ("HOME", "XDG_CACHE_HOME", "RAY_USAGE_STATS_ENABLED")
-    }
+    names = ("HOME", "XDG_CACHE_HOME", "RAY_USAGE_STATS_ENABLED", HEALTH_CHECK_PERIOD)
+    saved = {name: os.environ.get(name) for name in names}
     # As every run of the tests: nothing reported to Ray's usage stats (and no actor of
     # Ray Data's to collect them on the session's cluster).
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # The head's GCS (which inherits it) declares a killed node dead after 5 checks 1 s
+    # apart, not Ray's 3 s apart: the node-loss test waits 5 s, not 15. Users keep Ray's.
+    os.environ[HEALTH_CHECK_PERIOD] = "1000"
     # The Spark JVMs' class archive stays in the user's cache, shared by every run.
     os.environ["XDG_CACHE_HOME"] = str(jvm_archive.cache_home())
     os.environ["HOME"] = str(home)  # before any JVM or Ray node inherits it
