@@ -35,9 +35,11 @@ PY312 ?= $(firstword $(shell python3.12 -c 'import sys; print(sys.executable)' 2
 RUNTIMES := spark35 spark40 spark41 spark42
 # The emulated Databricks job in both task shapes, named exactly (of every tier: -m ""),
 # so that a rename fails loudly; tests/unit/test_make_targets.py checks they are collected.
-# Before them, the PySpark names raybricks uses, checked on that Spark.
+# Before them, the PySpark names raybricks uses, checked on that Spark, and every column
+# type through Ray and back on each route it has.
 RUNTIME_TESTS := \
     tests/unit/test_spark_apis.py \
+    tests/cluster/test_data.py::test_every_type_comes_back_as_it_went \
     tests/cluster/test_databricks_runtime.py::test_a_plain_job_task_passes_every_stage_with_the_proxy_dashboard \
     tests/cluster/test_databricks_runtime.py::test_a_wheel_task_fails_as_a_process_leaves_the_platforms_spark_and_appends_nothing
 

@@ -14,7 +14,7 @@ from ray.data.extensions import ArrowTensorArray
 
 from raybricks.data import routes
 from raybricks.data.parquet_files import ParquetFiles, packed
-from raybricks.data.schema import CannotHandOver, arrow_schema, conform, spark_schema
+from raybricks.data.schema import CannotHandOver, arrow_schema, conform, nullable, spark_schema
 
 MB = 1024 * 1024
 
@@ -36,6 +36,32 @@ def test_spark_types_map_to_arrow_and_back_one_for_one():
     assert arrow.field("local_at").type == pa.timestamp("us")
     assert arrow.field("amount").type == pa.decimal128(38, 18)
     assert spark_schema(arrow) == schema
+
+
+def test_nullable_relaxes_every_field_element_and_value_all_the_way_down():
+    def strict(dtype: T.DataType) -> T.StructField:
+        return T.StructField("f", dtype, nullable=False, metadata={"comment": "kept"})
+
+    inner = T.StructType([strict(T.TimestampType())])
+    schema = T.StructType(
+        [
+            strict(T.ArrayType(inner, containsNull=False)),
+            strict(T.MapType(T.StringType(), T.ArrayType(T.LongType(), False), False)),
+        ]
+    )
+    relaxed_inner = T.StructType([T.StructField("f", T.TimestampType(), True, {"comment": "kept"})])
+    want = T.StructType(
+        [
+            T.StructField("f", T.ArrayType(relaxed_inner, True), True, {"comment": "kept"}),
+            T.StructField(
+                "f",
+                T.MapType(T.StringType(), T.ArrayType(T.LongType(), True), True),
+                True,
+                {"comment": "kept"},
+            ),
+        ]
+    )
+    assert nullable(schema) == want
 
 
 @pytest.mark.parametrize(

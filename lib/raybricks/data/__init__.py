@@ -9,13 +9,14 @@
         out = to_spark(scored, schema="id bigint, score double")
         ctx.record(rows=out.count())                         # use it within the stage
 
-Every Spark SQL type a table holds comes back as it went, 0 rows included
-(`raybricks.data.schema` says how; a type that cannot travel is refused before
-anything moves). A small table goes through Arrow in the driver's memory; a large one
-through Parquet files in the stage's handoff folder, which every node sees (on
-Databricks a Unity Catalog volume); `raybricks.data.routes` says which and why. Each
-handoff records its route, rows, bytes and seconds in the stage's evidence
-(`handoffs`), and the stage's console line names them. What a handoff wrote goes when
+Every Spark SQL type a table holds comes back as it went, 0 rows included, every
+field nullable as Spark's file reads make it (`raybricks.data.schema` says how; a type
+that cannot travel is refused before anything moves). A small table goes through Arrow
+in the driver's memory; a large one through Parquet files in the stage's handoff
+folder, which every node sees (on Databricks a Unity Catalog volume);
+`raybricks.data.routes` says which and why. Each handoff records its route, rows, bytes
+and seconds in the stage's evidence (`handoffs`), and the stage's console line names
+them. What a handoff wrote goes when
 the stage ends, unless `data.keep_handoff` keeps it.
 
 `to_spark` computes the dataset into Ray's object store first (which spills to the
@@ -46,7 +47,7 @@ from raybricks.cluster.compat.spark_jvm import estimated_bytes
 from raybricks.data import routes
 from raybricks.data.parquet_files import ParquetFiles, write_parts
 from raybricks.data.routes import Choice
-from raybricks.data.schema import CannotHandOver, arrow_schema, conform, spark_schema
+from raybricks.data.schema import CannotHandOver, arrow_schema, conform, nullable, spark_schema
 from raybricks.data.slots import spark_job_that_starts
 from raybricks.platform.facts import ClusterFacts
 from raybricks.stages.base import StageContext
@@ -72,13 +73,16 @@ def to_ray(
     rows_per_block: int | None = None,
     num_cpus: float = 0.25,
 ) -> ray.data.Dataset:
-    """The Spark DataFrame `df` as a Ray Dataset of the same schema. `route` (auto,
+    """The Spark DataFrame `df` as a Ray Dataset of the same schema, every field
+    nullable. `route` (auto,
     arrow, parquet, databricks) overrides `data.route`; `rows_per_block` cuts the Arrow
     route's blocks (by default about 16 MB, at least one per CPU of the cluster; the
     Parquet route's blocks are Spark's files); `num_cpus` is what each Ray task reading
     Parquet holds."""
     ctx = StageContext.current()
-    schema = arrow_schema(df.schema)  # refuses a column that cannot travel, first
+    # Refuses a column that cannot travel, first. Nullable all the way down, as it comes
+    # back: pandas batches cannot hold a null struct of non-null fields.
+    schema = arrow_schema(nullable(df.schema))
     clock = time.monotonic()
     choice = routes.to_ray_route(
         route or ctx.handoff_route,
@@ -110,13 +114,16 @@ def to_spark(
     """`data` as a DataFrame of the run's Spark session: a Ray Dataset, or Arrow tables
     in Ray's object store (the ObjectRefs a pool of actors returned). `schema` (a
     StructType or a DDL string such as "id bigint, score double") is what each block is
-    cast to; without it, the data's own. `route` (auto, arrow, parquet) overrides
-    `data.route`; `num_cpus` is what each Ray task writing Parquet holds."""
+    cast to (every field of it nullable); without it, the data's own. `route` (auto,
+    arrow, parquet) overrides `data.route`; `num_cpus` is what each Ray task writing
+    Parquet holds."""
     ctx = StageContext.current()
     clock = time.monotonic()
     blocks, size, found = _computed(data)
     computed = time.monotonic() - clock
-    target = _target_schema(ctx.spark, schema, found, blocks)
+    # Nullable all the way down on every route: Spark's Parquet reader makes it so, and
+    # Spark 4.2's createDataFrame of Arrow fails on a struct of non-null fields.
+    target = nullable(_target_schema(ctx.spark, schema, found, blocks))
     clock = time.monotonic()
     choice = routes.to_spark_route(
         route or ctx.handoff_route, size, ctx.to_spark_arrow_max_bytes, routes.arrow_unavailable()

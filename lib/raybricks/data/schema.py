@@ -56,6 +56,13 @@ def spark_schema(schema: pa.Schema) -> T.StructType:
     return T.StructType([_spark_field(field, field.name) for field in schema])
 
 
+def nullable(schema: T.StructType) -> T.StructType:
+    """`schema` with every field, element and map value nullable, all the way down, as
+    Spark's file reads make a schema: what `to_spark` gives on every route."""
+    fields = [T.StructField(f.name, _nullable(f.dataType), True, f.metadata) for f in schema]
+    return T.StructType(fields)
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` cast, column by column, to `schema` (its columns in that order)."""
     missing = [name for name in schema.names if name not in table.column_names]
@@ -88,6 +95,16 @@ def _arrow_type(dtype: T.DataType, path: str) -> pa.DataType:
     if isinstance(dtype, T.StructType):
         return pa.struct([_arrow_field(f, f"{path}.{f.name}") for f in dtype.fields])
     raise CannotHandOver(_refusal(path, dtype))
+
+
+def _nullable(dtype: T.DataType) -> T.DataType:
+    if isinstance(dtype, T.StructType):
+        return nullable(dtype)
+    if isinstance(dtype, T.ArrayType):
+        return T.ArrayType(_nullable(dtype.elementType), containsNull=True)
+    if isinstance(dtype, T.MapType):
+        return T.MapType(dtype.keyType, _nullable(dtype.valueType), valueContainsNull=True)
+    return dtype
 
 
 def _refusal(path: str, dtype: T.DataType) -> str:
