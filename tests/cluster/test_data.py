@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -157,11 +158,26 @@ def same(left: Any, right: Any) -> bool:
     return bool(type(left) is type(right) and left == right)
 
 
-def assert_same_table(out: DataFrame, source: DataFrame, way: str) -> None:
-    assert out.schema == nullable(source.schema), way
-    got = [row.asDict(recursive=True) for row in out.orderBy("id").collect()]
-    want = [row.asDict(recursive=True) for row in source.orderBy("id").collect()]
-    for mine, theirs in zip(got, want, strict=True):
+@dataclass(frozen=True)
+class Expected:
+    """A source table's schema as it comes back, and its rows by id."""
+
+    schema: T.StructType
+    rows: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, source: DataFrame) -> Expected:
+        return cls(nullable(source.schema), rows_by_id(source))
+
+
+def rows_by_id(df: DataFrame) -> list[dict[str, Any]]:
+    """Every row, as a dict, in id order (sorted here: no Spark job of its own)."""
+    return sorted((row.asDict(recursive=True) for row in df.collect()), key=lambda r: r["id"])
+
+
+def assert_same_table(out: DataFrame, expected: Expected, way: str) -> None:
+    assert out.schema == expected.schema, way
+    for mine, theirs in zip(rows_by_id(out), expected.rows, strict=True):
         wrong = {k: (mine[k], theirs[k]) for k in theirs if not same(mine[k], theirs[k])}
         assert not wrong, f"{way}, id {theirs['id']}: {wrong}"
 
@@ -187,13 +203,14 @@ def test_every_type_comes_back_as_it_went(stage, route):
     to the schema given; Arrow batches also without one: the dataset's own Arrow schema
     is enough, with no pandas on the way."""
     source = table(stage)
+    expected = Expected.of(source)
     ds = to_ray(source, route=route)
     assert ds.schema().names == source.columns
     for batches, identity in IDENTITY.items():
         out = to_spark(identity(ds), schema=source.schema, route=route)
-        assert_same_table(out, source, batches)
+        assert_same_table(out, expected, batches)
     out = to_spark(IDENTITY["arrow batches"](ds), route=route)
-    assert_same_table(out, source, "arrow batches, no schema given")
+    assert_same_table(out, expected, "arrow batches, no schema given")
     assert [h["route"] for h in stage.evidence["handoffs"]] == [route] * 5
 
 
@@ -228,7 +245,7 @@ def test_one_partition_and_two_hundred_small_ones_work_the_same(stage, partition
     source = stage.spark.read.parquet(written)
     assert len(source.inputFiles()) == partitions
     out = to_spark(to_ray(source))
-    assert_same_table(out, source, "the auto route")
+    assert_same_table(out, Expected.of(source), "the auto route")
     to_ray_leg, to_spark_leg = stage.evidence["handoffs"]
     assert (to_ray_leg["route"], to_spark_leg["route"]) == ("arrow", "arrow")
     assert "within the bound" in to_ray_leg["why"]
@@ -236,7 +253,7 @@ def test_one_partition_and_two_hundred_small_ones_work_the_same(stage, partition
 
 def test_a_table_spark_cannot_size_takes_parquet_saying_why(stage):
     out = to_spark(to_ray(table(stage)))  # rows from Python: Spark has no estimate
-    assert_same_table(out, table(stage), "the auto route")
+    assert_same_table(out, Expected.of(table(stage)), "the auto route")
     assert stage.evidence["handoffs"][0]["why"] == "Spark has no size estimate for the table"
 
 
