@@ -1,12 +1,14 @@
-"""What several test modules share: the repository's root, free ports, whether a
-process has ended, a head whose liveness a test decides, a page rendered in headless
-Chromium."""
+"""What several test modules share: the repository's root, what importing a module
+brings, free ports, whether a process has ended, a head whose liveness a test decides,
+a page rendered in headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +19,21 @@ import psutil
 from raybricks.cluster.head import Head
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_by(module: str, among: set[str]) -> list[str]:
+    """Which of the packages `among` (or any module below one) a fresh Python has
+    imported once it has imported `module`."""
+    check = (
+        "import json, sys\n"
+        f"import {module}\n"
+        f"among = {sorted(among)!r}\n"
+        "print(json.dumps(sorted(name for name in among if any(\n"
+        "    m == name or m.startswith(name + '.') for m in list(sys.modules)))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
 
 
 def ended(process: psutil.Process | int) -> bool:
