@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import ray
+from packaging.version import Version
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
@@ -195,6 +196,11 @@ IDENTITY: dict[str, Callable[[ray.data.Dataset], ray.data.Dataset]] = {
     "arrow batches": lambda ds: ds.map_batches(lambda b: b, batch_format="pyarrow"),
     "pandas batches": lambda ds: ds.map_batches(lambda b: b, batch_format="pandas"),
 }
+# Ray before 2.56 (2.52 seen) cannot turn a pandas batch of this table's lists and maps into
+# Arrow (its own conversion fails; docs/stages.md says so): make test-ray-versions checks
+# the other batches there.
+if Version(ray.__version__) < Version("2.56"):
+    del IDENTITY["pandas batches"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -211,7 +217,7 @@ def test_every_type_comes_back_as_it_went(stage, route):
         assert_same_table(out, expected, batches)
     out = to_spark(IDENTITY["arrow batches"](ds), route=route)
     assert_same_table(out, expected, "arrow batches, no schema given")
-    assert [h["route"] for h in stage.evidence["handoffs"]] == [route] * 5
+    assert [h["route"] for h in stage.evidence["handoffs"]] == [route] * (len(IDENTITY) + 2)
 
 
 @pytest.mark.parametrize("route", ["arrow", "parquet"])
