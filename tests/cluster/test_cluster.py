@@ -129,6 +129,27 @@ def test_every_nodes_ray_start_goes_without_the_cli_commands_it_does_not_run(ray
         assert mapped == [], f"`ray start` {start.pid} imported pandas"
 
 
+def test_the_head_serves_no_ray_client(ray_cluster):
+    """A run's drivers connect to the GCS: the head starts no Ray Client server on the
+    port Ray on Spark names for one."""
+    port = ray_cluster.info.address.rsplit(":", 1)[1]
+    (head,) = [c for _, c in node_processes(ray_cluster) if is_own_launcher(c) and "--head" in c]
+    (named,) = [arg for arg in head if arg.startswith("--ray-client-server-port=")]
+    client_port = int(named.split("=", 1)[1])
+    servers = [
+        proc.pid
+        for proc in psutil.process_iter(["cmdline"])
+        if "ray.util.client.server" in (command := proc.info["cmdline"] or [])
+        and any(arg.endswith(f":{port}") for arg in command)
+    ]
+    listening = [
+        c
+        for c in psutil.net_connections("tcp")
+        if c.status == "LISTEN" and c.laddr.port == client_port
+    ]
+    assert (servers, listening) == ([], [])
+
+
 def test_every_node_gets_the_launchers_polls(ray_cluster):
     """The launcher's settings reach every node's processes: a raylet whose object store
     was a moment late to listen waited a whole second before it could register, and a

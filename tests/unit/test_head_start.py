@@ -1,6 +1,7 @@
-"""The head's raylet starts beside its dashboard and its temp files stay in its temp
-folder (the start hooks run by `ray start`), and `head_start_hook` hands a hook to the
-head only within its block: with fast start, or to keep Ray's own start's temp files."""
+"""The head's raylet starts beside its dashboard, its temp files stay in its temp folder
+and it starts no Ray Client server (the start hooks run by `ray start`), and
+`head_start_hook` hands a hook to the head only within its block: with fast start, or
+the lean head alone for Ray's own start."""
 
 from __future__ import annotations
 
@@ -70,10 +71,10 @@ def tmpdir_env(monkeypatch):
 def test_the_hook_changes_the_head_only_and_only_on_the_ray_it_was_read_for(
     node_methods, tmpdir_env, monkeypatch
 ):
-    params = SimpleNamespace(temp_dir="/tmp/ray-9123-abcd")
+    params = SimpleNamespace(temp_dir="/tmp/ray-9123-abcd", ray_client_server_port=10001)
     head_start.start_head(params, head=False)
     assert (Node.start_api_server, Node.start_ray_processes) == node_methods
-    assert "TMPDIR" not in os.environ
+    assert "TMPDIR" not in os.environ and params.ray_client_server_port == 10001
     monkeypatch.setattr("ray.__version__", "2.61.0")
     head_start.start_head(params, head=True)
     assert (Node.start_api_server, Node.start_ray_processes) == node_methods
@@ -83,17 +84,24 @@ def test_the_hook_changes_the_head_only_and_only_on_the_ray_it_was_read_for(
     assert Node.start_ray_processes.__name__ == "ray_processes_then_wait"
 
 
-@pytest.mark.parametrize("hook", [head_start.start_head, head_start.keep_temp_files])
+@pytest.mark.parametrize("hook", [head_start.start_head, head_start.lean_head])
 def test_the_heads_processes_make_their_temp_files_in_its_temp_folder(
     node_methods, tmpdir_env, hook
 ):
-    hook(SimpleNamespace(temp_dir=None), head=True)  # Ray's global mode
+    hook(SimpleNamespace(temp_dir=None, ray_client_server_port=None), head=True)  # global mode
     assert "TMPDIR" not in os.environ
-    hook(SimpleNamespace(temp_dir="/tmp/ray-9123-abcd"), head=True)
+    hook(SimpleNamespace(temp_dir="/tmp/ray-9123-abcd", ray_client_server_port=None), head=True)
     assert os.environ["TMPDIR"] == "/tmp/ray-9123-abcd"
 
 
-@pytest.mark.parametrize(("fast", "hook"), [(True, "start_head"), (False, "keep_temp_files")])
+@pytest.mark.parametrize("hook", [head_start.start_head, head_start.lean_head])
+def test_the_head_starts_no_ray_client_server(node_methods, tmpdir_env, hook):
+    params = SimpleNamespace(temp_dir=None, ray_client_server_port=9477)  # Ray on Spark's
+    hook(params, head=True)
+    assert params.ray_client_server_port is None
+
+
+@pytest.mark.parametrize(("fast", "hook"), [(True, "start_head"), (False, "lean_head")])
 def test_the_head_gets_the_hook_within_the_start_only(monkeypatch, fast, hook):
     monkeypatch.delenv("RAY_START_HOOK", raising=False)
     with head_start.head_start_hook(fast):

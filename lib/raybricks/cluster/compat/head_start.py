@@ -1,7 +1,11 @@
 """Inside the head node's own `ray start`, run there by Ray as its `RAY_START_HOOK`
-(`head_start_hook` sets it for the start): the head's temp files go to its temp folder
-(`keep_temp_files`, whichever start runs), and with fast start its raylet starts
-without waiting for the dashboard (`start_head`).
+(`head_start_hook` sets it for the start): whichever start runs, the head's temp files
+go to its temp folder and it starts no Ray Client server (`lean_head`); with fast start
+its raylet also starts without waiting for the dashboard (`start_head`).
+
+A run's drivers (this one, a stage's other drivers, `exec`'s command) connect to the
+head's GCS; nothing connects through Ray Client (`ray://`), whose server is a process of
+its own that costs the head's start a CPU-second.
 
 `ray start --head` starts the dashboard and waits until it has published its URL, which
 it does once all of its module processes are up (about 3 s here), and only then starts
@@ -42,7 +46,7 @@ _dashboard_starts: dict[int, tuple[threading.Event, list[BaseException]]] = {}
 @contextmanager
 def head_start_hook(fast: bool) -> Iterator[None]:
     """Within this block, a head started from this process runs `start_head` (`fast`) or
-    `keep_temp_files`. A start hook of the user's own is kept (then the head keeps
+    `lean_head`. A start hook of the user's own is kept (then the head keeps
     Ray's own behaviour)."""
     if START_HOOK_VAR in os.environ:
         logger.info(
@@ -50,7 +54,7 @@ def head_start_hook(fast: bool) -> Iterator[None]:
         )
         yield
         return
-    hook = start_head if fast else keep_temp_files
+    hook = start_head if fast else lean_head
     os.environ[START_HOOK_VAR] = f"{__name__}.{hook.__name__}"
     try:
         yield
@@ -58,18 +62,21 @@ def head_start_hook(fast: bool) -> Iterator[None]:
         os.environ.pop(START_HOOK_VAR, None)
 
 
-def keep_temp_files(ray_params: Any, head: bool) -> None:
+def lean_head(ray_params: Any, head: bool) -> None:
     """`RAY_START_HOOK(ray_params, head)`: the head's processes make their temp files in
-    its temp folder (which goes with the node)."""
-    if head and ray_params.temp_dir:  # None: Ray's global mode, in Ray's own temp root
+    its temp folder (which goes with the node), and it serves no Ray Client."""
+    if not head:
+        return
+    ray_params.ray_client_server_port = None  # `ray start` starts the server only with one
+    if ray_params.temp_dir:  # None: Ray's global mode, in Ray's own temp root
         os.environ["TMPDIR"] = ray_params.temp_dir  # inherited by the node's processes
 
 
 def start_head(ray_params: Any, head: bool) -> None:
-    """`RAY_START_HOOK(ray_params, head)`: as `keep_temp_files`, and on the Ray read for,
+    """`RAY_START_HOOK(ray_params, head)`: as `lean_head`, and on the Ray read for,
     the head's dashboard started in the background. This process starts one node, so
     Ray's class is patched in place."""
-    keep_temp_files(ray_params, head)
+    lean_head(ray_params, head)
     if not head or ray.__version__ != READ_FOR_RAY:
         return
     from ray._private.node import Node
