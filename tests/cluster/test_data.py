@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 from raybricks.data import CannotHandOver, to_ray, to_spark
 from raybricks.data.routes import arrow_unavailable
 from raybricks.data.schema import nullable
+from raybricks.data.spark_parquet import WRITE_CONF
 from raybricks.stages.base import StageContext
 
 UTC = dt.timezone.utc
@@ -210,8 +211,10 @@ def test_every_type_comes_back_as_it_went(stage, route):
     is enough, with no pandas on the way."""
     source = table(stage)
     expected = Expected.of(source)
+    rebase = {key: stage.spark.conf.get(key) for key in WRITE_CONF}
     ds = to_ray(source, route=route)
     assert ds.schema().names == source.columns
+    assert {key: stage.spark.conf.get(key) for key in WRITE_CONF} == rebase  # put back
     for batches, identity in IDENTITY.items():
         out = to_spark(identity(ds), schema=source.schema, route=route)
         assert_same_table(out, expected, batches)

@@ -49,6 +49,7 @@ from raybricks.data.parquet_files import ParquetFiles, write_parts
 from raybricks.data.routes import Choice
 from raybricks.data.schema import CannotHandOver, arrow_schema, conform, nullable, spark_schema
 from raybricks.data.slots import spark_job_that_starts
+from raybricks.data.spark_parquet import READ_OPTIONS, proleptic_writes
 from raybricks.platform.facts import ClusterFacts
 from raybricks.stages.base import StageContext
 
@@ -165,7 +166,8 @@ def _parquet_to_ray(
 ) -> tuple[ray.data.Dataset, int]:
     """Spark writes Parquet; a Ray task reads each file Spark wrote (nothing listed)."""
     folder, uri = _handoff(ctx, "to-ray")
-    df.write.parquet(uri)
+    with proleptic_writes(df.sparkSession):
+        df.write.parquet(uri)
     files = sorted(folder.glob("*.parquet"))
     if not files:
         return ray.data.from_blocks([schema.empty_table()]), 0
@@ -242,7 +244,7 @@ def _parquet_to_spark(
     if not parts:
         return ctx.spark.createDataFrame([], target), rows, writer
     files = (f"{uri}/{name}" for name, _ in parts)
-    return ctx.spark.read.schema(target).parquet(*files), rows, writer
+    return ctx.spark.read.schema(target).options(**READ_OPTIONS).parquet(*files), rows, writer
 
 
 def _handoff(ctx: StageContext, direction: str) -> tuple[Path, str]:
