@@ -133,9 +133,13 @@ def test_the_head_serves_no_ray_client(ray_cluster):
     """A run's drivers connect to the GCS: the head starts no Ray Client server on the
     port Ray on Spark names for one."""
     port = ray_cluster.info.address.rsplit(":", 1)[1]
-    (head,) = [c for _, c in node_processes(ray_cluster) if is_own_launcher(c) and "--head" in c]
-    (named,) = [arg for arg in head if arg.startswith("--ray-client-server-port=")]
-    client_port = int(named.split("=", 1)[1])
+    flag = "--ray-client-server-port="
+    (client_port,) = {
+        int(arg.removeprefix(flag))
+        for _, command in node_processes(ray_cluster)
+        for arg in command
+        if arg.startswith(flag)
+    }
     servers = [
         proc.pid
         for proc in psutil.process_iter(["cmdline"])
