@@ -185,11 +185,9 @@ def assert_same_table(out: DataFrame, expected: Expected, way: str) -> None:
 
 
 # Both routes, where this Spark has both (make test-runtimes runs it on each runtime's).
+NO_ARROW = arrow_unavailable()
 ROUTES = [
-    pytest.param(
-        "arrow",
-        marks=pytest.mark.skipif(bool(arrow_unavailable()), reason=str(arrow_unavailable())),
-    ),
+    pytest.param("arrow", marks=pytest.mark.skipif(bool(NO_ARROW), reason=str(NO_ARROW))),
     "parquet",
 ]
 IDENTITY: dict[str, Callable[[ray.data.Dataset], ray.data.Dataset]] = {

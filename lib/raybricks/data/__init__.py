@@ -16,8 +16,8 @@ in the driver's memory; a large one through Parquet files in the stage's handoff
 folder, which every node sees (on Databricks a Unity Catalog volume);
 `raybricks.data.routes` says which and why. Each handoff records its route, rows, bytes
 and seconds in the stage's evidence (`handoffs`), and the stage's console line names
-them. What a handoff wrote goes when
-the stage ends, unless `data.keep_handoff` keeps it.
+them. What a handoff wrote goes when the stage ends, unless `data.keep_handoff` keeps
+it.
 
 `to_spark` computes the dataset into Ray's object store first (which spills to the
 nodes' disks past its capacity), then takes the route its exact size allows. Without
@@ -75,11 +75,10 @@ def to_ray(
     num_cpus: float = 0.25,
 ) -> ray.data.Dataset:
     """The Spark DataFrame `df` as a Ray Dataset of the same schema, every field
-    nullable. `route` (auto,
-    arrow, parquet, databricks) overrides `data.route`; `rows_per_block` cuts the Arrow
-    route's blocks (by default about 16 MB, at least one per CPU of the cluster; the
-    Parquet route's blocks are Spark's files); `num_cpus` is what each Ray task reading
-    Parquet holds."""
+    nullable. `route` (auto, arrow, parquet, databricks) overrides `data.route`;
+    `rows_per_block` cuts the Arrow route's blocks (by default about 16 MB, at least one
+    per CPU of the cluster; the Parquet route's blocks are Spark's files); `num_cpus` is
+    what each Ray task reading Parquet holds."""
     ctx = StageContext.current()
     # Refuses a column that cannot travel, first. Nullable all the way down, as it comes
     # back: pandas batches cannot hold a null struct of non-null fields.
