@@ -21,6 +21,7 @@ import ray
 from benchmarks.processes import left_after, marked_env, running_marked, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from raybricks.stages.progress import LINE_EVERY
 from raybricks.stages.registry import BUILT_IN as STAGES
 from tests.cluster.runs import (
     BIN,
@@ -35,6 +36,8 @@ from tests.cluster.runs import (
     stage_statuses,
 )
 from tests.helpers import CHROMIUM, ROOT, png_shades, render_in_chromium
+
+PROGRESS_LINE = re.compile(r" INFO stage (?P<stage>\w+): [\d,]+ of [\d,]+ \w+")
 
 
 @pytest.fixture
@@ -151,11 +154,18 @@ def test_the_report_keeps_what_each_node_reported_over_the_run(full_run):
 def test_a_passing_run_prints_a_few_lines_of_its_own(full_run):
     """Ray's and Spark's own output (banners, warnings, deliberate crashes) went to
     driver.log: the console holds raybricks' lines and the summary."""
-    console = (full_run.done.stderr + full_run.done.stdout).splitlines()
+    lines = (full_run.done.stderr + full_run.done.stdout).splitlines()
+    # a long stage's progress: a line at most every LINE_EVERY seconds, after the first
+    said = [PROGRESS_LINE.search(line) for line in lines]
+    seconds = {s["name"]: s["seconds"] for s in report_of(full_run.run_dir)["stages"]}
+    for name, length in seconds.items():
+        told = sum(1 for match in said if match and match["stage"] == name)
+        assert told <= length // LINE_EVERY, (name, length, told)
+    console = [line for line, match in zip(lines, said, strict=True) if not match]
     # settings, Spark up, Ray's advice in our words (memory, CPUs), cluster ready, each
     # stage's start and end, the summary (its first line, its header, a row per stage), the
     # run folder
-    assert len(console) <= 5 + 2 * len(STAGES) + 2 + len(STAGES) + 1, "\n".join(console)
+    assert len(console) <= 5 + 2 * len(STAGES) + 2 + len(STAGES) + 1, "\n".join(lines)
     assert not [line for line in console if "Traceback" in line or " ERROR " in line]
     assert any(f"Ray {ray.__version__} cluster ready at" in line for line in console)
     for name in STAGES:  # the summary, with what each stage proved
