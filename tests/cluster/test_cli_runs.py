@@ -484,13 +484,18 @@ def test_ray_holding_every_spark_slot_is_refused_before_anything_starts(tmp_path
     assert left_after(mark) == []
 
 
+# With Ray's own start (its launcher, which leaves its lock file) in `make test-slow`.
+@pytest.mark.parametrize("fast", [True, pytest.param(False, marks=pytest.mark.slow)])
 @pytest.mark.timeout(RUN_TIMEOUT)
-def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_running(tmp_path, env):
+def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_running(
+    tmp_path, env, fast
+):
     """SIGKILL, as an out-of-memory kill or a lost driver ends it, once the first stage
     has ended: the report, rewritten as each stage ends, keeps that stage; `raybricks
-    report` says the run ended without a report of its end; nothing of it runs on."""
+    report` says the run ended without a report of its end; nothing of it runs on, and
+    nothing of its cluster stays in the temp root, whichever start ran."""
     environment, mark = env
-    conf = SMALL_CLUSTER + "parallel_stages: 1\n"
+    conf = SMALL_CLUSTER + f"  fast_start: {str(fast).lower()}\nparallel_stages: 1\n"
     temp = environment["TMPDIR"] = str(tmp_path / "tmp")  # what Python's tempfile makes
     Path(temp).mkdir()
     with InTheBackground(tmp_path, environment, conf, "namespaces,detached_actors") as run:
@@ -512,8 +517,13 @@ def test_a_driver_killed_outright_leaves_what_its_stages_proved_and_nothing_runn
     said = finished([BIN / "raybricks", "report", run_dir], environment)
     assert "ended without a report of its end: the driver was killed or lost" in said.stdout
     assert left_after(mark) == []
+    assert (report["cluster"]["fast_start"] == "off") is not fast  # fast: on, or it fell back
     port = report["cluster"]["address"].rsplit(":", 1)[1]
-    assert wait_for(lambda: not list(Path("/tmp").glob(f"ray-{port}-*")), timeout=30)
+
+    def cluster_entries() -> list[Path]:
+        return list(Path("/tmp").glob(f"ray-{port}-*"))
+
+    assert wait_for(lambda: not cluster_entries(), timeout=30), cluster_entries()
     # Killed as the second stage starts a driver of its own: no temp file of it stays.
     assert wait_for(lambda: not any(Path(temp).iterdir()), timeout=30), list(Path(temp).iterdir())
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 from raybricks.cluster.leftovers import remove_leftovers
 
 
@@ -93,3 +95,61 @@ def test_a_process_still_using_this_clusters_folders_is_ended_before_they_go(tmp
             proc.kill()
             proc.wait()
     assert removed == [lock]
+
+
+DRIVER = """
+import sys, time
+from pathlib import Path
+from raybricks.cluster.leftovers_watch import LeftoversWatch
+watch = LeftoversWatch(Path(sys.argv[1]))
+for folder in sys.argv[3:]:
+    watch.add(folder)
+if sys.argv[2] == "teardown":
+    watch.cleaned_up()
+    print("ended", flush=True)
+else:
+    print("watched", flush=True)
+    time.sleep(60)
+"""
+
+
+def driver_watching(temp_root: Path, how: str, *folders: str) -> subprocess.Popen[str]:
+    """A driver whose watch knows `folders`; `how`: "teardown" (it cleaned up and
+    ends) or "killed" (it waits to be killed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(temp_root), how, *folders],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() in ("ended\n", "watched\n")
+    return proc
+
+
+def watchers_of(temp_root: Path) -> list[psutil.Process]:
+    return [
+        proc
+        for proc in psutil.process_iter(["cmdline"])
+        if "raybricks.cluster.leftovers_watch" in (proc.info["cmdline"] or [])
+        and str(temp_root) in proc.info["cmdline"]
+    ]
+
+
+def test_a_driver_killed_outright_has_its_clusters_leftovers_removed_after_it(tmp_path):
+    ours = [node_folder(tmp_path, n) for n in ("ray-9006-gggg", "ray-9006-gggg-node-1")]
+    (tmp_path / "ray-9007-hhhh.lock").touch()  # Ray's own launcher's, the folder gone
+    other = node_folder(tmp_path, "ray-9006-iiii")
+    driver = driver_watching(tmp_path, "killed", "ray-9006-gggg", "ray-9007-hhhh")
+    (watcher,) = watchers_of(tmp_path)
+    driver.kill()
+    driver.wait()
+    watcher.wait(timeout=30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, f"{other.name}.lock"]
+    assert not any(folder.exists() for folder in ours)
+
+
+def test_after_a_teardown_the_watcher_ends_with_the_driver_and_touches_nothing(tmp_path):
+    kept = node_folder(tmp_path, "ray-9008-jjjj")  # as if a node still held it
+    driver = driver_watching(tmp_path, "teardown", "ray-9008-jjjj")
+    assert driver.wait(timeout=30) == 0
+    assert watchers_of(tmp_path) == []
+    assert kept.is_dir() and kept.with_name(f"{kept.name}.lock").exists()

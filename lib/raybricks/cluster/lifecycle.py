@@ -40,6 +40,7 @@ from raybricks.cluster.compat.spark_jvm import activate_in_this_thread
 from raybricks.cluster.executors import executors_checked, settled
 from raybricks.cluster.head import Head
 from raybricks.cluster.leftovers import remove_leftovers
+from raybricks.cluster.leftovers_watch import LeftoversWatch
 from raybricks.cluster.spark import Spark, get_or_create_spark, put_interpreter_on_path
 from raybricks.errors import ClusterLost, ClusterStartError, root_cause
 from raybricks.platform import Platform
@@ -104,14 +105,21 @@ def check_joined(arguments: dict[str, Any]) -> None:
 class _Started:
     """How far a start got, for the teardown: Ray's start was called (a half-started
     cluster may need shutting down), the address it reached, whether it was fast, and
-    each attempt's cluster temp folder (what its nodes leave goes with it)."""
+    each attempt's cluster temp folder (what its nodes leave goes with it, also should
+    this driver be killed: `watch`)."""
 
+    watch: LeftoversWatch
     spark: Spark | None = None
     restore_path: Callable[[], None] | None = None
     ray: bool = False
     address: str = ""
     fast: str = "off"
     temp_folders: list[str] = field(default_factory=list)
+
+    def keep(self, temp_dir: str) -> None:
+        """A cluster temp folder to remove at the end, however the run ends."""
+        self.temp_folders.append(Path(temp_dir).name)
+        self.watch.add(Path(temp_dir).name)
 
 
 @contextmanager
@@ -132,7 +140,7 @@ def ray_on_spark(
     Ray's nodes copy their logs into `log_dir` as they exit, and a local cluster's Spark
     executors' output moves there once Spark stops. Start-up failures raise
     `ClusterStartError`; cleanup errors are logged, never raised over the original."""
-    started = _Started()
+    started = _Started(LeftoversWatch(platform.temp_root))
     without_crash_handler()
     try:
         if platform.spark_master is not None:  # its size is known without starting it
@@ -242,7 +250,7 @@ def _start_ray(
                     if (why := attempt.retry_reason(exc)) is None:
                         raise
                     if attempt.cluster_temp_dir:
-                        started.temp_folders.append(Path(attempt.cluster_temp_dir).name)
+                        started.keep(attempt.cluster_temp_dir)
             logger.warning("fast start did not work (%s): starting with Ray's own start-up", why)
             _shut_down(log_dir, fast=True, head=None)
             _remove_leftovers(started.temp_folders, platform.temp_root)
@@ -264,7 +272,7 @@ def _start_once(
         )
     port = int(started.address.rsplit(":", 1)[1])
     if (temp_dir := head_temp_dir(port)) is not None:
-        started.temp_folders.append(Path(temp_dir).name)
+        started.keep(temp_dir)
     try:
         check_joined(arguments)
     except ClusterStartError:
@@ -285,6 +293,7 @@ def _tear_down(started: _Started, log_dir: Path, temp_root: Path) -> None:
     # Once the nodes have exited: each holds its lock until then.
     _remove_leftovers(started.temp_folders, temp_root)
     started.temp_folders.clear()
+    started.watch.cleaned_up()
 
 
 def _remove_leftovers(temp_folders: list[str], temp_root: Path) -> None:
