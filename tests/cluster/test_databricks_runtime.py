@@ -240,7 +240,8 @@ def ended_how(volume: Path, stderr: str) -> str:
         report = report_of(only_run_dir(volume))
     except (OSError, ValueError):
         return f"no report; {stderr[-3000:]}"
-    return f"{report['error']}; {stage_statuses(report)}; {stderr[-2000:]}"
+    failed = {s["name"]: s["error"] for s in report["stages"] if s["status"] == "failed"}
+    return f"{report['error']}; {stage_statuses(report)}; {failed}; {stderr[-2000:]}"
 
 
 def went_the_databricks_way(run_dir: Path, console: str) -> None:
