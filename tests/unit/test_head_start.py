@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import threading
-from types import SimpleNamespace
 
 import pytest
 from ray._private.node import Node
+from ray._private.parameter import RayParams
 
 from raybricks.cluster.compat import head_start
 
@@ -58,7 +58,7 @@ def test_a_dashboard_that_fails_fails_the_start_once_the_raylet_is_up(events):
 @pytest.fixture
 def node_methods(monkeypatch):
     """Ray's own Node methods, restored after the test whatever the hook did."""
-    for name in ("start_api_server", "start_ray_processes"):
+    for name in ("start_api_server", "start_ray_processes", "start_raylet"):
         monkeypatch.setattr(Node, name, getattr(Node, name))
     return Node.start_api_server, Node.start_ray_processes
 
@@ -71,7 +71,7 @@ def tmpdir_env(monkeypatch):
 def test_the_hook_changes_the_head_only_and_only_on_the_ray_it_was_read_for(
     node_methods, tmpdir_env, monkeypatch
 ):
-    params = SimpleNamespace(temp_dir="/tmp/ray-9123-abcd", ray_client_server_port=10001)
+    params = RayParams(temp_dir="/tmp/ray-9123-abcd", ray_client_server_port=10001)
     head_start.start_head(params, head=False)
     assert (Node.start_api_server, Node.start_ray_processes) == node_methods
     assert "TMPDIR" not in os.environ and params.ray_client_server_port == 10001
@@ -82,21 +82,22 @@ def test_the_hook_changes_the_head_only_and_only_on_the_ray_it_was_read_for(
     head_start.start_head(params, head=True)
     assert Node.start_api_server.__name__ == "api_server_in_background"
     assert Node.start_ray_processes.__name__ == "ray_processes_then_wait"
+    assert Node.start_raylet.__name__ == "start_raylet_with_agent_ports"
 
 
 @pytest.mark.parametrize("hook", [head_start.start_head, head_start.lean_head])
 def test_the_heads_processes_make_their_temp_files_in_its_temp_folder(
     node_methods, tmpdir_env, hook
 ):
-    hook(SimpleNamespace(temp_dir=None, ray_client_server_port=None), head=True)  # global mode
+    hook(RayParams(temp_dir=None, ray_client_server_port=None), head=True)  # global mode
     assert "TMPDIR" not in os.environ
-    hook(SimpleNamespace(temp_dir="/tmp/ray-9123-abcd", ray_client_server_port=None), head=True)
+    hook(RayParams(temp_dir="/tmp/ray-9123-abcd", ray_client_server_port=None), head=True)
     assert os.environ["TMPDIR"] == "/tmp/ray-9123-abcd"
 
 
 @pytest.mark.parametrize("hook", [head_start.start_head, head_start.lean_head])
 def test_the_head_starts_no_ray_client_server(node_methods, tmpdir_env, hook):
-    params = SimpleNamespace(temp_dir=None, ray_client_server_port=9477)  # Ray on Spark's
+    params = RayParams(temp_dir=None, ray_client_server_port=9477)  # Ray on Spark's
     hook(params, head=True)
     assert params.ray_client_server_port is None
 

@@ -134,7 +134,7 @@ def test_a_ray_cli_that_needs_its_other_commands_gets_them(tmp_path):
 
 REPORTING_RAY_START = """
 import json, os
-prefixes = ("RAY_raylet_client_", "RAY_GRACEFUL_SHUTDOWN_")
+prefixes = ("RAY_raylet_client_", "RAY_GRACEFUL_SHUTDOWN_", "RAY_START_HOOK")
 names = [name for name in os.environ if name.startswith(prefixes)]
 json.dump({name: os.environ[name] for name in names}, open(os.environ["OUT"], "w"))
 """
@@ -142,7 +142,7 @@ json.dump({name: os.environ[name] for name in names}, open(os.environ["OUT"], "w
 
 def ray_start_settings(tmp_path: Path, **environment: str) -> dict[str, str]:
     """The socket and drain settings (`RAY_raylet_client_*`, `RAY_GRACEFUL_SHUTDOWN_*`)
-    `ray start` gets from a launcher run in `environment`."""
+    and the start hook `ray start` gets from a launcher run in `environment`."""
     python, env = launcher_beside(tmp_path, REPORTING_RAY_START)
     out = tmp_path / "env.json"
     launched = subprocess.run(
@@ -161,17 +161,32 @@ def test_ray_start_polls_its_sockets_and_its_drain_every_tenth_and_twentieth_of_
         "RAY_raylet_client_connect_timeout_milliseconds": "100",
         "RAY_raylet_client_num_connect_attempts": "100",
         "RAY_GRACEFUL_SHUTDOWN_POLL_INTERVAL_S": "0.05",
+        "RAY_START_HOOK": "raybricks.cluster.compat.agent_ports.worker_node_start",
     }
 
 
 def test_a_socket_poll_the_user_set_is_left_as_it_is(tmp_path):
     own = {"RAY_raylet_client_connect_timeout_milliseconds": "500"}
-    assert ray_start_settings(tmp_path, **own) == {**own, **node_launcher.DRAIN_POLL}
+    assert ray_start_settings(tmp_path, **own) == {
+        **own,
+        **node_launcher.DRAIN_POLL,
+        **node_launcher.START_HOOK,
+    }
 
 
 def test_a_drain_poll_the_user_set_is_left_as_it_is(tmp_path):
     own = {"RAY_GRACEFUL_SHUTDOWN_POLL_INTERVAL_S": "1"}
-    assert ray_start_settings(tmp_path, **own) == {**node_launcher.SOCKET_CONNECT_POLL, **own}
+    assert ray_start_settings(tmp_path, **own) == {
+        **node_launcher.SOCKET_CONNECT_POLL,
+        **own,
+        **node_launcher.START_HOOK,
+    }
+
+
+def test_a_start_hook_already_set_the_heads_or_the_users_is_left_as_it_is(tmp_path):
+    own = {"RAY_START_HOOK": "raybricks.cluster.compat.head_start.start_head"}
+    settings = ray_start_settings(tmp_path, **own)
+    assert settings["RAY_START_HOOK"] == own["RAY_START_HOOK"]
 
 
 DRAINING_RAY_START = """

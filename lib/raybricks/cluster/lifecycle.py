@@ -28,6 +28,7 @@ import raybricks
 from raybricks.cluster import compat, signals
 from raybricks.cluster.arguments import check_room, minimum_workers, setup_arguments
 from raybricks.cluster.auth import auth_environment, clear_auth, configure_auth
+from raybricks.cluster.compat.agent_ports import AGENTS_WAIT_SECONDS, wait_for_agents
 from raybricks.cluster.compat.connection import (
     left_connected,
     stop_auto_connect,
@@ -278,6 +279,13 @@ def _start_once(
     except ClusterStartError:
         ray.shutdown()  # connected: a retry, or the teardown, starts from a clean slate
         raise
+    if started.fast == "on" and (late := wait_for_agents()):
+        logger.warning(
+            "the agents of %d node(s) were not up within %g s: their metrics start late (%s)",
+            len(late),
+            AGENTS_WAIT_SECONDS,
+            ", ".join(late),
+        )
     return context
 
 

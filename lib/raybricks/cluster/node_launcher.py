@@ -14,6 +14,7 @@ as its child, which imports Ray again. Here, as there:
 - `ray start` runs without the CLI commands it has no use for (`LEAN_RAY_START`);
 - `ray start` and the node's processes poll their node's sockets every 0.1 s as they
   connect (`SOCKET_CONNECT_POLL`), and a stopped node for its drain's end (`DRAIN_POLL`);
+- a worker node's raylet starts without waiting for its agents (`START_HOOK`);
 - as it ends, the last holder of the lock copies the node's logs to
   `$RAY_ON_SPARK_COLLECT_LOG_TO_PATH/<temp folder name>-logs/<host>` and removes the
   temp folder; this one also removes the lock file, which Ray's leaves behind;
@@ -74,6 +75,10 @@ SOCKET_CONNECT_POLL = {
 # 0.05 s here. (Without the drain, the GCS hung for a second as it stopped.) Left to the
 # user when set.
 DRAIN_POLL = {"RAY_GRACEFUL_SHUTDOWN_POLL_INTERVAL_S": "0.05"}
+
+# A worker node's raylet starts without waiting for its agents (a head's start hook does
+# the same for it: `raybricks.cluster.compat.head_start`). Left to the user when set.
+START_HOOK = {"RAY_START_HOOK": "raybricks.cluster.compat.agent_ports.worker_node_start"}
 
 # A head's autoscaler monitor, by its script (Ray's autoscaler v1 or v2): on a TERM it
 # spends a second telling drivers that the autoscaler failed, and `ray start` waits for
@@ -289,10 +294,10 @@ def _processes_using(temp_dir: Path) -> list[int]:
 
 
 def _ray_start_environment() -> dict[str, str]:
-    """This process's environment, with each of `SOCKET_CONNECT_POLL` and `DRAIN_POLL`
-    unless the user set (some of) it."""
+    """This process's environment, with each of `SOCKET_CONNECT_POLL`, `DRAIN_POLL` and
+    `START_HOOK` unless the user (or the head's start) set (some of) it."""
     environment = dict(os.environ)
-    for defaults in (SOCKET_CONNECT_POLL, DRAIN_POLL):
+    for defaults in (SOCKET_CONNECT_POLL, DRAIN_POLL, START_HOOK):
         if not any(name in environment for name in defaults):
             environment.update(defaults)
     return environment

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from raybricks.cluster import node_launcher
+from raybricks.cluster.compat.agent_ports import AGENT_PORTS
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -65,7 +66,12 @@ NEEDED: dict[str, tuple[str, ...]] = {
         "_start_spark_job_server",
         "SparkJobServer.shutdown",
     ),
-    "ray._private.node": ("Node.start_api_server", "Node.start_ray_processes"),
+    "ray._private.node": (
+        "Node.start_api_server",
+        "Node.start_ray_processes",
+        "Node.start_raylet",
+    ),
+    "ray._raylet": ("persist_port", *AGENT_PORTS),
 }
 
 # The modules a head runs as its autoscaler monitor, which the launcher knows by their

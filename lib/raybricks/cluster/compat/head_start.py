@@ -1,7 +1,8 @@
 """Inside the head node's own `ray start`, run there by Ray as its `RAY_START_HOOK`
 (`head_start_hook` sets it for the start): whichever start runs, the head's temp files
 go to its temp folder and it starts no Ray Client server (`lean_head`); with fast start
-its raylet also starts without waiting for the dashboard (`start_head`).
+its raylet also starts without waiting for the dashboard (`start_head`), nor for its
+agents (`agent_ports`).
 
 A run's drivers (this one, a stage's other drivers, `exec`'s command) connect to the
 head's GCS; nothing connects through Ray Client (`ray://`), whose server is a process of
@@ -36,6 +37,7 @@ from typing import Any
 import ray
 
 from raybricks.cluster.compat import READ_FOR_RAY
+from raybricks.cluster.compat.agent_ports import agents_known_in_advance
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ def start_head(ray_params: Any, head: bool) -> None:
     lean_head(ray_params, head)
     if not head or ray.__version__ != READ_FOR_RAY:
         return
+    agents_known_in_advance(ray_params, head=True)
     from ray._private.node import Node
 
     start_api_server, start_ray_processes = Node.start_api_server, Node.start_ray_processes
