@@ -14,11 +14,11 @@ STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
 LEGS = (
     "Ray on Spark sizing the cluster (one-task Spark jobs) until it launches the head",
     "the head's `ray start` until its GCS is up",
-    "the head's raylet until it registers (it waits for its dashboard agent)",
+    "the head's raylet until it registers (its agents start beside it)",
     "until the autoscaler asks for the worker nodes (its 1 s loop)",
     "until the worker nodes' raylets start (Spark tasks, the launcher, `ray start`)",
-    "until the last of them registers (each waits for its dashboard agent)",
-    "until the driver is connected and the cluster ready",
+    "until the last of them registers",
+    "until the driver is connected, every node's agents are up, and the cluster is ready",
 )
 CHECK = "the executors' check (beside the legs above)"
 
