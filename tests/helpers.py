@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from raybricks.cluster.head import Head
+from raybricks.cluster.sockets import listening
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,8 +65,7 @@ def free_ports(count: int) -> range:
 
 
 def _unused(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
+    return not listening("127.0.0.1", port)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ its logs copied. Every cluster of the cluster tier runs its nodes under it too."
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import pytest
 from benchmarks.processes import left_after, marked_env, wait_for
 
 from raybricks.cluster import node_launcher
+from raybricks.cluster.sockets import listening
 from tests.helpers import ended, free_port
 
 # The process whose end the launcher watches: it starts the launcher and exits as it did,
@@ -47,8 +47,7 @@ class LaunchedHead:
         return child
 
     def up(self) -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+        return listening("127.0.0.1", self.port)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from ray._private.parameter import RayParams
 from raybricks.cluster import node_launcher
 from raybricks.cluster.compat import agent_ports
 from raybricks.cluster.compat.ports import reserve_unused_port
+from raybricks.cluster.sockets import listening
 
 
 @pytest.fixture
@@ -81,11 +81,6 @@ def test_a_head_or_another_ray_is_left_as_it_is(start_raylet, monkeypatch):
     assert params.metrics_agent_port is None and params.runtime_env_agent_port is None
 
 
-def port_in_use(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 # Every agent of the node (the dashboard's, the runtime env's) sleeps as it starts.
 SLOW_AGENTS = "import sys, time\nif 'agent' in sys.argv[0]:\n    time.sleep({seconds})\n"
 
@@ -123,7 +118,7 @@ def test_a_head_whose_agents_take_longer_than_rays_wait_starts_and_runs_a_task(t
         "print(ray.get(ray.remote(lambda: 42).remote()))\n"
     )
     try:
-        assert wait_for(lambda: port_in_use(port) or head.poll() is not None, timeout=60)
+        assert wait_for(lambda: listening("127.0.0.1", port) or head.poll() is not None, timeout=60)
         assert head.poll() is None, "the head ended before its GCS listened"
         clock = time.monotonic()
         done = subprocess.run(

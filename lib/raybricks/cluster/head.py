@@ -9,12 +9,12 @@ A call into a cluster without its head hangs until Ray ends the process a minute
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from raybricks.cluster import compat
+from raybricks.cluster.sockets import listening
 from raybricks.errors import ClusterLost
 
 CHECK_SECONDS = 1.0
@@ -37,9 +37,7 @@ class Head:
             from raybricks.cluster.compat.head_process import head_process_running
 
             return head_process_running(self.port)
-        with socket.socket() as probe:
-            probe.settimeout(CHECK_SECONDS)
-            return probe.connect_ex((self.host, self.port)) == 0
+        return listening(self.host, self.port, CHECK_SECONDS)
 
     def check(self) -> None:
         if not self.alive():

@@ -19,13 +19,13 @@ a worker node's launcher's (`worker_node_start`), on the Ray this was read for o
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
 import ray
 
 from raybricks.cluster import compat  # `compat` names this module's Ray names as needed
+from raybricks.cluster.sockets import listening
 
 # `RayParams` attributes, by the name of the port file each agent writes (`ray._raylet`).
 AGENT_PORTS = {
@@ -102,14 +102,8 @@ def wait_for_agents(timeout: float = AGENTS_WAIT_SECONDS) -> list[str]:
         if node["Alive"] and node.get("MetricsExportPort")
     }
     while waiting:
-        waiting = {node: address for node, address in waiting.items() if not _serves(address)}
+        waiting = {node: address for node, address in waiting.items() if not listening(*address)}
         if not waiting or time.monotonic() > deadline:
             break
         time.sleep(AGENTS_POLL_SECONDS)
     return sorted(waiting)
-
-
-def _serves(address: tuple[str, int]) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1.0)
-        return probe.connect_ex(address) == 0

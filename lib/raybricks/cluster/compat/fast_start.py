@@ -42,7 +42,6 @@ here exists in this Ray.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -58,6 +57,7 @@ from raybricks.cluster import node_launcher
 from raybricks.cluster.compat.head_process import head_process_running, head_temp_dir
 from raybricks.cluster.compat.ports import claim_worker_port_range, reserve_unused_port
 from raybricks.cluster.executors import settled
+from raybricks.cluster.sockets import listening
 from raybricks.errors import root_cause
 
 logger = logging.getLogger(__name__)
@@ -245,10 +245,8 @@ def _wait_until_port_in_use(host: str, port: int) -> bool:
     gives up at once when the head's process has ended."""
     deadline = time.monotonic() + HEAD_PORT_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.settimeout(1.0)
-            if probe.connect_ex((host, port)) == 0:
-                return True
+        if listening(host, port):
+            return True
         if not head_process_running(port):
             return False  # Ray then reports the head's exit code and its output
         time.sleep(0.1)
