@@ -119,8 +119,9 @@ class _Started:
 
     def keep(self, temp_dir: str) -> None:
         """A cluster temp folder to remove at the end, however the run ends."""
-        self.temp_folders.append(Path(temp_dir).name)
-        self.watch.add(Path(temp_dir).name)
+        folder = Path(temp_dir).name
+        self.temp_folders.append(folder)
+        self.watch.add(folder)
 
 
 @contextmanager
