@@ -114,7 +114,7 @@ LIGHT_STAGES = """stage_params:
   detached_actors: {calls: 20}
   fault_tolerance: {unlimited_crashes: 1}
   options_override: {pending_check_seconds: 0.5}
-  actor_pool: {throughput_items: 200, slow_call_seconds: 0.2}
+  actor_pool: {throughput_items: 200, slow_call_seconds: 1.0}
   tree_of_actors: {steps: 4, crash_at_step: 1}
 """
 
