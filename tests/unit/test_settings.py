@@ -195,6 +195,11 @@ BAD_INPUT = [
         ["metrics.sample_seconds", "0.5", "once a second", "use 0 or >= 1"],
     ),
     ("metrics:\n  sample_seconds: -1\n", {}, ["metrics.sample_seconds", "-1", "greater than"]),
+    (
+        "stage_params:\n  actor_pool: {slow_call_seconds: 0.2}\n",
+        {},
+        ["stage_params.actor_pool", "get_next_timeout_seconds (0.2)", "slow_call_seconds (0.2)"],
+    ),
     ("namespace: no\n", {}, ["namespace", "False", "valid string"]),  # YAML 1.1: no is False
     ("- a list\n", {}, ["holds a list", "mapping"]),
     ("cluster: [unclosed\n", {}, ["not valid YAML", "line"]),

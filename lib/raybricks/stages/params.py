@@ -6,7 +6,7 @@ bad input refused, before Ray or Spark is imported.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from raybricks.stages.base import StageParams
 
@@ -50,6 +50,17 @@ class ActorPoolParams(StageParams):
     pipeline_depth: int | None = Field(
         None, ge=1, description="calls in flight per actor, pipelined (None: the pool's default)"
     )
+
+    @model_validator(mode="after")
+    def _timeout_well_inside_the_slow_call(self) -> ActorPoolParams:
+        # Near equal lengths, whether get_next times out is a race the stage cannot judge.
+        if 2 * self.get_next_timeout_seconds > self.slow_call_seconds:
+            raise ValueError(
+                f"get_next_timeout_seconds ({self.get_next_timeout_seconds}) is over half of "
+                f"slow_call_seconds ({self.slow_call_seconds}), so whether get_next times out "
+                "is a race; make the slow call at least twice the timeout"
+            )
+        return self
 
 
 class TreeOfActorsParams(StageParams):
