@@ -98,12 +98,23 @@ def test_one_run_trains_at_a_time_and_one_starting_meanwhile_has_none(java):
     assert after is not None and not after.training
 
 
-def test_a_trainer_that_ends_without_keeping_lets_the_next_run_train():
-    # Another process claims the training and exits, as a killed run would.
-    claim = "from raybricks.cluster import jvm_archive as j; assert j.class_archives(%r).training"
-    subprocess.run([sys.executable, "-c", claim % OPTIONS], check=True)
+def test_a_trainer_killed_before_keeping_lets_the_next_run_train_and_leaves_no_file(java, cache):
+    # Another process claims the training, its JVMs write their files, and it is killed.
+    killed = (
+        "import os, signal, subprocess, sys\n"
+        "from raybricks.cluster import jvm_archive as j\n"
+        "archives = j.class_archives(sys.argv[1])\n"
+        "for kind in j.KINDS:\n"
+        "    options = archives.java_options(kind).replace('{{EXECUTOR_ID}}', '0').split()\n"
+        "    subprocess.run([sys.argv[2], *options, '-version'], check=True, capture_output=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", killed, OPTIONS, java], capture_output=True)
+    assert done.returncode == -9, done.stderr
+    assert len(list(cache.glob("*/training-*.jsa"))) == len(jvm_archive.KINDS)
     nothing_kept = jvm_archive.class_archives(OPTIONS)
     assert nothing_kept is not None and nothing_kept.training
+    assert list(cache.glob("*/training-*.jsa")) == []  # the killed run's files are gone
     nothing_kept.keep({})
     again = jvm_archive.class_archives(OPTIONS)
     assert again is not None and again.training

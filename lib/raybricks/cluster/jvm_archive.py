@@ -106,6 +106,8 @@ def class_archives(jvm_options: str, sets_kept: int = 2) -> ClassArchives | None
     os.utime(folder)  # the newest set is the one used last
     prune(sets_kept, current=folder)
     claim = _claim_training(folder)
+    if claim is not None:
+        _drop_unkept(folder)
     mapped = _kept(folder)  # read once claimed: a run that held the claim may have just kept them
     if mapped == frozenset(KINDS):
         if claim is not None:
@@ -180,6 +182,13 @@ def _folder(jvm_options: str) -> Path | None:
 
 def _kept(folder: Path) -> frozenset[str]:
     return frozenset(kind for kind in KINDS if (folder / f"{kind}.jsa").is_file())
+
+
+def _drop_unkept(folder: Path) -> None:
+    """With the claim held no run trains here: the files of one that was killed before
+    it kept them (up to 170 MB each) go."""
+    for path in folder.glob("training-*.jsa"):
+        path.unlink(missing_ok=True)
 
 
 def _claim_training(folder: Path) -> IO[bytes] | None:
