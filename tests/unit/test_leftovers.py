@@ -6,11 +6,13 @@ import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
 
 from raybricks.cluster.leftovers import remove_leftovers
+from raybricks.cluster.leftovers_watch import LeftoversWatch
 
 
 def node_folder(tmp_path: Path, name: str) -> Path:
@@ -153,3 +155,59 @@ def test_after_a_teardown_the_watcher_ends_with_the_driver_and_touches_nothing(t
     assert driver.wait(timeout=30) == 0
     assert watchers_of(tmp_path) == []
     assert kept.is_dir() and kept.with_name(f"{kept.name}.lock").exists()
+
+
+STARTING = """
+import sys, tempfile, time
+from pathlib import Path
+from raybricks.cluster.leftovers_watch import LeftoversWatch
+watch = LeftoversWatch(Path(sys.argv[1]))
+with watch.python_temp_files_in("raybricks-spark-start-"):
+    # As PySpark's gateway start: a temp folder, removed only if the process lives on.
+    tempfile.mkstemp(dir=tempfile.mkdtemp())
+    print("started", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_python_temp_files_made_as_a_killed_driver_starts_spark_are_removed_after_it(tmp_path):
+    driver = subprocess.Popen(
+        [sys.executable, "-c", STARTING, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert driver.stdout is not None and driver.stdout.readline() == "started\n"
+    ((started,),) = [list(folder.iterdir()) for folder in tmp_path.iterdir()]
+    assert started.is_dir() and len(list(started.iterdir())) == 1
+    (watcher,) = watchers_of(tmp_path)
+    driver.kill()
+    driver.wait()
+    watcher.wait(timeout=30)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_python_temp_files_go_to_their_own_folder_only_within_the_block(tmp_path):
+    watch = LeftoversWatch(tmp_path)
+    before = tempfile.gettempdir()
+    with watch.python_temp_files_in("raybricks-spark-start-") as folder:
+        assert Path(tempfile.mkdtemp()).parent == folder
+    assert tempfile.gettempdir() == before and not folder.exists()
+    watch.cleaned_up()
+    assert watchers_of(tmp_path) == []
+
+
+def test_a_process_naming_a_path_in_the_folder_in_its_environment_is_ended(tmp_path):
+    """As the JVM of a Spark start whose driver was killed before the JVM wrote its
+    connection file there: it waits for nothing, and keeps the folder's name."""
+    ours = tmp_path / "raybricks-spark-start-abcd"
+    ours.mkdir()
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    named = {**os.environ, "_PYSPARK_DRIVER_CONN_INFO_PATH": f"{ours}/tmp1/tmp2"}
+    jvm = subprocess.Popen(sleep, env=named)
+    bystander = subprocess.Popen(sleep, env={**os.environ, "ELSEWHERE": f"{ours}-other/x"})
+    try:
+        assert remove_leftovers(tmp_path, ours.name, wait_seconds=0) == [ours]
+        jvm.wait(timeout=5)
+        assert bystander.poll() is None, "a process naming another folder is not this run's"
+    finally:
+        for proc in (jvm, bystander):
+            proc.kill()
+            proc.wait()

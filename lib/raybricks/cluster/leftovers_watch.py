@@ -11,13 +11,21 @@ A fast-started node's own janitor (`raybricks.cluster.node_launcher`) cleans its
 on any machine; this one covers the driver's machine with Ray's own start too, whose
 `start_ray_node` never removes its lock file. A folder is known once the cluster's head
 is up: a kill while Ray's own start launches the head may leave its lock file.
+
+`python_temp_files_in` gives this process's own temp files a watched folder of their own
+while a step that makes some runs: PySpark's start writes its gateway's address and
+secret to a file in a temp folder it removes only if it lives on.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -48,6 +56,19 @@ class LeftoversWatch:
                 text=True,
             )
         self._send(self._watcher.stdin, folder)
+
+    @contextmanager
+    def python_temp_files_in(self, prefix: str) -> Iterator[Path]:
+        """Within this block, Python's temp files and folders of this process go in a
+        folder of `temp_root`, watched, removed at the block's end."""
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=self.temp_root))
+        self.add(folder.name)
+        before, tempfile.tempdir = tempfile.tempdir, str(folder)
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = before
+            shutil.rmtree(folder, ignore_errors=True)
 
     def cleaned_up(self) -> None:
         """The teardown removed the leftovers: the watcher exits without looking."""

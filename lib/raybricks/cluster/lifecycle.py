@@ -152,7 +152,10 @@ def ray_on_spark(
         # lands inside this try). SparkContext() sets its own SIGINT handler, and
         # `deferred` restores the caller's.
         spark_clock = time.monotonic()
-        with signals.deferred("starting Spark"):
+        with (
+            signals.deferred("starting Spark"),
+            started.watch.python_temp_files_in("raybricks-spark-start-"),
+        ):
             try:
                 started.spark = spark = get_or_create_spark(platform, cluster)
             except Exception as exc:
