@@ -51,9 +51,10 @@ def remove_leftovers(
 
 
 def end_processes_in(cluster_folder: Path, grace: float = 2.0) -> int:
-    """End the processes (TERM, then KILL after `grace` seconds) with a file open in the
-    cluster's folders (`cluster_folder` and its `-node-<n>` siblings); their lock files
-    beside the folders do not count. How many there were."""
+    """End the processes (TERM, then KILL after `grace` seconds) using the cluster's
+    folders (`cluster_folder` and its `-node-<n>` siblings: a file open in them, or named
+    in its environment); their lock files beside the folders do not count. How many
+    there were."""
     found = [proc for proc in psutil.process_iter() if _uses(proc, str(cluster_folder))]
     end(found, grace)
     return len(found)
@@ -72,9 +73,13 @@ def _locks(temp_root: Path, cluster_folder: str) -> list[Path]:
 
 
 def _uses(proc: psutil.Process, cluster_folder: str) -> bool:
+    """A file open in the folders, or a path in them in its environment: a JVM that
+    PySpark's start launched names its connection file there before it opens it."""
     if proc.pid == os.getpid():
         return False
-    return any(_within(path, cluster_folder) for path in _open_paths(proc.pid))
+    return any(_within(path, cluster_folder) for path in _open_paths(proc.pid)) or any(
+        _within(path, cluster_folder) for path in _environment_paths(proc)
+    )
 
 
 def _within(path: str, cluster_folder: str) -> bool:
@@ -99,6 +104,14 @@ def _open_paths(pid: int) -> list[str]:
         with contextlib.suppress(OSError):  # closed meanwhile
             paths.append(os.readlink(f"{folder}/{fd}").removesuffix(" (deleted)"))
     return paths
+
+
+def _environment_paths(proc: psutil.Process) -> list[str]:
+    try:
+        values = proc.environ().values()
+    except (psutil.Error, OSError):  # it ended, or is not ours to read
+        return []
+    return [path for value in values for path in value.split(os.pathsep)]
 
 
 def _held(lock: Path) -> bool:
