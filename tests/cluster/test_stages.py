@@ -18,7 +18,7 @@ from ray.util.state import list_actors
 from raybricks.cluster.lifecycle import ClusterInfo
 from raybricks.report.model import StageResult
 from raybricks.run.runner import Runner
-from raybricks.stages.base import Stage, StageContext
+from raybricks.stages.base import Stage, StageContext, StageParams
 from raybricks.stages.batch_inference import BatchInference
 from raybricks.stages.params import ActorPoolParams
 from raybricks.stages.pool import DEFAULT_DEPTH
@@ -27,12 +27,16 @@ from raybricks.stages.scorer import Scorer
 
 
 def run_stage(
-    name: str, tmp_path, cluster: ClusterInfo, stage_class: type[Stage] | None = None, **params: Any
+    name: str,
+    tmp_path,
+    cluster: ClusterInfo,
+    stage_class: type[Stage] | None = None,
+    unchecked: StageParams | None = None,
+    **params: Any,
 ) -> StageResult:
     """`name` run as a run runs it (its params, its Spark session and handoff folder).
-    Params a conf file could not give come as `unchecked=Params.model_construct(...)`."""
+    Params a conf file could not give come as `unchecked` (`Params.model_construct`)."""
     entry = STAGES[name]
-    unchecked = params.pop("unchecked", None)
     runner = Runner(
         [(name, stage_class or entry.load())],
         lambda _: unchecked or entry.params(**params),
@@ -60,8 +64,13 @@ RAY_DATA_SERVICES = {
 
 @pytest.fixture
 def stage(ray_cluster, tmp_path):
-    def run(name: str, stage_class: type[Stage] | None = None, **params: Any) -> StageResult:
-        return run_stage(name, tmp_path, ray_cluster.info, stage_class, **params)
+    def run(
+        name: str,
+        stage_class: type[Stage] | None = None,
+        unchecked: StageParams | None = None,
+        **params: Any,
+    ) -> StageResult:
+        return run_stage(name, tmp_path, ray_cluster.info, stage_class, unchecked, **params)
 
     yield run
     live = list_actors(filters=[("state", "!=", "DEAD")])

@@ -99,14 +99,14 @@ def test_one_run_trains_at_a_time_and_one_starting_meanwhile_has_none(java):
 
 
 def test_a_trainer_killed_before_keeping_lets_the_next_run_train_and_leaves_no_file(java, cache):
-    # Another process claims the training, its JVMs write their files, and it is killed.
+    # Another process claims the training, its JVM writes each kind's file, and it is killed.
     killed = (
-        "import os, signal, subprocess, sys\n"
-        "from raybricks.cluster import jvm_archive as j\n"
-        "archives = j.class_archives(sys.argv[1])\n"
-        "for kind in j.KINDS:\n"
-        "    options = archives.java_options(kind).replace('{{EXECUTOR_ID}}', '0').split()\n"
-        "    subprocess.run([sys.argv[2], *options, '-version'], check=True, capture_output=True)\n"
+        "import os, signal, sys\n"
+        "from raybricks.cluster import jvm_archive\n"
+        "from tests.unit.test_jvm_archive import written_by_a_jvm\n"
+        "archives = jvm_archive.class_archives(sys.argv[1])\n"
+        "for kind in jvm_archive.KINDS:\n"
+        "    written_by_a_jvm(sys.argv[2], archives, kind)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     done = subprocess.run([sys.executable, "-c", killed, OPTIONS, java], capture_output=True)
